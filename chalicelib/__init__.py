@@ -1,0 +1,1 @@
+"""Tokenway: an OpenAI-compatible LLM API gateway with exact prepaid billing."""

@@ -1,0 +1,185 @@
+"""Operator actions behind the admin API: channels, models, accounts, credits, keys."""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+
+from chalicelib.catalog import BUILTIN_MODELS, Catalog
+from chalicelib.domain import Account, ApiKey, Balance, Channel, LedgerEntry, ModelEntry, ModelKind, Prices, Route
+from chalicelib.errors import AdminAuthError, InvalidRequest, NotFound
+from chalicelib.keys import KeyHasher, generate_key, key_hint
+from chalicelib.money import usd_to_units
+from chalicelib.schemas import parse
+from chalicelib.storage.ports import AccountRepo, CatalogRepo, KeyRepo, WalletRepo
+
+_Usd = StrictStr | int | float
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChannelInput(_Input):
+    name: StrictStr = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    base_url: StrictStr
+    api_key: StrictStr = Field(min_length=1)
+    kind: StrictStr = "openai"
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+
+class ModelInput(_Input):
+    name: StrictStr = Field(min_length=1, max_length=128)
+    channel: StrictStr = Field(min_length=1)
+    upstream_model: StrictStr | None = None
+    kind: ModelKind | None = None
+    input_per_1m: _Usd = "0"
+    output_per_1m: _Usd = "0"
+    cached_input_per_1m: _Usd | None = None
+    per_image: _Usd = "0"
+    max_output_tokens: int | None = Field(None, gt=0)
+    context_window: int | None = Field(None, gt=0)
+    timeout_s: float | None = Field(None, gt=0, le=900)
+
+
+class AccountInput(_Input):
+    email: StrictStr = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+
+
+class CreditInput(_Input):
+    amount_usd: _Usd
+    note: StrictStr | None = Field(None, max_length=200)
+
+
+class KeyInput(_Input):
+    name: StrictStr = Field(min_length=1, max_length=50)
+    group: StrictStr | None = Field(None, min_length=1, max_length=64)
+
+
+def _units(value: Any, field: str) -> int:
+    try:
+        return usd_to_units(value, field=field)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param=field) from None
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    key: ApiKey
+    secret: str
+
+
+class Admin:
+    def __init__(self, *, token: str | None, accounts: AccountRepo, keys: KeyRepo, wallets: WalletRepo,
+                 catalog_repo: CatalogRepo, catalog: Catalog, hasher: KeyHasher,
+                 now_ms: Callable[[], int]) -> None:
+        self._token = token
+        self._accounts = accounts
+        self._keys = keys
+        self._wallets = wallets
+        self._catalog_repo = catalog_repo
+        self._catalog = catalog
+        self._hash = hasher
+        self._now_ms = now_ms
+
+    def authorize(self, authorization: str | None) -> None:
+        """Check the operator admin token (constant-time compare)."""
+        if not self._token:
+            raise AdminAuthError("The admin API is disabled: no admin token is configured.")
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._token.encode()):
+            raise AdminAuthError("Invalid admin token.")
+
+    def add_channel(self, body: Any) -> Channel:
+        data: ChannelInput = parse(ChannelInput, body)
+        channel = Channel(name=data.name, base_url=data.base_url, api_key=data.api_key, kind=data.kind)
+        self._catalog_repo.put_channel(channel)
+        self._catalog.invalidate()
+        return channel
+
+    def add_model(self, body: Any) -> ModelEntry:
+        """Create or update a model; naming a channel it already has updates that route,
+        a new channel is added after the existing ones (as a fallback)."""
+        data: ModelInput = parse(ModelInput, body)
+        if self._catalog.channel(data.channel) is None:
+            raise NotFound(f"No channel `{data.channel}`; add it first.", param="channel")
+        existing = self._existing_model(data.name)
+        route = Route(data.channel, data.upstream_model or data.name)
+        routes = [r for r in (existing.routes if existing else ()) if r.channel != data.channel]
+        prices = Prices(
+            input_per_1m=_units(data.input_per_1m, "input_per_1m"),
+            output_per_1m=_units(data.output_per_1m, "output_per_1m"),
+            cached_input_per_1m=(_units(data.cached_input_per_1m, "cached_input_per_1m")
+                                 if data.cached_input_per_1m is not None else None),
+            per_image=_units(data.per_image, "per_image"),
+        )
+        kind = data.kind or (existing.kind if existing else ModelKind.IMAGE if prices.per_image else ModelKind.CHAT)
+        model = ModelEntry(
+            name=data.name,
+            kind=kind,
+            prices=prices,
+            routes=(*routes, route) if existing else (route,),
+            context_window=data.context_window or (existing.context_window if existing else None),
+            max_output_tokens=data.max_output_tokens or (existing.max_output_tokens if existing else None),
+            use_case=existing.use_case if existing else "",
+            timeout_s=data.timeout_s,
+            owned_by=existing.owned_by if existing else "tokenway",
+        )
+        self._catalog_repo.put_model(model)
+        self._catalog.invalidate()
+        return model
+
+    def _existing_model(self, name: str) -> ModelEntry | None:
+        _, models = self._catalog_repo.load()
+        return next((m for m in models if m.name == name), BUILTIN_MODELS.get(name))
+
+    def create_account(self, body: Any) -> Account:
+        data: AccountInput = parse(AccountInput, body)
+        account = Account(account_id=f"acct_{uuid.uuid4().hex[:24]}", email=data.email.lower(),
+                          created_at=self._now_ms())
+        self._accounts.create(account)
+        return account
+
+    def credit(self, account_id: str, body: Any) -> Balance:
+        data: CreditInput = parse(CreditInput, body)
+        amount = _units(data.amount_usd, "amount_usd")
+        if amount == 0:
+            raise InvalidRequest("amount_usd must be greater than zero.", param="amount_usd")
+        self._account(account_id)
+        now = self._now_ms()
+        return self._wallets.credit(LedgerEntry(
+            account_id=account_id, entry_id=f"{now:013d}#credit_{uuid.uuid4().hex}", kind="credit",
+            amount=amount, created_at=now, note=data.note or "operator credit",
+        ))
+
+    def wallet(self, account_id: str) -> Balance:
+        self._account(account_id)
+        return self._wallets.balance(account_id)
+
+    def create_key(self, account_id: str, body: Any) -> CreatedKey:
+        data: KeyInput = parse(KeyInput, body)
+        self._account(account_id)
+        secret = generate_key()
+        key = ApiKey(key_id=f"key_{uuid.uuid4().hex[:24]}", key_hash=self._hash(secret), account_id=account_id,
+                     name=data.name, created_at=self._now_ms(), hint=key_hint(secret), group=data.group)
+        self._keys.create(key)
+        return CreatedKey(key, secret)
+
+    def _account(self, account_id: str) -> Account:
+        account = self._accounts.get(account_id)
+        if account is None:
+            raise NotFound(f"No account `{account_id}`.", param="account_id")
+        return account

@@ -1,0 +1,64 @@
+"""The OpenAI-compatible relay routes, each with and without the `/v1` prefix."""
+
+from __future__ import annotations
+
+from chalice import Blueprint, Response
+
+from chalicelib.api.http import ANY_CONTENT_TYPE, json_response, openai_errors, read_json
+from chalicelib.deps import get_gateway
+from chalicelib.relay import RelayResult
+
+relay_routes = Blueprint(__name__)
+
+
+def _relay(endpoint: str) -> Response:
+    gateway = get_gateway()
+    request = relay_routes.current_request
+    key = gateway.keys.authenticate(request.headers.get("authorization"))
+    body = read_json(request.raw_body, max_bytes=gateway.settings.max_body_bytes)
+    request_id = gateway.relay.new_request_id()
+    result = getattr(gateway.relay, endpoint)(key, body, request_id)
+    return _render(result)
+
+
+def _render(result: RelayResult) -> Response:
+    headers = {"X-Request-Id": result.request_id}
+    if result.events is None:
+        headers["X-Tokenway-Cost-USD"] = result.cost_usd or "0.00"
+        return json_response(result.body, headers=headers)
+    # API Gateway and Lambda buffer the response, so the stream is joined into
+    # one body; it is settled (and its cost known) once joined.
+    body = "".join(result.events)
+    headers.update({"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                    "X-Tokenway-Cost-USD": result.cost_usd or "0.00"})
+    return Response(body=body, status_code=200, headers=headers)
+
+
+@relay_routes.route("/v1/chat/completions", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@relay_routes.route("/chat/completions", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@openai_errors
+def chat_completions() -> Response:
+    return _relay("chat")
+
+
+@relay_routes.route("/v1/embeddings", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@relay_routes.route("/embeddings", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@openai_errors
+def embeddings() -> Response:
+    return _relay("embeddings")
+
+
+@relay_routes.route("/v1/images/generations", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@relay_routes.route("/images/generations", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@openai_errors
+def images_generations() -> Response:
+    return _relay("images")
+
+
+@relay_routes.route("/v1/models", methods=["GET"])
+@relay_routes.route("/models", methods=["GET"])
+@openai_errors
+def list_models() -> Response:
+    gateway = get_gateway()
+    gateway.keys.authenticate(relay_routes.current_request.headers.get("authorization"))
+    return json_response(gateway.relay.models())

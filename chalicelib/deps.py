@@ -1,0 +1,99 @@
+"""Composition root: builds clients, repositories and services once per container."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import httpx
+from botocore.config import Config as BotoConfig
+
+from chalicelib.admin import Admin
+from chalicelib.billing import Billing
+from chalicelib.catalog import Catalog
+from chalicelib.config import Settings
+from chalicelib.keys import KeyAuthenticator, KeyHasher
+from chalicelib.providers.openai_compat import OpenAICompatAdapter
+from chalicelib.relay import Relay
+from chalicelib.storage.dynamodb_repo import DynamoAccountRepo, DynamoCatalogRepo, DynamoKeyRepo
+from chalicelib.storage.dynamodb_wallet_repo import DynamoWalletRepo
+from chalicelib.usage import FirehoseUsageSink
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """Everything a view may call."""
+
+    settings: Settings
+    keys: KeyAuthenticator
+    relay: Relay
+    billing: Billing
+    admin: Admin
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def aws_client(settings: Settings, service: str) -> Any:
+    config = BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10)
+    return boto3.session.Session().client(
+        service, region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url, config=config
+    )
+
+
+def build_gateway(settings: Settings, *, http: httpx.Client | None = None) -> Gateway:
+    dynamodb = aws_client(settings, "dynamodb")
+    keys_repo = DynamoKeyRepo(dynamodb, settings.table_name("keys"))
+    wallets = DynamoWalletRepo(
+        dynamodb,
+        accounts=settings.table_name("accounts"),
+        holds=settings.table_name("holds"),
+        ledger=settings.table_name("ledger"),
+        keys=settings.table_name("keys"),
+    )
+    catalog_repo = DynamoCatalogRepo(dynamodb, settings.table_name("catalog"))
+    catalog = Catalog(catalog_repo, settings.provider_keys(), ttl_s=settings.catalog_cache_ttl_s)
+    hasher = KeyHasher(settings.key_pepper.get_secret_value() if settings.key_pepper else None)
+    billing = Billing(wallets, now_ms=now_ms, hold_ttl_ms=settings.hold_grace_s * 1000)
+    http = http or httpx.Client(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+    relay = Relay(
+        catalog, billing, OpenAICompatAdapter(http),
+        FirehoseUsageSink(aws_client(settings, "firehose"), settings.usage_stream_name),
+        default_timeout_s=settings.upstream_timeout_s,
+    )
+    admin = Admin(
+        token=settings.admin_token.get_secret_value() if settings.admin_token else None,
+        accounts=DynamoAccountRepo(dynamodb, settings.table_name("accounts")),
+        keys=keys_repo, wallets=wallets, catalog_repo=catalog_repo, catalog=catalog, hasher=hasher, now_ms=now_ms,
+    )
+    return Gateway(
+        settings=settings,
+        keys=KeyAuthenticator(keys_repo, hasher, ttl_s=settings.key_cache_ttl_s),
+        relay=relay,
+        billing=billing,
+        admin=admin,
+    )
+
+
+_lock = threading.Lock()
+_gateway: Gateway | None = None
+
+
+def get_gateway() -> Gateway:
+    """The container's gateway, built on first use from the environment's settings."""
+    global _gateway
+    with _lock:
+        if _gateway is None:
+            _gateway = build_gateway(Settings())
+        return _gateway
+
+
+def use_gateway(gateway: Gateway | None) -> None:
+    """Replace the container's gateway (tests and local tools build their own)."""
+    global _gateway
+    with _lock:
+        _gateway = gateway

@@ -1,0 +1,139 @@
+"""The gateway's errors. Each knows its HTTP status and its OpenAI envelope.
+
+GatewayError
+├── InvalidRequest              400 invalid_request_error
+├── InvalidApiKey               401 invalid_request_error / invalid_api_key
+├── AdminAuthError              401 invalid_request_error / invalid_admin_token
+├── InsufficientQuota           402 insufficient_quota
+├── PermissionDenied            403 permission_error
+├── NotFound                    404 invalid_request_error
+│   └── ModelNotFound           404 invalid_request_error / model_not_found
+├── Conflict                    409 invalid_request_error
+├── PayloadTooLarge             413 invalid_request_error / request_too_large
+├── ProviderError               a failed upstream call; it never costs the customer anything
+│   ├── UpstreamRejected        the upstream's own 4xx status and message
+│   ├── UpstreamUnavailable     502 upstream_error (5xx, refused connection, malformed body)
+│   └── UpstreamTimeout         504 upstream_error / upstream_timeout
+├── StorageError                503 api_error / storage_unavailable
+└── InternalError               500 api_error (anything unexpected; details are logged, not sent)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway turns into an OpenAI error envelope."""
+
+    status = 500
+    type = "api_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def envelope(self) -> dict[str, Any]:
+        """The OpenAI error body: `{"error": {"message", "type", "param", "code"}}`."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class InvalidApiKey(GatewayError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class AdminAuthError(GatewayError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_admin_token"
+
+
+class InsufficientQuota(GatewayError):
+    status = 402
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "permission_error"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class Conflict(GatewayError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class ProviderError(GatewayError):
+    """An upstream call that failed; nothing is charged for it."""
+
+    type = "upstream_error"
+    # Whether another channel of the same model may be tried instead.
+    retryable = False
+
+
+class UpstreamRejected(ProviderError):
+    """The upstream refused the request (4xx): its status and message are passed on."""
+
+    type = "invalid_request_error"
+
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+                 error_type: str | None = None) -> None:
+        super().__init__(message, param=param, code=code)
+        self.status = status
+        if error_type:
+            self.type = error_type
+        # A provider's rate limit or overload may be served by another channel.
+        self.retryable = status == 429
+
+
+class UpstreamUnavailable(ProviderError):
+    status = 502
+    code = "upstream_unavailable"
+    retryable = True
+
+
+class UpstreamTimeout(ProviderError):
+    status = 504
+    code = "upstream_timeout"
+    retryable = True
+
+
+class StorageError(GatewayError):
+    status = 503
+    type = "api_error"
+    code = "storage_unavailable"
+
+
+class InternalError(GatewayError):
+    status = 500
+    type = "api_error"
+    code = "internal_error"

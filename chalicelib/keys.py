@@ -1,0 +1,94 @@
+"""API keys: made from a CSPRNG, shown once, stored only as a hash, looked up by that hash."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import string
+import threading
+import time
+from collections.abc import Callable
+
+from chalicelib.domain import ApiKey
+from chalicelib.errors import InvalidApiKey
+from chalicelib.storage.ports import KeyRepo
+
+KEY_PREFIX = "sk-"
+_SECRET_LENGTH = 48
+_ALPHABET = string.ascii_letters + string.digits
+_MAX_KEY_LENGTH = 200
+_CACHE_LIMIT = 10_000
+
+
+def generate_key() -> str:
+    """A new secret key: `sk-` and 48 base62 characters (about 285 bits)."""
+    return KEY_PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(_SECRET_LENGTH))
+
+
+def key_hint(key: str) -> str:
+    """What may be shown of a key later: its prefix and last four characters."""
+    return f"{key[:6]}…{key[-4:]}"
+
+
+class KeyHasher:
+    """SHA-256 of the key, or HMAC-SHA256 with a server-side pepper when one is configured."""
+
+    def __init__(self, pepper: str | None = None) -> None:
+        self._pepper = pepper.encode() if pepper else None
+
+    def __call__(self, key: str) -> str:
+        if self._pepper:
+            return hmac.new(self._pepper, key.encode(), hashlib.sha256).hexdigest()
+        return hashlib.sha256(key.encode()).hexdigest()
+
+
+class KeyAuthenticator:
+    """Turns an `Authorization` header into the stored key it names.
+
+    Lookups are cached for `ttl_s` seconds per container, so a revoked key
+    stops working within that time; unknown keys are cached too, so that
+    guessing costs no storage reads.
+    """
+
+    def __init__(self, keys: KeyRepo, hasher: KeyHasher, *, ttl_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._keys = keys
+        self._hash = hasher
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+
+    def authenticate(self, authorization: str | None) -> ApiKey:
+        key = _bearer(authorization)
+        if not key.startswith(KEY_PREFIX) or len(key) > _MAX_KEY_LENGTH:
+            raise InvalidApiKey("Incorrect API key provided. Keys start with `sk-`.")
+        record = self._lookup(self._hash(key))
+        if record is None:
+            raise InvalidApiKey("Incorrect API key provided.")
+        if record.status != "active":
+            raise InvalidApiKey("This API key has been revoked.", code="api_key_revoked")
+        return record
+
+    def _lookup(self, key_hash: str) -> ApiKey | None:
+        now = self._clock()
+        with self._lock:
+            cached = self._cache.get(key_hash)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        record = self._keys.get_by_hash(key_hash)
+        with self._lock:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[key_hash] = (now + self._ttl_s, record)
+        return record
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization:
+        raise InvalidApiKey("You didn't provide an API key. Send it as `Authorization: Bearer sk-…`.")
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidApiKey("Malformed Authorization header. Send it as `Authorization: Bearer sk-…`.")
+    return token.strip()

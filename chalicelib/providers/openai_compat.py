@@ -1,0 +1,141 @@
+"""The adapter for OpenAI-compatible upstreams (DeepSeek, Qwen, Kimi, Doubao, GLM, OpenAI…).
+
+Requests go through one shared httpx client; transport failures and bad
+answers are mapped to ProviderError subclasses here, at the boundary.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from chalicelib.domain import Channel
+from chalicelib.errors import ProviderError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+
+CONNECT_TIMEOUT_S = 10.0
+
+
+class OpenAICompatAdapter:
+    def __init__(self, http: httpx.Client) -> None:
+        self._http = http
+
+    def post(self, channel: Channel, path: str, body: dict[str, Any], *, timeout_s: float) -> dict[str, Any]:
+        """POST a JSON body and return the upstream's JSON object."""
+        request = self._request(channel, path, body, timeout_s)
+        try:
+            response = self._http.send(request)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"The upstream `{channel.name}` did not answer in {timeout_s:g} s.") from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(f"The upstream `{channel.name}` could not be reached.") from exc
+        _raise_for_status(channel, response.status_code, response.content)
+        return _json_object(channel, response.content)
+
+    def stream(self, channel: Channel, path: str, body: dict[str, Any], *,
+               timeout_s: float) -> Iterator[dict[str, Any]]:
+        """POST a streaming request. The connection and status are checked before this
+        returns, so a failure to start can still fall back to another channel; the
+        returned iterator yields each `data:` event as a dict until `[DONE]`, and
+        raises ProviderError if the stream breaks or ends early."""
+        request = self._request(channel, path, body, timeout_s)
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"The upstream `{channel.name}` did not answer in {timeout_s:g} s.") from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(f"The upstream `{channel.name}` could not be reached.") from exc
+        if response.status_code >= 400:
+            try:
+                content = response.read()
+            except httpx.HTTPError:
+                content = b""
+            finally:
+                response.close()
+            _raise_for_status(channel, response.status_code, content)
+        return _events(channel, response, timeout_s)
+
+    @staticmethod
+    def _request(channel: Channel, path: str, body: dict[str, Any], timeout_s: float) -> httpx.Request:
+        url = channel.base_url.rstrip("/") + path
+        timeout = httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s))
+        return httpx.Request(
+            "POST", url, content=json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {channel.api_key}", "Content-Type": "application/json"},
+            extensions={"timeout": timeout.as_dict()},
+        )
+
+
+def _events(channel: Channel, response: httpx.Response, timeout_s: float) -> Iterator[dict[str, Any]]:
+    finished = False
+    try:
+        for line in response.iter_lines():
+            if not line.startswith("data:"):
+                continue  # blank separators, comments (": keep-alive"), event names
+            data = line[5:].strip()
+            if data == "[DONE]":
+                return
+            event = _json_object(channel, data.encode())
+            if "error" in event and "choices" not in event:
+                raise UpstreamUnavailable(_message(event) or f"The upstream `{channel.name}` failed mid-stream.")
+            finished = finished or any(
+                isinstance(c, dict) and c.get("finish_reason") for c in event.get("choices") or [])
+            yield event
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout(f"The upstream `{channel.name}` stopped answering for {timeout_s:g} s.") from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamUnavailable(f"The upstream `{channel.name}` broke the stream.") from exc
+    finally:
+        response.close()
+    # Some providers omit [DONE]; a stream that reached a finish_reason is complete.
+    if not finished:
+        raise UpstreamUnavailable(f"The upstream `{channel.name}` ended the stream early.")
+
+
+def _raise_for_status(channel: Channel, status: int, content: bytes) -> None:
+    if status < 400:
+        return
+    try:
+        payload = json.loads(content)
+    except ValueError:
+        payload = None
+    error = payload.get("error") if isinstance(payload, dict) else None
+    message = _message(payload) or f"The upstream `{channel.name}` answered HTTP {status}."
+    if status >= 500:
+        raise UpstreamUnavailable(f"The upstream `{channel.name}` failed (HTTP {status}): {message}")
+    if status in (401, 403):
+        # The gateway's own credential for the channel was refused: not the caller's fault.
+        raise UpstreamUnavailable(f"The upstream `{channel.name}` refused the gateway's credentials.")
+    details = error if isinstance(error, dict) else {}
+    raise UpstreamRejected(
+        status, message,
+        param=details.get("param") if isinstance(details.get("param"), str) else None,
+        code=str(details["code"]) if details.get("code") is not None else None,
+        error_type=details.get("type") if isinstance(details.get("type"), str) else None,
+    )
+
+
+def _message(payload: Any) -> str | None:
+    if not isinstance(payload, dict):
+        return None
+    error = payload.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return error["message"]
+    if isinstance(error, str):
+        return error
+    return payload.get("message") if isinstance(payload.get("message"), str) else None
+
+
+def _json_object(channel: Channel, content: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(content)
+    except ValueError as exc:
+        raise UpstreamUnavailable(f"The upstream `{channel.name}` sent a malformed response.") from exc
+    if not isinstance(payload, dict):
+        raise UpstreamUnavailable(f"The upstream `{channel.name}` sent a malformed response.")
+    return payload
+
+
+__all__ = ["OpenAICompatAdapter", "ProviderError"]

@@ -1,0 +1,108 @@
+"""Services wired to in-memory repositories and an httpx handler standing in for the upstream."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from chalicelib.billing import Billing
+from chalicelib.catalog import Catalog
+from chalicelib.domain import ApiKey, Channel, LedgerEntry, ModelEntry, ModelKind, Prices, Route
+from chalicelib.money import usd_to_units
+from chalicelib.providers.openai_compat import OpenAICompatAdapter
+from chalicelib.relay import Relay
+from chalicelib.storage.memory_repo import InMemoryCatalogRepo, InMemoryKeyRepo, InMemoryWalletRepo
+from chalicelib.usage import InMemoryUsageSink
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+CHAT = ModelEntry(
+    name="test-chat", kind=ModelKind.CHAT,
+    # $1 / $0.5 / $2 per 1M tokens: 1000 / 500 / 2000 units per token.
+    prices=Prices(input_per_1m=usd_to_units("1"), cached_input_per_1m=usd_to_units("0.5"),
+                  output_per_1m=usd_to_units("2")),
+    routes=(Route("primary", "upstream-chat"),), max_output_tokens=1000,
+)
+EMBED = ModelEntry(name="test-embed", kind=ModelKind.EMBEDDING, prices=Prices(input_per_1m=usd_to_units("0.02")),
+                   routes=(Route("primary", "upstream-embed"),))
+IMAGE = ModelEntry(name="test-image", kind=ModelKind.IMAGE, prices=Prices(per_image=usd_to_units("0.04")),
+                   routes=(Route("primary", "upstream-image"),))
+
+
+def chat_reply(content: str = "Hi there", *, prompt: int = 10, completion: int = 5, cached: int = 0) -> dict:
+    return {
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "upstream-chat",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+                  "prompt_tokens_details": {"cached_tokens": cached}},
+    }
+
+
+def sse(*events: Any, done: bool = True) -> bytes:
+    lines = [f"data: {json.dumps(event)}\n\n" for event in events]
+    if done:
+        lines.append("data: [DONE]\n\n")
+    return "".join(lines).encode()
+
+
+def chunk(content: str | None = None, *, finish: str | None = None, usage: dict | None = None,
+          choices: bool = True) -> dict:
+    event: dict[str, Any] = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "upstream-chat",
+                             "choices": [], "usage": usage}
+    if choices:
+        delta = {"content": content} if content is not None else {}
+        event["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish}]
+    return event
+
+
+@dataclass
+class World:
+    """A relay over in-memory storage; `handler` answers for the upstream."""
+
+    handler: Handler = lambda request: httpx.Response(200, json=chat_reply())
+    sent: list[httpx.Request] = field(default_factory=list)
+    time_ms: int = 1_700_000_000_000
+
+    def __post_init__(self) -> None:
+        self.keys = InMemoryKeyRepo()
+        self.wallets = InMemoryWalletRepo(self.keys)
+        self.catalog_repo = InMemoryCatalogRepo()
+        self.catalog_repo.put_channel(Channel("primary", "http://primary.test/v1", "upstream-secret"))
+        for model in (CHAT, EMBED, IMAGE):
+            self.catalog_repo.put_model(model)
+        self.catalog = Catalog(self.catalog_repo, {}, ttl_s=0)
+        self.billing = Billing(self.wallets, now_ms=lambda: self.time_ms, hold_ttl_ms=60_000)
+        self.usage = InMemoryUsageSink()
+        http = httpx.Client(transport=httpx.MockTransport(self._answer))
+        self.relay = Relay(self.catalog, self.billing, OpenAICompatAdapter(http), self.usage, default_timeout_s=5)
+        self.key = ApiKey(key_id="key_1", key_hash="hash_1", account_id="acct_1", name="test", created_at=0,
+                          hint="sk-abc…wxyz")
+        self.keys.create(self.key)
+        self.wallets.open("acct_1")
+
+    def _answer(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append(request)
+        return self.handler(request)
+
+    def fund(self, usd: str) -> None:
+        self.wallets.credit(LedgerEntry(account_id="acct_1", entry_id=f"{self.time_ms - 1:013d}#credit-{len(self.ledger())}",
+                                        kind="credit", amount=usd_to_units(usd), created_at=0))
+
+    def balance(self):
+        return self.wallets.balance("acct_1")
+
+    def ledger(self) -> list[LedgerEntry]:
+        return self.wallets.ledger("acct_1")
+
+    def sent_json(self, index: int = -1) -> dict:
+        return json.loads(self.sent[index].content)
+
+
+@pytest.fixture
+def world() -> World:
+    return World()

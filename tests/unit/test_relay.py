@@ -1,0 +1,334 @@
+"""The relay service over in-memory storage, with the upstream as an httpx handler."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from chalicelib.domain import Channel, ModelEntry, Route
+from chalicelib.errors import (InsufficientQuota, InvalidRequest, ModelNotFound, UpstreamRejected, UpstreamTimeout,
+                               UpstreamUnavailable)
+from chalicelib.pricing import prompt_tokens
+from tests.unit.conftest import CHAT, World, chat_reply, chunk, sse
+
+HELLO = [{"role": "user", "content": "Hello"}]
+
+
+def chat(world: World, request_id: str = "req_1", **body):
+    return world.relay.chat(world.key, {"model": "test-chat", "messages": HELLO, **body}, request_id)
+
+
+def test_a_completed_chat_is_charged_its_reported_usage_at_the_model_prices(world):
+    world.fund("1")
+    world.handler = lambda request: httpx.Response(200, json=chat_reply(prompt=10, completion=5, cached=4))
+
+    result = chat(world)
+
+    # 6 uncached × 1000 + 4 cached × 500 + 5 output × 2000 units
+    assert result.cost_units == 18_000
+    assert result.body["usage"]["cost_usd"] == "0.000018"
+    assert world.balance().available == 10**9 - 18_000
+    assert world.balance().held == 0
+    [credit, charge] = world.ledger()
+    assert (charge.kind, charge.amount, charge.request_id, charge.model) == ("charge", -18_000, "req_1", "test-chat")
+    assert world.keys.get_by_hash("hash_1").spent == 18_000
+
+
+def test_the_upstream_gets_its_model_id_and_unknown_fields_and_the_client_gets_the_public_name(world):
+    world.fund("1")
+    result = chat(world, temperature=0.2, seed=7, vendor_extension={"x": 1})
+
+    sent = world.sent_json()
+    assert sent["model"] == "upstream-chat"
+    assert (sent["temperature"], sent["seed"], sent["vendor_extension"]) == (0.2, 7, {"x": 1})
+    assert "max_tokens" not in sent  # the wallet affords the full default cap
+    assert world.sent[-1].headers["authorization"] == "Bearer upstream-secret"
+    assert result.body["model"] == "test-chat"
+
+
+def test_a_wallet_short_of_the_full_output_cap_lowers_max_tokens_to_what_it_affords(world):
+    prompt_cost = prompt_tokens(HELLO) * 1000
+    world.fund("0.000" + str(prompt_cost + 100 * 2000).rjust(6, "0"))  # prompt + 100 output tokens
+
+    chat(world, max_tokens=500)
+
+    assert world.sent_json()["max_tokens"] == 100
+
+
+def test_a_lowered_cap_uses_the_field_the_client_used(world):
+    world.fund("0.0003")
+    chat(world, max_completion_tokens=500)
+    sent = world.sent_json()
+    assert sent["max_completion_tokens"] < 500 and "max_tokens" not in sent
+
+
+def test_a_wallet_that_cannot_afford_one_output_token_is_refused_before_the_upstream_is_called(world):
+    with pytest.raises(InsufficientQuota):
+        chat(world)
+    assert world.sent == []
+    assert world.balance().held == 0 and world.ledger() == []
+
+
+@pytest.mark.parametrize("answer, error", [
+    (lambda r: httpx.Response(400, json={"error": {"message": "bad temperature", "type": "invalid_request_error",
+                                                   "param": "temperature", "code": None}}), UpstreamRejected),
+    (lambda r: httpx.Response(500, json={"error": {"message": "boom"}}), UpstreamUnavailable),
+    (lambda r: httpx.Response(401, json={"error": {"message": "bad key"}}), UpstreamUnavailable),
+    (lambda r: httpx.Response(200, content=b"<html>not json"), UpstreamUnavailable),
+    (lambda r: httpx.Response(200, json=["not", "an", "object"]), UpstreamUnavailable),
+])
+def test_a_failed_upstream_call_costs_nothing(world, answer, error):
+    world.fund("1")
+    world.handler = answer
+    with pytest.raises(error):
+        chat(world)
+    assert world.balance().available == 10**9 and world.balance().held == 0
+    assert [entry.kind for entry in world.ledger()] == ["credit"]
+    [event] = world.usage.events
+    assert event.cost_units == 0
+    assert event.status == (400 if error is UpstreamRejected else error.status)
+
+
+def test_an_upstream_4xx_is_passed_on_with_its_status_and_message(world):
+    world.fund("1")
+    world.handler = lambda r: httpx.Response(
+        422, json={"error": {"message": "bad temperature", "type": "invalid_request_error", "param": "temperature",
+                             "code": "invalid_value"}})
+    with pytest.raises(UpstreamRejected) as caught:
+        chat(world)
+    assert caught.value.status == 422
+    assert caught.value.envelope() == {"error": {"message": "bad temperature", "type": "invalid_request_error",
+                                                 "param": "temperature", "code": "invalid_value"}}
+
+
+@pytest.mark.parametrize("exc, error", [(httpx.ReadTimeout, UpstreamTimeout), (httpx.ConnectError, UpstreamUnavailable)])
+def test_timeouts_and_refused_connections_cost_nothing(world, exc, error):
+    world.fund("1")
+
+    def fail(request):
+        raise exc("no answer", request=request)
+
+    world.handler = fail
+    with pytest.raises(error):
+        chat(world)
+    assert world.balance().available == 10**9 and world.balance().held == 0
+
+
+def test_a_failing_channel_falls_back_to_the_next_and_the_request_is_charged_once(world):
+    world.fund("1")
+    world.catalog_repo.put_channel(Channel("backup", "http://backup.test/v1", "backup-secret"))
+    world.catalog_repo.put_model(ModelEntry(**{**CHAT.__dict__, "routes": (
+        Route("primary", "upstream-chat"), Route("backup", "backup-chat"))}))
+    world.handler = lambda r: (httpx.Response(503, json={"error": {"message": "overloaded"}})
+                               if r.url.host == "primary.test" else httpx.Response(200, json=chat_reply()))
+
+    result = chat(world)
+
+    assert [r.url.host for r in world.sent] == ["primary.test", "backup.test"]
+    assert world.sent_json()["model"] == "backup-chat"
+    assert [e.kind for e in world.ledger()] == ["credit", "charge"]
+    assert world.usage.events[-1].channel == "backup"
+    assert result.cost_units == 10 * 1000 + 5 * 2000
+
+
+def test_a_4xx_does_not_fall_back(world):
+    world.fund("1")
+    world.catalog_repo.put_channel(Channel("backup", "http://backup.test/v1", "k"))
+    world.catalog_repo.put_model(ModelEntry(**{**CHAT.__dict__, "routes": (
+        Route("primary", "a"), Route("backup", "b"))}))
+    world.handler = lambda r: httpx.Response(400, json={"error": {"message": "bad"}})
+    with pytest.raises(UpstreamRejected):
+        chat(world)
+    assert len(world.sent) == 1
+
+
+def test_usage_beyond_the_hold_is_charged_up_to_the_balance_and_the_shortfall_recorded(world):
+    world.fund("0.00003")  # 30 000 units
+    world.handler = lambda r: httpx.Response(200, json=chat_reply(prompt=10, completion=1000))
+
+    result = chat(world, max_tokens=1)
+
+    assert result.cost_units == 10 * 1000 + 1000 * 2000
+    assert world.balance().available == 0 and world.balance().held == 0
+    charge = world.ledger()[-1]
+    assert charge.amount == -30_000 and charge.shortfall == result.cost_units - 30_000
+    assert world.usage.events[-1].shortfall_units == charge.shortfall
+
+
+def test_an_answer_without_usage_is_charged_the_estimate(world):
+    world.fund("1")
+    reply = chat_reply(content="abcdef")
+    del reply["usage"]
+    world.handler = lambda r: httpx.Response(200, json=reply)
+
+    result = chat(world)
+
+    assert result.cost_units == prompt_tokens(HELLO) * 1000 + 2 * 2000  # "abcdef" ≈ 2 tokens
+
+
+def test_the_model_must_exist_be_routable_and_fit_the_endpoint(world):
+    world.fund("1")
+    with pytest.raises(ModelNotFound):
+        world.relay.chat(world.key, {"model": "nope", "messages": HELLO}, "r")
+    world.catalog_repo.put_model(ModelEntry(**{**CHAT.__dict__, "name": "orphan", "routes": (Route("gone", "x"),)}))
+    with pytest.raises(ModelNotFound):
+        world.relay.chat(world.key, {"model": "orphan", "messages": HELLO}, "r")
+    with pytest.raises(InvalidRequest) as caught:
+        world.relay.chat(world.key, {"model": "test-embed", "messages": HELLO}, "r")
+    assert caught.value.param == "model"
+    assert world.sent == [] and world.balance().held == 0
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"messages": HELLO}, "model"),
+    ({"model": "test-chat"}, "messages"),
+    ({"model": "test-chat", "messages": "hi"}, "messages"),
+    ({"model": "test-chat", "messages": []}, "messages"),
+    ({"model": 3, "messages": HELLO}, "model"),
+    ({"model": "test-chat", "messages": HELLO, "stream": "yes"}, "stream"),
+    ({"model": "test-chat", "messages": HELLO, "max_tokens": -1}, "max_tokens"),
+    ({"model": "test-chat", "messages": HELLO, "max_tokens": 1.5}, "max_tokens"),
+])
+def test_a_malformed_body_names_the_bad_parameter(world, body, param):
+    with pytest.raises(InvalidRequest) as caught:
+        world.relay.chat(world.key, body, "r")
+    assert caught.value.param == param
+    assert world.sent == []
+
+
+def test_a_usage_sink_failure_does_not_fail_or_recharge_the_request(world):
+    world.fund("1")
+
+    class Broken:
+        def put(self, event):
+            raise RuntimeError("firehose down")
+
+    world.relay._usage_sink = Broken()
+    result = chat(world)
+    assert result.cost_units == 20_000
+    assert [e.kind for e in world.ledger()] == ["credit", "charge"]
+
+
+def test_embeddings_are_charged_their_prompt_tokens(world):
+    world.fund("1")
+    world.handler = lambda r: httpx.Response(200, json={
+        "object": "list", "model": "upstream-embed", "usage": {"prompt_tokens": 1000, "total_tokens": 1000},
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}]})
+
+    result = world.relay.embeddings(world.key, {"model": "test-embed", "input": ["Hello world"]}, "r")
+
+    assert result.cost_units == 1000 * 20  # $0.02 per 1M → 20 units per token
+    assert result.body["model"] == "test-embed"
+    assert world.sent_json()["model"] == "upstream-embed"
+
+
+def test_images_are_charged_per_image_returned(world):
+    world.fund("1")
+    world.handler = lambda r: httpx.Response(200, json={"created": 1, "data": [{"url": "u1"}, {"url": "u2"}]})
+
+    result = world.relay.images(world.key, {"model": "test-image", "prompt": "a cat", "n": 2}, "r")
+
+    assert result.cost_units == 2 * 40_000_000
+    assert world.balance().available == 10**9 - 80_000_000
+
+
+def test_an_image_request_the_wallet_cannot_afford_is_refused(world):
+    world.fund("0.05")
+    with pytest.raises(InsufficientQuota):
+        world.relay.images(world.key, {"model": "test-image", "prompt": "a cat", "n": 2}, "r")
+    assert world.sent == []
+
+
+def streamed(world: World, body: bytes, **request) -> tuple[list[str], object]:
+    world.handler = lambda r: httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+    result = chat(world, stream=True, **request)
+    events = list(result.events)
+    return events, result
+
+
+USAGE = {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}
+
+
+def test_a_stream_is_relayed_and_charged_its_usage_which_the_client_did_not_ask_to_see(world):
+    world.fund("1")
+    events, result = streamed(world, sse(chunk("Hel"), chunk("lo"), chunk(finish="stop"),
+                                         chunk(usage=USAGE, choices=False)))
+
+    assert world.sent_json()["stream_options"] == {"include_usage": True}
+    payloads = [json.loads(e[6:]) for e in events[:-1]]
+    assert [p["choices"][0]["delta"].get("content") for p in payloads] == ["Hel", "lo", None]
+    assert all("usage" not in p and p["model"] == "test-chat" for p in payloads)
+    assert events[-1] == "data: [DONE]\n\n"
+    assert result.cost_units == 10 * 1000 + 2 * 2000
+    assert world.ledger()[-1].amount == -result.cost_units
+    assert world.usage.events[-1].ttft_ms is not None
+
+
+def test_a_stream_shows_usage_with_its_cost_when_the_client_asks(world):
+    world.fund("1")
+    events, result = streamed(world, sse(chunk("Hi"), chunk(finish="stop"), chunk(usage=USAGE, choices=False)),
+                              stream_options={"include_usage": True})
+    last = json.loads(events[-2][6:])
+    assert last["choices"] == [] and last["usage"]["completion_tokens"] == 2
+    assert last["usage"]["cost_usd"] == "0.000014"
+
+
+def test_a_stream_cut_after_content_ends_with_an_error_event_and_charges_what_was_delivered(world):
+    world.fund("1")
+    events, result = streamed(world, sse(chunk("abc"), chunk("def"), done=False))
+
+    error = json.loads(events[-1][6:])
+    assert error["error"]["code"] == "upstream_unavailable"
+    assert "[DONE]" not in "".join(events)
+    # The prompt estimate and the 2 tokens delivered ("abcdef"), no more than was held.
+    assert result.cost_units == prompt_tokens(HELLO) * 1000 + 2 * 2000
+    assert world.balance().held == 0
+    assert world.usage.events[-1].status == 502
+
+
+def test_a_stream_cut_before_any_content_costs_nothing(world):
+    world.fund("1")
+    events, result = streamed(world, sse(chunk(""), done=False))
+    assert json.loads(events[-1][6:])["error"]["type"] == "upstream_error"
+    assert result.cost_units == 0
+    assert world.balance().available == 10**9 and world.balance().held == 0
+
+
+def test_a_stream_the_client_abandons_is_settled_for_what_it_received(world):
+    world.fund("1")
+    world.handler = lambda r: httpx.Response(200, content=sse(chunk("abc"), chunk("def"), chunk(finish="stop")))
+    result = chat(world, stream=True)
+    first = next(result.events)
+    assert "abc" in first
+    result.events.close()
+    assert world.balance().held == 0
+    assert result.cost_units == prompt_tokens(HELLO) * 1000 + 1 * 2000
+    assert world.usage.events[-1].status == 499
+
+
+def test_a_stream_that_fails_to_start_costs_nothing(world):
+    world.fund("1")
+    world.handler = lambda r: httpx.Response(500, json={"error": {"message": "down"}})
+    with pytest.raises(UpstreamUnavailable):
+        chat(world, stream=True)
+    assert world.balance().available == 10**9 and world.balance().held == 0
+
+
+def test_the_ledger_sums_to_the_balance_after_mixed_outcomes(world):
+    world.fund("0.01")
+    answers = iter([
+        httpx.Response(200, json=chat_reply(prompt=30, completion=7)),
+        httpx.Response(500, json={}),
+        httpx.Response(200, json=chat_reply(prompt=3, completion=2000)),
+    ])
+    world.handler = lambda r: next(answers)
+    for _ in range(3):
+        try:
+            chat(world)
+        except UpstreamUnavailable:
+            pass
+    balance = world.balance()
+    assert balance.held == 0
+    assert sum(entry.amount for entry in world.ledger()) == balance.total
