@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from chalicelib.catalog import BUILTIN_MODELS, Catalog
 from chalicelib.domain import Account, ApiKey, Balance, Channel, LedgerEntry, ModelEntry, ModelKind, Prices, Route
@@ -19,7 +21,8 @@ from chalicelib.money import usd_to_units
 from chalicelib.schemas import parse
 from chalicelib.storage.ports import AccountRepo, CatalogRepo, KeyRepo, WalletRepo
 
-_Usd = StrictStr | int | float
+# USD amounts arrive as decimal strings (or whole numbers), never floats: they are parsed exactly.
+_Usd = StrictStr | StrictInt
 
 
 class _Input(BaseModel):
@@ -30,7 +33,7 @@ class ChannelInput(_Input):
     name: StrictStr = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
     base_url: StrictStr
     api_key: StrictStr = Field(min_length=1)
-    kind: StrictStr = "openai"
+    kind: Literal["openai", "anthropic"] = "openai"
 
     @field_validator("base_url")
     @classmethod
@@ -46,10 +49,11 @@ class ModelInput(_Input):
     channel: StrictStr = Field(min_length=1)
     upstream_model: StrictStr | None = None
     kind: ModelKind | None = None
-    input_per_1m: _Usd = "0"
-    output_per_1m: _Usd = "0"
+    # A price left out keeps the model's current one (zero for a new model).
+    input_per_1m: _Usd | None = None
+    output_per_1m: _Usd | None = None
     cached_input_per_1m: _Usd | None = None
-    per_image: _Usd = "0"
+    per_image: _Usd | None = None
     max_output_tokens: int | None = Field(None, gt=0)
     context_window: int | None = Field(None, gt=0)
     timeout_s: float | None = Field(None, gt=0, le=900)
@@ -74,6 +78,10 @@ def _units(value: Any, field: str) -> int:
         return usd_to_units(value, field=field)
     except ValueError as exc:
         raise InvalidRequest(str(exc), param=field) from None
+
+
+def _price(value: Any, field: str, current: int | None) -> int | None:
+    return current if value is None else _units(value, field)
 
 
 @dataclass(frozen=True)
@@ -119,12 +127,13 @@ class Admin:
         existing = self._existing_model(data.name)
         route = Route(data.channel, data.upstream_model or data.name)
         routes = [r for r in (existing.routes if existing else ()) if r.channel != data.channel]
+        current = existing.prices if existing else Prices()
         prices = Prices(
-            input_per_1m=_units(data.input_per_1m, "input_per_1m"),
-            output_per_1m=_units(data.output_per_1m, "output_per_1m"),
-            cached_input_per_1m=(_units(data.cached_input_per_1m, "cached_input_per_1m")
-                                 if data.cached_input_per_1m is not None else None),
-            per_image=_units(data.per_image, "per_image"),
+            input_per_1m=_price(data.input_per_1m, "input_per_1m", current.input_per_1m),
+            output_per_1m=_price(data.output_per_1m, "output_per_1m", current.output_per_1m),
+            cached_input_per_1m=_price(data.cached_input_per_1m, "cached_input_per_1m",
+                                       current.cached_input_per_1m),
+            per_image=_price(data.per_image, "per_image", current.per_image),
         )
         kind = data.kind or (existing.kind if existing else ModelKind.IMAGE if prices.per_image else ModelKind.CHAT)
         model = ModelEntry(
@@ -135,7 +144,7 @@ class Admin:
             context_window=data.context_window or (existing.context_window if existing else None),
             max_output_tokens=data.max_output_tokens or (existing.max_output_tokens if existing else None),
             use_case=existing.use_case if existing else "",
-            timeout_s=data.timeout_s,
+            timeout_s=data.timeout_s or (existing.timeout_s if existing else None),
             owned_by=existing.owned_by if existing else "tokenway",
         )
         self._catalog_repo.put_model(model)

@@ -38,15 +38,17 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def aws_client(settings: Settings, service: str) -> Any:
+def aws_client(session: boto3.session.Session, settings: Settings, service: str) -> Any:
     config = BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10)
-    return boto3.session.Session().client(
-        service, region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url, config=config
-    )
+    return session.client(service, region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url,
+                          config=config)
 
 
-def build_gateway(settings: Settings, *, http: httpx.Client | None = None) -> Gateway:
-    dynamodb = aws_client(settings, "dynamodb")
+def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
+                  session: boto3.session.Session | None = None) -> Gateway:
+    """Wire the services; `http` and the boto3 `session` may be given (tests, benchmarks)."""
+    session = session or boto3.session.Session()
+    dynamodb = aws_client(session, settings, "dynamodb")
     keys_repo = DynamoKeyRepo(dynamodb, settings.table_name("keys"))
     wallets = DynamoWalletRepo(
         dynamodb,
@@ -62,7 +64,7 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None) -> Ga
     http = http or httpx.Client(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
     relay = Relay(
         catalog, billing, OpenAICompatAdapter(http),
-        FirehoseUsageSink(aws_client(settings, "firehose"), settings.usage_stream_name),
+        FirehoseUsageSink(aws_client(session, settings, "firehose"), settings.usage_stream_name),
         default_timeout_s=settings.upstream_timeout_s,
     )
     admin = Admin(

@@ -7,7 +7,7 @@ import dataclasses
 import threading
 
 from chalicelib.domain import Account, ApiKey, Balance, Channel, Hold, LedgerEntry, ModelEntry, Settlement
-from chalicelib.errors import Conflict
+from chalicelib.errors import Conflict, NotFound
 from chalicelib.storage.ports import AccountRepo, CatalogRepo, KeyRepo, WalletRepo
 
 
@@ -80,6 +80,8 @@ class InMemoryWalletRepo(WalletRepo):
 
     def credit(self, entry: LedgerEntry) -> Balance:
         with self._lock:
+            if entry.account_id not in self._available:
+                raise NotFound(f"no account {entry.account_id}", param="account_id")
             self._record(entry)
             self._available[entry.account_id] = self._available.get(entry.account_id, 0) + entry.amount
             return Balance(self._available[entry.account_id], self._held.get(entry.account_id, 0))

@@ -1,0 +1,209 @@
+"""A controllable OpenAI-compatible upstream for tests: the demo upstream plus scripted faults and a request log.
+
+    upstream = FakeUpstream()
+    upstream.start()
+    upstream.fail_next(http_error(429, "slow down"), times=2)
+    upstream.fail_next(usage(prompt=10, completion=5, cached=4), path="/chat/completions")
+    ...
+    upstream.requests[-1].json["model"]
+    upstream.stop()
+
+Faults are queued in order; each request takes the first queued fault whose
+``path`` filter (if any) matches it, and a fault given ``times=k`` serves the
+next ``k`` matching requests. Every request is logged, faulted or not.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from devstack.demo_upstream import DemoUpstream, Exchange, Headers, _Handler
+
+_DEFAULT_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Base of the scripted behaviours; build them with the functions below (or ``Fault.http_error(...)`` etc.)."""
+
+
+@dataclass(frozen=True)
+class HttpError(Fault):
+    status: int
+    message: str
+    type: str
+    code: str | None = None
+    param: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Delay(Fault):
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Malformed(Fault):
+    body: bytes
+
+
+@dataclass(frozen=True)
+class CutStream(Fault):
+    after_chunks: int
+
+
+@dataclass(frozen=True)
+class Close(Fault):
+    pass
+
+
+@dataclass(frozen=True)
+class Usage(Fault):
+    prompt: int
+    completion: int
+    cached: int
+    total: int
+
+
+@dataclass(frozen=True)
+class NoUsage(Fault):
+    pass
+
+
+def http_error(status: int, message: str = "scripted upstream error", type: str | None = None,
+               code: str | None = None, param: str | None = None,
+               headers: dict[str, str] | None = None) -> HttpError:
+    """Answer with ``status`` and the OpenAI error envelope (``type`` defaults by status); extra response headers
+    such as ``{"Retry-After": "1"}`` may be given."""
+    if type is None:
+        type = _DEFAULT_ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return HttpError(status, message, type, code, param, tuple((headers or {}).items()))
+
+
+def delay(seconds: float) -> Delay:
+    """Wait ``seconds`` before answering normally (stop() cuts the wait short and drops the connection)."""
+    return Delay(seconds)
+
+
+def malformed(body: bytes = b'{"id": "chatcmpl-broken", "choices": [') -> Malformed:
+    """Answer 200 with ``Content-Type: application/json`` and a body that is not JSON."""
+    return Malformed(body)
+
+
+def cut_stream(after_chunks: int) -> CutStream:
+    """Stream the role chunk and ``after_chunks`` content chunks, then drop the connection (no finish chunk, no
+    [DONE]). A request that is not a stream gets its connection dropped with no response."""
+    return CutStream(after_chunks)
+
+
+def close() -> Close:
+    """Read the request, then drop the connection without any response."""
+    return Close()
+
+
+def usage(prompt: int, completion: int = 0, cached: int = 0, total: int | None = None) -> Usage:
+    """Answer normally but report exactly these usage numbers (``total`` defaults to prompt + completion)."""
+    return Usage(prompt, completion, cached, prompt + completion if total is None else total)
+
+
+def no_usage() -> NoUsage:
+    """Answer normally with no ``usage`` at all (and no usage chunk, nor ``usage`` keys, in streams)."""
+    return NoUsage()
+
+
+for _factory in (http_error, delay, malformed, cut_stream, close, usage, no_usage):
+    setattr(Fault, _factory.__name__, staticmethod(_factory))
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str  # as received, e.g. "/v1/chat/completions"
+    headers: Headers  # a dict with lower-case keys, looked up case-insensitively
+    json: Any  # the parsed body, or None when empty or not JSON
+    body: bytes = b""
+
+
+@dataclass
+class _Scripted:
+    fault: Fault
+    remaining: int
+    route: str | None
+
+
+def _normalize(path: str) -> str:
+    path = path.split("?", 1)[0].rstrip("/") or "/"
+    if path == "/v1" or path.startswith("/v1/"):
+        path = path[3:] or "/"
+    return path
+
+
+class FakeUpstream(DemoUpstream):
+    """The demo upstream with a script of faults and a log of what it received, for tests."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
+        self.requests: list[RecordedRequest] = []
+        self._script: list[_Scripted] = []
+        self._lock = threading.Lock()
+
+    def fail_next(self, fault: Fault, times: int = 1, *, path: str | None = None) -> None:
+        """Apply ``fault`` to the next ``times`` requests (only those to ``path``, with or without /v1, if given)."""
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        with self._lock:
+            self._script.append(_Scripted(fault, times, _normalize(path) if path is not None else None))
+
+    def reset(self) -> None:
+        """Forget the scripted faults and the request log."""
+        with self._lock:
+            self._script.clear()
+            self.requests.clear()
+
+    @property
+    def pending_faults(self) -> int:
+        """How many scripted fault applications are still to come."""
+        with self._lock:
+            return sum(entry.remaining for entry in self._script)
+
+    def _take_fault(self, exchange: Exchange) -> Fault | None:
+        with self._lock:
+            self.requests.append(RecordedRequest(exchange.method, exchange.path, exchange.headers, exchange.json,
+                                                 exchange.body))
+            for entry in self._script:
+                if entry.route is None or entry.route == exchange.route:
+                    entry.remaining -= 1
+                    if entry.remaining == 0:
+                        self._script.remove(entry)
+                    return entry.fault
+        return None
+
+    def _intercept(self, handler: _Handler, exchange: Exchange) -> bool:
+        fault = self._take_fault(exchange)
+        if fault is None:
+            return False
+        if isinstance(fault, HttpError):
+            handler.send_error_envelope(fault.status, fault.message, fault.type, fault.param, fault.code,
+                                        dict(fault.headers))
+            return True
+        if isinstance(fault, Malformed):
+            handler.send_bytes(200, fault.body, "application/json")
+            return True
+        if isinstance(fault, Close):
+            handler.abort()
+            return True
+        if isinstance(fault, Delay):
+            if self._stopping.wait(fault.seconds):
+                handler.abort()
+                return True
+            return False
+        if isinstance(fault, CutStream):
+            exchange.cut_after_chunks = fault.after_chunks
+        elif isinstance(fault, Usage):
+            exchange.usage_override = {"prompt": fault.prompt, "completion": fault.completion,
+                                       "cached": fault.cached, "total": fault.total}
+        elif isinstance(fault, NoUsage):
+            exchange.omit_usage = True
+        return False

@@ -1,0 +1,111 @@
+"""Billing over the in-memory wallet: holds, settlement, release and the sweeper."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from chalicelib.billing import Billing, Quote
+from chalicelib.domain import ApiKey, LedgerEntry
+from chalicelib.errors import InsufficientQuota
+from chalicelib.storage.memory_repo import InMemoryKeyRepo, InMemoryWalletRepo
+
+KEY = ApiKey(key_id="key_1", key_hash="h1", account_id="acct_1", name="k", created_at=0, hint="")
+
+
+@pytest.fixture
+def clock():
+    return {"now": 1_000_000}
+
+
+@pytest.fixture
+def wallets():
+    repo = InMemoryWalletRepo(InMemoryKeyRepo())
+    repo.open("acct_1")
+    repo.credit(LedgerEntry("acct_1", "0000000000000#credit", "credit", 1_000, 0))
+    return repo
+
+
+@pytest.fixture
+def billing(wallets, clock):
+    return Billing(wallets, now_ms=lambda: clock["now"], hold_ttl_ms=1_000)
+
+
+def test_a_hold_moves_money_from_available_to_held(billing, wallets):
+    reservation = billing.reserve("r1", KEY, Quote(fixed=400 * 10**6), timeout_s=1)
+    assert reservation.hold.amount == 400
+    assert (wallets.balance("acct_1").available, wallets.balance("acct_1").held) == (600, 400)
+
+
+def test_settling_charges_the_cost_and_returns_the_rest(billing, wallets):
+    reservation = billing.reserve("r1", KEY, Quote(fixed=400 * 10**6), timeout_s=1)
+    settlement = billing.settle(reservation, 150, model="m", key_id="key_1")
+    assert (settlement.charged, settlement.shortfall) == (150, 0)
+    assert wallets.balance("acct_1").available == 850 and wallets.balance("acct_1").held == 0
+
+
+def test_settling_twice_charges_once(billing, wallets):
+    reservation = billing.reserve("r1", KEY, Quote(fixed=400 * 10**6), timeout_s=1)
+    billing.settle(reservation, 150, model="m", key_id="key_1")
+    again = billing.settle(reservation, 150, model="m", key_id="key_1")
+    assert again.charged == 0
+    assert wallets.balance("acct_1").available == 850
+    assert [e.amount for e in wallets.ledger("acct_1")] == [1_000, -150]
+
+
+def test_an_unaffordable_output_cap_is_lowered_to_what_the_wallet_affords(billing):
+    # fixed 100 units; 10 units per output token; 1000 available → 90 tokens
+    quote = Quote(fixed=100 * 10**6, output_rate=10 * 10**6, output_tokens=500)
+    reservation = billing.reserve("r1", KEY, quote, timeout_s=1)
+    assert reservation.output_tokens == 90 and reservation.hold.amount == 1_000
+
+
+def test_a_request_that_cannot_afford_its_minimum_is_refused(billing, wallets):
+    with pytest.raises(InsufficientQuota):
+        billing.reserve("r1", KEY, Quote(fixed=1_001 * 10**6), timeout_s=1)
+    assert wallets.balance("acct_1").held == 0
+
+
+def test_the_sweeper_releases_expired_holds_only(billing, wallets, clock):
+    billing.reserve("old", KEY, Quote(fixed=100 * 10**6), timeout_s=1)
+    clock["now"] += 2_500  # past 1 s timeout + 1 s grace
+    billing.reserve("new", KEY, Quote(fixed=100 * 10**6), timeout_s=1)
+    assert billing.sweep() == 1
+    assert wallets.balance("acct_1").held == 100
+    assert billing.sweep() == 0
+
+
+def test_a_late_settle_after_the_sweeper_still_charges_once_from_available(billing, wallets, clock):
+    reservation = billing.reserve("r1", KEY, Quote(fixed=100 * 10**6), timeout_s=1)
+    clock["now"] += 10_000
+    billing.sweep()
+    settlement = billing.settle(reservation, 60, model="m", key_id="key_1")
+    assert settlement.charged == 60
+    assert wallets.balance("acct_1").available == 940 and wallets.balance("acct_1").held == 0
+
+
+def test_concurrent_requests_never_overdraw_and_the_ledger_sums_to_the_balance(billing, wallets):
+    # 1000 units afford 10 requests of 100; 50 race for them.
+    refused = []
+    barrier = threading.Barrier(50)
+
+    def one(n: int) -> None:
+        barrier.wait()
+        try:
+            reservation = billing.reserve(f"r{n}", KEY, Quote(fixed=100 * 10**6), timeout_s=1)
+        except InsufficientQuota:
+            refused.append(n)
+            return
+        billing.settle(reservation, 100, model="m", key_id="key_1")
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    balance = wallets.balance("acct_1")
+    assert len(refused) == 40
+    assert balance.available == 0 and balance.held == 0
+    assert sum(entry.amount for entry in wallets.ledger("acct_1")) == balance.total

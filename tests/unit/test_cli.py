@@ -1,0 +1,282 @@
+"""The operator CLI against an httpx handler standing in for the admin API."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from chalicelib.cli import main
+
+TOKEN = "adm-0123456789abcdef"
+URL = "http://gateway.test"
+WALLET = {"account_id": "acct_1", "balance_usd": "25.00", "held_usd": "0.00", "available_usd": "25.00"}
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+    sent: list[httpx.Request]
+
+    @property
+    def request(self) -> httpx.Request:
+        assert len(self.sent) == 1
+        return self.sent[0]
+
+    @property
+    def body(self) -> Any:
+        return json.loads(self.request.content) if self.request.content else None
+
+    @property
+    def printed(self) -> Any:
+        return json.loads(self.out)
+
+
+@dataclass
+class Gateway:
+    """Records each request and answers with `reply` (a response, or a function of the request)."""
+
+    reply: httpx.Response | Callable[[httpx.Request], httpx.Response] = field(
+        default_factory=lambda: httpx.Response(200, json={"ok": True}))
+    environ: dict[str, str] = field(default_factory=lambda: {"TOKENWAY_URL": URL, "TOKENWAY_ADMIN_TOKEN": TOKEN})
+
+    def run(self, *argv: str) -> Run:
+        sent: list[httpx.Request] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            sent.append(request)
+            return self.reply(request) if callable(self.reply) else self.reply
+
+        out, err = io.StringIO(), io.StringIO()
+        with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+            code = main(list(argv), http=http, environ=self.environ, stdout=out, stderr=err)
+        run = Run(code, out.getvalue(), err.getvalue(), sent)
+        assert TOKEN not in run.out + run.err
+        return run
+
+
+@pytest.fixture
+def gateway() -> Gateway:
+    return Gateway()
+
+
+def assert_sent(run: Run, method: str, path: str, body: Any) -> None:
+    assert run.code == 0, run.err
+    assert (run.request.method, run.request.url.path) == (method, path)
+    assert str(run.request.url).startswith(URL + "/admin/")
+    assert run.request.headers["authorization"] == f"Bearer {TOKEN}"
+    assert run.body == body
+    assert run.err == ""
+
+
+def test_channel_add(gateway: Gateway) -> None:
+    gateway.reply = httpx.Response(201, json={"name": "deepseek", "base_url": "https://api.deepseek.com/v1",
+                                              "kind": "openai"})
+    run = gateway.run("channel", "add", "deepseek", "--base-url", "https://api.deepseek.com/v1",
+                      "--api-key", "sk-upstream")
+    assert_sent(run, "POST", "/admin/channels", {"name": "deepseek", "base_url": "https://api.deepseek.com/v1",
+                                                 "api_key": "sk-upstream", "kind": "openai"})
+    assert run.printed == gateway.reply.json()
+
+
+def test_model_add_sends_prices_exactly_as_typed_and_omits_what_is_not_given(gateway: Gateway) -> None:
+    run = gateway.run("model", "add", "deepseek-chat", "--channel", "deepseek", "--input-per-1m", "0.28",
+                      "--cached-input-per-1m", "0.028", "--output-per-1m", "0.420", "--context-window", "128000")
+    assert_sent(run, "POST", "/admin/models", {
+        "name": "deepseek-chat", "channel": "deepseek", "input_per_1m": "0.28", "cached_input_per_1m": "0.028",
+        "output_per_1m": "0.420", "context_window": 128000,
+    })
+
+
+def test_model_add_with_every_option(gateway: Gateway) -> None:
+    run = gateway.run("model", "add", "fast", "--channel", "groq", "--upstream-model", "llama-3.1-8b",
+                      "--input-per-1m", "0.05", "--output-per-1m", "0.08", "--cached-input-per-1m", "0",
+                      "--max-output-tokens", "8192", "--kind", "chat", "--timeout-s", "45",
+                      "--context-window", "131072")
+    assert_sent(run, "POST", "/admin/models", {
+        "name": "fast", "channel": "groq", "upstream_model": "llama-3.1-8b", "input_per_1m": "0.05",
+        "output_per_1m": "0.08", "cached_input_per_1m": "0", "max_output_tokens": 8192, "kind": "chat",
+        "timeout_s": 45, "context_window": 131072,
+    })
+
+
+def test_an_image_model_needs_only_its_per_image_price(gateway: Gateway) -> None:
+    run = gateway.run("model", "add", "gpt-image-1", "--channel", "openai", "--per-image", "0.04")
+    assert_sent(run, "POST", "/admin/models", {"name": "gpt-image-1", "channel": "openai", "per_image": "0.04"})
+
+
+@pytest.mark.parametrize("prices", [[], ["--input-per-1m", "1"], ["--output-per-1m", "2"]])
+def test_a_token_priced_model_needs_both_prices(gateway: Gateway, prices: list[str]) -> None:
+    run = gateway.run("model", "add", "m", "--channel", "c", *prices)
+    assert run.code == 2
+    assert "--per-image" in run.err
+    assert run.sent == [] and run.out == ""
+
+
+def test_account_create(gateway: Gateway) -> None:
+    gateway.reply = httpx.Response(201, json={"account_id": "acct_1", "email": "ops@example.com"})
+    run = gateway.run("account", "create", "ops@example.com")
+    assert_sent(run, "POST", "/admin/accounts", {"email": "ops@example.com"})
+    assert run.printed == {"account_id": "acct_1", "email": "ops@example.com"}
+
+
+def test_wallet_credit(gateway: Gateway) -> None:
+    gateway.reply = httpx.Response(200, json=WALLET)
+    run = gateway.run("wallet", "credit", "acct_1", "25.000000001", "--note", "first top-up")
+    assert_sent(run, "POST", "/admin/accounts/acct_1/credit", {"amount_usd": "25.000000001", "note": "first top-up"})
+    assert run.printed == WALLET
+
+
+def test_wallet_credit_without_a_note(gateway: Gateway) -> None:
+    run = gateway.run("wallet", "credit", "acct_1", "0.1")
+    assert_sent(run, "POST", "/admin/accounts/acct_1/credit", {"amount_usd": "0.1"})
+
+
+def test_wallet_show(gateway: Gateway) -> None:
+    gateway.reply = httpx.Response(200, json=WALLET)
+    run = gateway.run("wallet", "show", "acct_1")
+    assert_sent(run, "GET", "/admin/accounts/acct_1/wallet", None)
+    assert run.printed == WALLET
+
+
+def test_key_create(gateway: Gateway) -> None:
+    created = {"key": "sk-secret", "key_id": "key_1", "account_id": "acct_1", "name": "laptop", "group": "vip",
+               "hint": "sk-sec…cret"}
+    gateway.reply = httpx.Response(201, json=created)
+    run = gateway.run("key", "create", "acct_1", "laptop", "--group", "vip")
+    assert_sent(run, "POST", "/admin/accounts/acct_1/keys", {"name": "laptop", "group": "vip"})
+    assert run.printed == created
+
+
+def test_key_create_without_a_group(gateway: Gateway) -> None:
+    run = gateway.run("key", "create", "acct_1", "ci")
+    assert_sent(run, "POST", "/admin/accounts/acct_1/keys", {"name": "ci"})
+
+
+def test_holds_sweep(gateway: Gateway) -> None:
+    gateway.reply = httpx.Response(200, json={"released": 3})
+    run = gateway.run("holds", "sweep")
+    assert_sent(run, "POST", "/admin/holds/sweep", {})
+    assert run.printed == {"released": 3}
+
+
+def test_path_parameters_are_url_encoded(gateway: Gateway) -> None:
+    run = gateway.run("wallet", "show", "acct/../x y")
+    assert run.request.url.raw_path == b"/admin/accounts/acct%2F..%2Fx%20y/wallet"
+
+
+def test_the_url_keeps_a_stage_path_and_loses_a_trailing_slash(gateway: Gateway) -> None:
+    gateway.environ["TOKENWAY_URL"] = "https://abc.execute-api.us-east-1.amazonaws.com/api/"
+    run = gateway.run("holds", "sweep")
+    assert str(run.request.url) == "https://abc.execute-api.us-east-1.amazonaws.com/api/admin/holds/sweep"
+
+
+def test_flags_win_over_the_environment(gateway: Gateway) -> None:
+    gateway.environ = {"TOKENWAY_URL": "http://env.test", "TOKENWAY_ADMIN_TOKEN": "env-token"}
+    run = gateway.run("--url", URL, "--admin-token", TOKEN, "holds", "sweep")
+    assert_sent(run, "POST", "/admin/holds/sweep", {})
+
+
+def test_the_environment_is_used_without_flags(gateway: Gateway) -> None:
+    gateway.environ = {"TOKENWAY_URL": "http://env.test", "TOKENWAY_ADMIN_TOKEN": "env-token"}
+    run = gateway.run("holds", "sweep")
+    assert str(run.request.url) == "http://env.test/admin/holds/sweep"
+    assert run.request.headers["authorization"] == "Bearer env-token"
+
+
+def test_the_default_url_is_the_local_gateway(gateway: Gateway) -> None:
+    gateway.environ = {"TOKENWAY_ADMIN_TOKEN": TOKEN}
+    run = gateway.run("holds", "sweep")
+    assert str(run.request.url) == "http://127.0.0.1:8000/admin/holds/sweep"
+
+
+def test_an_api_error_prints_its_message_and_status(gateway: Gateway) -> None:
+    gateway.reply = httpx.Response(404, json={"error": {"message": "No account `acct_9`.", "type":
+                                                        "invalid_request_error", "param": "account_id",
+                                                        "code": "not_found"}})
+    run = gateway.run("wallet", "credit", "acct_9", "5")
+    assert run.code == 1
+    assert run.out == ""
+    assert run.err == "error: No account `acct_9`. (HTTP 404)\n"
+
+
+def test_a_rejected_admin_token_is_reported(gateway: Gateway) -> None:
+    gateway.reply = httpx.Response(401, json={"error": {"message": "Invalid admin token.",
+                                                        "code": "invalid_admin_token"}})
+    run = gateway.run("holds", "sweep")
+    assert (run.code, run.out, run.err) == (1, "", "error: Invalid admin token. (HTTP 401)\n")
+
+
+def test_an_error_without_an_envelope_still_gives_one_line(gateway: Gateway) -> None:
+    gateway.reply = httpx.Response(502, text="<html>\n<body>Bad Gateway</body>\n</html>")
+    run = gateway.run("holds", "sweep")
+    assert run.code == 1 and run.out == ""
+    assert run.err.startswith("error: ") and run.err.count("\n") == 1
+    assert "(HTTP 502)" in run.err
+
+
+def test_a_success_that_is_not_json_is_an_error(gateway: Gateway) -> None:
+    gateway.reply = httpx.Response(200, text="hello")
+    run = gateway.run("holds", "sweep")
+    assert run.code == 1 and run.out == ""
+    assert "not JSON" in run.err
+
+
+def test_an_unreachable_gateway(gateway: Gateway) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("Connection refused", request=request)
+
+    gateway.reply = refuse
+    run = gateway.run("wallet", "show", "acct_1")
+    assert run.code == 1 and run.out == ""
+    assert run.err == f"error: cannot reach the gateway at {URL}: Connection refused\n"
+
+
+def test_a_gateway_that_does_not_answer_in_time(gateway: Gateway) -> None:
+    def hang(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    gateway.reply = hang
+    run = gateway.run("wallet", "credit", "acct_1", "5")
+    assert run.code == 1 and run.out == ""
+    assert "did not answer within 30 s" in run.err and "may or may not" in run.err
+
+
+def test_no_admin_token_sends_nothing(gateway: Gateway) -> None:
+    gateway.environ = {"TOKENWAY_URL": URL}
+    run = gateway.run("holds", "sweep")
+    assert run.code == 2
+    assert run.sent == [] and run.out == ""
+    assert run.err == "error: no admin token: pass --admin-token or set TOKENWAY_ADMIN_TOKEN\n"
+
+
+@pytest.mark.parametrize("argv", [
+    [],
+    ["wallet"],
+    ["wallet", "credit", "acct_1"],
+    ["channel", "add", "deepseek", "--base-url", "https://api.deepseek.com/v1"],
+    ["model", "add", "m", "--input-per-1m", "1", "--output-per-1m", "2"],
+    ["model", "add", "m", "--channel", "c", "--per-image", "0.04", "--kind", "video"],
+    ["model", "add", "m", "--channel", "c", "--per-image", "0.04", "--context-window", "lots"],
+    ["bogus"],
+])
+def test_usage_errors_exit_2_and_send_nothing(gateway: Gateway, argv: list[str]) -> None:
+    run = gateway.run(*argv)
+    assert run.code == 2
+    assert run.sent == [] and run.out == ""
+    assert "error:" in run.err
+
+
+def test_the_admin_token_is_never_printed(gateway: Gateway) -> None:
+    gateway.reply = lambda request: httpx.Response(
+        400, json={"error": {"message": f"echoing {request.headers['authorization']}"}})
+    run = gateway.run("--admin-token", TOKEN, "holds", "sweep")
+    assert run.code == 1
+    assert TOKEN not in run.err and "***" in run.err

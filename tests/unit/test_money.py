@@ -1,0 +1,59 @@
+from decimal import Decimal
+
+import pytest
+
+from chalicelib.domain import Prices
+from chalicelib.money import units_to_usd, usd_to_units
+from chalicelib.pricing import Usage, cost, embedding_input_tokens, prompt_tokens, text_tokens, usage_from_openai
+
+
+@pytest.mark.parametrize("usd, units", [("1", 10**9), ("0.028", 28_000_000), (3, 3 * 10**9),
+                                        ("0.000000001", 1), (Decimal("12.5"), 12_500_000_000), ("0", 0)])
+def test_usd_parses_to_exact_units(usd, units):
+    assert usd_to_units(usd) == units
+
+
+@pytest.mark.parametrize("bad", ["-1", "0.0000000001", "abc", "NaN", "Infinity", ""])
+def test_inexact_negative_or_non_numeric_usd_is_refused(bad):
+    with pytest.raises(ValueError):
+        usd_to_units(bad)
+
+
+@pytest.mark.parametrize("units, text", [(0, "0.00"), (10**9, "1.00"), (1, "0.000000001"),
+                                         (1_234_500_000, "1.2345"), (57_500_000_000, "57.50")])
+def test_units_format_as_plain_decimal_usd(units, text):
+    assert units_to_usd(units) == text
+
+
+def test_token_costs_are_exact_and_rounded_up_once_per_request():
+    prices = Prices(input_per_1m=usd_to_units("0.28"), cached_input_per_1m=usd_to_units("0.028"),
+                    output_per_1m=usd_to_units("0.42"))
+    usage = Usage(prompt_tokens=1000, cached_tokens=400, completion_tokens=333)
+    assert cost(prices, usage) == 600 * 280 + 400 * 28 + 333 * 420
+    # A price finer than a unit per token: 7 tokens × 0.1 unit = 0.7 → 1 unit, rounded once.
+    fine = Prices(input_per_1m=100_000)
+    assert cost(fine, Usage(prompt_tokens=7)) == 1
+    assert cost(fine, Usage(prompt_tokens=10)) == 1
+
+
+def test_images_cost_their_unit_price():
+    assert cost(Prices(per_image=usd_to_units("0.04")), Usage(images=3)) == 120_000_000
+
+
+def test_usage_reads_openai_and_deepseek_cache_fields():
+    assert usage_from_openai({"prompt_tokens": 9, "completion_tokens": 2,
+                              "prompt_tokens_details": {"cached_tokens": 4}}) == Usage(9, 4, 2)
+    assert usage_from_openai({"prompt_tokens": 9, "completion_tokens": 2, "prompt_cache_hit_tokens": 5,
+                              "prompt_cache_miss_tokens": 4}) == Usage(9, 5, 2)
+    assert usage_from_openai(None) is None
+    assert usage_from_openai({"prompt_tokens": "9", "completion_tokens": -1}) == Usage(0, 0, 0)
+
+
+def test_estimates_count_ascii_by_three_and_other_characters_one_each():
+    assert text_tokens("abcdef") == 2
+    assert text_tokens("你好世界") == 4
+    assert prompt_tokens([{"role": "user", "content": "abc"}]) == 4 + 1 + 1
+    image = {"type": "image_url", "image_url": {"url": "data:..."}}
+    assert prompt_tokens([{"role": "user", "content": [{"type": "text", "text": "abc"}, image]}]) == 4 + 1 + (2 + 1) + 765  # "text" and "abc", then the image
+    assert embedding_input_tokens(["abc", "abcdef"]) == 3
+    assert embedding_input_tokens([[1, 2, 3], [4]]) == 4
