@@ -119,8 +119,10 @@ class DynamoCatalogRepo(CatalogRepo):
 
     def put_channel(self, channel: Channel) -> None:
         with storage_errors("save the channel"):
-            self._client.put_item(TableName=self._table, Item=to_item({"kind": "channel", **channel.__dict__,
-                                                                        "channel_kind": channel.kind}))
+            self._client.put_item(TableName=self._table, Item=to_item({
+                "kind": "channel", "name": channel.name, "base_url": channel.base_url,
+                "api_key": channel.api_key, "channel_kind": channel.kind,
+            }))
 
     def put_model(self, model: ModelEntry) -> None:
         values = {

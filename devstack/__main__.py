@@ -1,0 +1,144 @@
+"""`make run`: the whole gateway on one machine.
+
+Starts the AWS emulator on 127.0.0.1:${AWS_EMULATOR_PORT:-4566}, provisions it
+from infra/template.yaml, and serves the gateway with `chalice local` on
+127.0.0.1:${PORT:-8000}. When no provider key is set it also starts the demo
+upstream and seeds a funded demo account, so the manual's snippets run as
+written. Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from chalicelib import cli
+from chalicelib.catalog import BUILTIN_MODELS
+from chalicelib.config import Settings
+from chalicelib.money import units_to_usd
+from devstack.demo_upstream import DemoUpstream
+from devstack.emulator import Emulator, provision
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGE_PREFIX = "tokenway-dev"  # .chalice/config.json, stage dev
+DEMO_CREDIT_USD = "5.00"
+LOCAL_AWS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def main() -> int:
+    host = "127.0.0.1"
+    port = int(os.environ.get("PORT", "8000"))
+    emulator_port = int(os.environ.get("AWS_EMULATOR_PORT", "4566"))
+    admin_token = os.environ.get("TOKENWAY_ADMIN_TOKEN") or secrets.token_urlsafe(24)
+    generated_token = "TOKENWAY_ADMIN_TOKEN" not in os.environ
+    url = f"http://{host}:{port}"
+    os.environ.update({name: os.environ.get(name, value) for name, value in LOCAL_AWS.items()})
+
+    emulator = Emulator(host, emulator_port)
+    emulator.start()
+    demo: DemoUpstream | None = None
+    gateway: subprocess.Popen[bytes] | None = None
+    try:
+        provision(emulator.client, ROOT / "infra" / "template.yaml", STAGE_PREFIX)
+        print(f"AWS emulator      {emulator.endpoint_url}  (tables, bucket and stream from infra/template.yaml)")
+        env = {**os.environ, "TOKENWAY_AWS_ENDPOINT_URL": emulator.endpoint_url,
+               "TOKENWAY_ADMIN_TOKEN": admin_token}
+        gateway = subprocess.Popen(
+            [str(Path(sys.executable).with_name("chalice")), "local", "--host", host, "--port", str(port),
+             "--stage", "dev", "--no-autoreload"],
+            cwd=ROOT, env=env,
+        )
+        _wait_until_serving(url, gateway)
+        print(f"Gateway           {url}  (chalice local, stage dev)")
+        print(f"Admin token       {admin_token}" + ("  (generated; set TOKENWAY_ADMIN_TOKEN to choose one)"
+                                                   if generated_token else "  (from TOKENWAY_ADMIN_TOKEN)"))
+        if not Settings().provider_keys():
+            demo = DemoUpstream(host, int(os.environ.get("DEMO_UPSTREAM_PORT", "0")))
+            demo.start()
+            key = _seed_demo(url, admin_token, demo.base_url)
+            _print_demo(url, key, demo.base_url)
+        print("Ctrl-C stops everything.", flush=True)
+        return gateway.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if gateway is not None and gateway.poll() is None:
+            gateway.send_signal(signal.SIGINT)
+            try:
+                gateway.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                gateway.kill()
+        if demo is not None:
+            demo.stop()
+        emulator.stop()
+
+
+def _wait_until_serving(url: str, gateway: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if gateway.poll() is not None:
+            raise SystemExit(f"chalice local exited with status {gateway.returncode}")
+        try:
+            httpx.get(f"{url}/v1/models", timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise SystemExit(f"the gateway did not start serving on {url} within {timeout_s:g} s")
+
+
+def _cli(url: str, token: str, *args: str) -> dict[str, Any]:
+    """Run one operator CLI command against the local gateway."""
+    out, err = io.StringIO(), io.StringIO()
+    status = cli.main(["--url", url, "--admin-token", token, *args], stdout=out, stderr=err)
+    if status != 0:
+        raise SystemExit(f"seeding the demo failed: {' '.join(args[:2])}: {err.getvalue().strip()}")
+    return json.loads(out.getvalue())
+
+
+def _seed_demo(url: str, token: str, demo_url: str) -> str:
+    """A `demo` channel serving the whole catalog at list prices, and a funded account; its key."""
+    _cli(url, token, "channel", "add", "demo", "--base-url", demo_url, "--api-key", "demo")
+    for model in BUILTIN_MODELS.values():
+        prices = model.prices
+        args = ["model", "add", model.name, "--channel", "demo", "--kind", model.kind.value,
+                "--input-per-1m", units_to_usd(prices.input_per_1m),
+                "--output-per-1m", units_to_usd(prices.output_per_1m),
+                "--cached-input-per-1m", units_to_usd(prices.cached_rate),
+                "--per-image", units_to_usd(prices.per_image)]
+        if model.max_output_tokens:
+            args += ["--max-output-tokens", str(model.max_output_tokens)]
+        if model.context_window:
+            args += ["--context-window", str(model.context_window)]
+        _cli(url, token, *args)
+    account = _cli(url, token, "account", "create", "demo@tokenway.local")
+    _cli(url, token, "wallet", "credit", account["account_id"], DEMO_CREDIT_USD, "--note", "demo credit")
+    return _cli(url, token, "key", "create", account["account_id"], "Demo")["key"]
+
+
+def _print_demo(url: str, key: str, demo_url: str) -> None:
+    print(f"""
+DEMO MODE: no provider key is set (DEEPSEEK_API_KEY, OPENAI_API_KEY, …), so every
+catalog model is served by the demo upstream at {demo_url}. It echoes
+deterministic replies with real usage numbers; it is not a language model.
+
+Demo account      demo@tokenway.local, funded with ${DEMO_CREDIT_USD}
+Demo key          {key}   (shown once)
+
+    from openai import OpenAI
+    client = OpenAI(base_url="{url}", api_key="{key}")
+    client.chat.completions.create(model="deepseek-chat", messages=[{{"role": "user", "content": "Hello"}}])
+""")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

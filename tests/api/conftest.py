@@ -1,0 +1,115 @@
+"""The whole gateway over HTTP: chalice's local server, the AWS emulator provisioned
+from infra/template.yaml, and a fake OpenAI-compatible upstream on loopback."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from chalice.config import Config
+from chalice.local import create_local_server
+
+from chalicelib import deps
+from chalicelib.config import Settings
+from devstack.emulator import Emulator, provision
+from tests.fakes.upstream import FakeUpstream
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN_TOKEN = "admin-" + uuid.uuid4().hex
+PREFIX = "apitest"
+
+
+@dataclass
+class Stack:
+    url: str
+    emulator: Emulator
+    upstream: FakeUpstream
+    settings: Settings
+    outputs: dict[str, str]
+
+    def admin(self, method: str, path: str, json: Any = None) -> Any:
+        response = httpx.request(method, self.url + path, json=json,
+                                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+        assert response.status_code < 300, response.text
+        return response.json()
+
+    def customer(self, usd: str, *, email: str | None = None) -> tuple[str, str]:
+        """A new account funded with `usd` and a key for it: (account_id, key)."""
+        account = self.admin("POST", "/admin/accounts", {"email": email or f"{uuid.uuid4().hex[:8]}@example.com"})
+        if usd != "0":
+            self.admin("POST", f"/admin/accounts/{account['account_id']}/credit", {"amount_usd": usd})
+        key = self.admin("POST", f"/admin/accounts/{account['account_id']}/keys", {"name": "Testing"})
+        return account["account_id"], key["key"]
+
+    def wallet(self, account_id: str) -> dict[str, str]:
+        return self.admin("GET", f"/admin/accounts/{account_id}/wallet")
+
+    def aws(self, service: str) -> Any:
+        return self.emulator.client(service)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        os.environ.setdefault(name, value)
+    emulator = Emulator(port=0)
+    emulator.start()
+    outputs = provision(emulator.client, ROOT / "infra" / "template.yaml", PREFIX)
+    upstream = FakeUpstream()
+    upstream.start()
+    settings = Settings(
+        resource_prefix=PREFIX, aws_endpoint_url=emulator.endpoint_url, aws_region="us-east-1",
+        admin_token=ADMIN_TOKEN, key_cache_ttl_s=0, catalog_cache_ttl_s=0, upstream_timeout_s=10,
+    )
+    deps.use_gateway(deps.build_gateway(settings))
+    from app import app
+
+    server = create_local_server(app, Config.create(chalice_stage="test"), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host, port = server.server.server_address[:2]
+    stack = Stack(f"http://{host}:{port}", emulator, upstream, settings, outputs)
+    _configure_catalog(stack)
+    try:
+        yield stack
+    finally:
+        server.shutdown()
+        upstream.stop()
+        emulator.stop()
+        deps.use_gateway(None)
+
+
+def _configure_catalog(stack: Stack) -> None:
+    stack.admin("POST", "/admin/channels", {"name": "fake", "base_url": stack.upstream.base_url, "api_key": "up-key"})
+    # The manual's models, served by the fake upstream at the built-in prices.
+    for name in ("deepseek-chat", "text-embedding-3-small", "dall-e-3"):
+        stack.admin("POST", "/admin/models", _same_prices(stack, name))
+
+
+def _same_prices(stack: Stack, name: str) -> dict[str, Any]:
+    from chalicelib.catalog import BUILTIN_MODELS
+    from chalicelib.money import units_to_usd
+
+    model = BUILTIN_MODELS[name]
+    return {
+        "name": name, "channel": "fake", "kind": model.kind.value,
+        "input_per_1m": units_to_usd(model.prices.input_per_1m),
+        "output_per_1m": units_to_usd(model.prices.output_per_1m),
+        "cached_input_per_1m": units_to_usd(model.prices.cached_rate),
+        "per_image": units_to_usd(model.prices.per_image),
+    }
+
+
+@pytest.fixture
+def upstream(stack: Stack) -> Iterator[FakeUpstream]:
+    stack.upstream.reset()
+    yield stack.upstream
+    stack.upstream.reset()

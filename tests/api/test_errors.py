@@ -1,0 +1,181 @@
+"""Bad input and upstream faults over HTTP: the right status, the OpenAI envelope, no charge."""
+
+from __future__ import annotations
+
+import socket
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from tests.api.conftest import Stack
+from tests.fakes import upstream as faults
+
+HELLO = {"model": "deepseek-chat", "messages": [{"role": "user", "content": "Hello"}]}
+
+
+def post(stack: Stack, key: str | None, body=None, *, path="/v1/chat/completions", content=None, headers=None):
+    headers = dict(headers or {})
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    return httpx.post(stack.url + path, json=body if content is None else None, content=content,
+                      headers=headers, timeout=30)
+
+
+def assert_envelope(response: httpx.Response, status: int, *, type: str | None = None, code: str | None = None,
+                    param: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    assert "Traceback" not in response.text
+    if type:
+        assert error["type"] == type
+    if code:
+        assert error["code"] == code
+    if param:
+        assert error["param"] == param
+    return error
+
+
+def assert_untouched(stack: Stack, account_id: str, usd: str) -> None:
+    wallet = stack.wallet(account_id)
+    assert (wallet["balance_usd"], wallet["held_usd"]) == (usd, "0.00")
+
+
+@pytest.mark.parametrize("header", [None, "Bearer", "Token abc", "Bearer sk-" + "x" * 48, "Bearer not-a-key"])
+def test_a_missing_malformed_or_unknown_key_is_401(stack, header):
+    response = httpx.post(stack.url + "/v1/chat/completions", json=HELLO,
+                          headers={"Authorization": header} if header else {}, timeout=30)
+    assert_envelope(response, 401, code="invalid_api_key")
+
+
+def test_a_revoked_key_is_401(stack):
+    _, key = stack.customer("1")
+    keys_table = stack.outputs["KeysTableName"]
+    from chalicelib.keys import KeyHasher
+
+    stack.aws("dynamodb").update_item(
+        TableName=keys_table, Key={"key_hash": {"S": KeyHasher()(key)}},
+        UpdateExpression="SET #s = :revoked", ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":revoked": {"S": "revoked"}})
+    assert_envelope(post(stack, key, HELLO), 401, code="api_key_revoked")
+
+
+@pytest.mark.parametrize("content, param", [
+    (b"{not json", None),
+    (b"", None),
+    (b"[1, 2]", None),
+    (b'{"messages": [{"role": "user", "content": "hi"}]}', "model"),
+    (b'{"model": "deepseek-chat"}', "messages"),
+    (b'{"model": "deepseek-chat", "messages": "hi"}', "messages"),
+    (b'{"model": 5, "messages": [{"role": "user", "content": "hi"}]}', "model"),
+    (b'{"model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": "9"}',
+     "max_tokens"),
+])
+def test_a_bad_body_is_400_naming_the_parameter(stack, content, param):
+    account_id, key = stack.customer("1")
+    error = assert_envelope(post(stack, key, content=content, headers={"Content-Type": "application/json"}), 400,
+                            type="invalid_request_error")
+    assert error["param"] == param
+    assert_untouched(stack, account_id, "1.00")
+
+
+def test_curl_style_form_content_type_is_still_read_as_json(stack, upstream):
+    _, key = stack.customer("1")
+    import json
+
+    response = post(stack, key, content=json.dumps(HELLO).encode(),
+                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 200, response.text
+
+
+def test_a_body_over_the_limit_is_413(stack):
+    _, key = stack.customer("1")
+    big = b'{"model": "deepseek-chat", "messages": [{"role": "user", "content": "' + \
+        b"a" * stack.settings.max_body_bytes + b'"}]}'
+    assert_envelope(post(stack, key, content=big), 413, code="request_too_large")
+
+
+def test_an_unknown_or_unroutable_model_is_404(stack):
+    _, key = stack.customer("1")
+    assert_envelope(post(stack, key, {**HELLO, "model": "no-such-model"}), 404, code="model_not_found",
+                    param="model")
+    assert_envelope(post(stack, key, {**HELLO, "model": "claude-sonnet"}), 404, code="model_not_found")
+
+
+def test_a_wallet_that_cannot_afford_a_minimal_request_is_402(stack, upstream):
+    account_id, key = stack.customer("0")
+    assert_envelope(post(stack, key, HELLO), 402, type="insufficient_quota", code="insufficient_quota")
+    assert upstream.requests == []
+    assert_untouched(stack, account_id, "0.00")
+
+
+def test_an_upstream_4xx_is_passed_on_and_costs_nothing(stack, upstream):
+    account_id, key = stack.customer("1")
+    upstream.fail_next(faults.http_error(400, "temperature must be <= 2", param="temperature"))
+    error = assert_envelope(post(stack, key, {**HELLO, "temperature": 9}), 400, param="temperature")
+    assert error["message"] == "temperature must be <= 2"
+    assert_untouched(stack, account_id, "1.00")
+
+
+@pytest.mark.parametrize("fault, status", [
+    (faults.http_error(500, "internal"), 502),
+    (faults.http_error(503, "overloaded"), 502),
+    (faults.malformed(), 502),
+    (faults.close(), 502),
+])
+def test_upstream_failures_are_502_and_cost_nothing(stack, upstream, fault, status):
+    account_id, key = stack.customer("1")
+    upstream.fail_next(fault)
+    assert_envelope(post(stack, key, HELLO), status, type="upstream_error")
+    assert_untouched(stack, account_id, "1.00")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_refused_connection_is_502_and_a_timeout_504(stack, upstream):
+    account_id, key = stack.customer("1")
+    stack.admin("POST", "/admin/channels", {"name": "dead", "base_url": f"http://127.0.0.1:{_free_port()}/v1",
+                                            "api_key": "k"})
+    stack.admin("POST", "/admin/models", {"name": "dead-model", "channel": "dead", "input_per_1m": "1",
+                                          "output_per_1m": "1"})
+    assert_envelope(post(stack, key, {**HELLO, "model": "dead-model"}), 502, code="upstream_unavailable")
+
+    stack.admin("POST", "/admin/models", {"name": "slow-model", "channel": "fake", "upstream_model": "slow",
+                                          "input_per_1m": "1", "output_per_1m": "1", "timeout_s": 0.5})
+    upstream.fail_next(faults.delay(2))
+    assert_envelope(post(stack, key, {**HELLO, "model": "slow-model"}), 504, code="upstream_timeout")
+    assert_untouched(stack, account_id, "1.00")
+
+
+def test_a_stream_cut_midway_ends_with_an_error_event_and_charges_what_was_delivered(stack, upstream):
+    account_id, key = stack.customer("1")
+    upstream.fail_next(faults.cut_stream(after_chunks=2))
+    response = post(stack, key, {**HELLO, "stream": True})
+    assert response.status_code == 200
+    events = [e for e in response.text.split("\n\n") if e]
+    assert '"error"' in events[-1] and "[DONE]" not in response.text
+    cost = Decimal(response.headers["x-tokenway-cost-usd"])
+    wallet = stack.wallet(account_id)
+    assert wallet["held_usd"] == "0.00"
+    assert Decimal("1") - Decimal(wallet["balance_usd"]) == cost > 0
+
+
+def test_a_stream_that_fails_before_it_starts_is_an_error_response(stack, upstream):
+    account_id, key = stack.customer("1")
+    upstream.fail_next(faults.http_error(500, "down"))
+    assert_envelope(post(stack, key, {**HELLO, "stream": True}), 502)
+    assert_untouched(stack, account_id, "1.00")
+
+
+def test_admin_routes_need_the_admin_token(stack):
+    response = httpx.post(stack.url + "/admin/accounts", json={"email": "x@example.com"},
+                          headers={"Authorization": "Bearer wrong"}, timeout=30)
+    assert_envelope(response, 401, code="invalid_admin_token")
+    _, key = stack.customer("1")
+    response = httpx.get(stack.url + "/admin/accounts/x/wallet", headers={"Authorization": f"Bearer {key}"})
+    assert_envelope(response, 401)

@@ -1,0 +1,200 @@
+"""The local AWS emulator: provisioning from infra/template.yaml, usage delivery, and DynamoDB's atomicity."""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from botocore.exceptions import ClientError
+
+from devstack.emulator import DEFAULT_TEMPLATE, Emulator, ProvisioningError, provision
+
+OUTPUT_NAMES = {
+    "AccountsTableName", "KeysTableName", "LedgerTableName", "HoldsTableName", "CatalogTableName",
+    "UsageBucketName", "UsageStreamName",
+}
+USAGE_PREFIX = "usage/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/"
+
+
+@dataclass
+class Provisioned:
+    emulator: Emulator
+    prefix: str
+    outputs: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def provisioned() -> Iterator[Provisioned]:
+    # moto's state is shared by every emulator in the process, so this module's
+    # resources get a prefix no other test uses.
+    prefix = f"emu-{uuid.uuid4().hex[:8]}"
+    with Emulator(port=0) as emulator:
+        yield Provisioned(emulator, prefix, provision(emulator.client, DEFAULT_TEMPLATE, prefix))
+
+
+def _keys(schema: list[dict[str, str]]) -> list[tuple[str, str]]:
+    return [(key["AttributeName"], key["KeyType"]) for key in schema]
+
+
+def _table(provisioned: Provisioned, output: str) -> dict:
+    return provisioned.emulator.client("dynamodb").describe_table(TableName=provisioned.outputs[output])["Table"]
+
+
+def _indexes(table: dict) -> dict[str, tuple[list[tuple[str, str]], str]]:
+    return {
+        index["IndexName"]: (_keys(index["KeySchema"]), index["Projection"]["ProjectionType"])
+        for index in table.get("GlobalSecondaryIndexes", [])
+    }
+
+
+def test_provisioning_creates_the_tables_bucket_and_stream(provisioned: Provisioned) -> None:
+    prefix, outputs = provisioned.prefix, provisioned.outputs
+    assert set(outputs) == OUTPUT_NAMES
+    assert outputs["UsageStreamName"] == f"{prefix}-usage"
+
+    accounts = _table(provisioned, "AccountsTableName")
+    assert accounts["TableName"] == f"{prefix}-accounts"
+    assert _keys(accounts["KeySchema"]) == [("account_id", "HASH")]
+    assert _indexes(accounts) == {"email-index": ([("email", "HASH")], "ALL")}
+
+    keys = _table(provisioned, "KeysTableName")
+    assert keys["TableName"] == f"{prefix}-keys"
+    assert _keys(keys["KeySchema"]) == [("key_hash", "HASH")]
+    assert _indexes(keys) == {
+        "account-index": ([("account_id", "HASH"), ("created_at", "RANGE")], "ALL"),
+        "key-id-index": ([("key_id", "HASH")], "ALL"),
+    }
+    assert {a["AttributeName"]: a["AttributeType"] for a in keys["AttributeDefinitions"]}["created_at"] == "N"
+
+    for output, table, schema in [
+        ("LedgerTableName", "ledger", [("account_id", "HASH"), ("entry_id", "RANGE")]),
+        ("HoldsTableName", "holds", [("request_id", "HASH")]),
+        ("CatalogTableName", "catalog", [("kind", "HASH"), ("name", "RANGE")]),
+    ]:
+        described = _table(provisioned, output)
+        assert described["TableName"] == f"{prefix}-{table}"
+        assert _keys(described["KeySchema"]) == schema
+        assert _indexes(described) == {}
+    for output in ("AccountsTableName", "KeysTableName", "LedgerTableName", "HoldsTableName", "CatalogTableName"):
+        assert _table(provisioned, output)["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+
+    provisioned.emulator.client("s3").head_bucket(Bucket=outputs["UsageBucketName"])
+
+    stream = provisioned.emulator.client("firehose").describe_delivery_stream(
+        DeliveryStreamName=outputs["UsageStreamName"]
+    )["DeliveryStreamDescription"]
+    assert stream["DeliveryStreamStatus"] == "ACTIVE"
+    assert stream["DeliveryStreamType"] == "DirectPut"
+    destination = stream["Destinations"][0]["ExtendedS3DestinationDescription"]
+    assert destination["BucketARN"] == f"arn:aws:s3:::{outputs['UsageBucketName']}"
+    assert destination["Prefix"] == USAGE_PREFIX
+    assert destination["CompressionFormat"] == "UNCOMPRESSED"
+    assert destination["BufferingHints"] == {"IntervalInSeconds": 60, "SizeInMBs": 5}
+    # The role is the stack's, so its ARN resolved from a real resource.
+    role_name = destination["RoleARN"].rsplit("/", 1)[1]
+    assert provisioned.emulator.client("iam").get_role(RoleName=role_name)["Role"]["Arn"] == destination["RoleARN"]
+
+
+def _new_objects(provisioned: Provisioned, before: set[str]) -> dict[str, bytes]:
+    s3, bucket = provisioned.emulator.client("s3"), provisioned.outputs["UsageBucketName"]
+    keys = {obj["Key"] for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", [])} - before
+    return {key: s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
+
+
+def _all_keys(provisioned: Provisioned) -> set[str]:
+    s3, bucket = provisioned.emulator.client("s3"), provisioned.outputs["UsageBucketName"]
+    return {obj["Key"] for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
+
+
+def test_a_usage_record_lands_in_the_bucket_as_a_json_line(provisioned: Provisioned) -> None:
+    before = _all_keys(provisioned)
+    line = b'{"request_id":"req_1","cost_units":42}\n'
+    provisioned.emulator.client("firehose").put_record(
+        DeliveryStreamName=provisioned.outputs["UsageStreamName"], Record={"Data": line}
+    )
+
+    objects = _new_objects(provisioned, before)
+    assert list(objects.values()) == [line]
+    (key,) = objects
+    assert key.startswith("usage/")
+    # moto writes at once (no buffering) and does not expand the prefix's
+    # !{timestamp:…} expressions: it appends its own YYYY/MM/DD/HH/ and the
+    # object name. On AWS the key is usage/year=2025/month=01/day=31/<name>.
+    stream = re.escape(provisioned.outputs["UsageStreamName"])
+    assert re.fullmatch(re.escape(USAGE_PREFIX) + rf"\d{{4}}/\d\d/\d\d/\d\d/{stream}-1-[\d-]+-[0-9a-f-]{{36}}", key)
+
+
+def test_a_batch_of_records_lands_as_one_object_of_json_lines(provisioned: Provisioned) -> None:
+    before = _all_keys(provisioned)
+    lines = [b'{"request_id":"req_2"}\n', b'{"request_id":"req_3"}\n']
+    provisioned.emulator.client("firehose").put_record_batch(
+        DeliveryStreamName=provisioned.outputs["UsageStreamName"], Records=[{"Data": line} for line in lines]
+    )
+
+    assert list(_new_objects(provisioned, before).values()) == [b"".join(lines)]
+
+
+def test_conditional_writes_are_atomic_under_concurrency(provisioned: Provisioned) -> None:
+    dynamodb = provisioned.emulator.client("dynamodb")
+    table = provisioned.outputs["AccountsTableName"]
+    writers, balance = 50, 10
+    # Switching threads this often lets a write land between another write's
+    # condition check and its update; without the emulator's request lock
+    # about half the rounds then spend more than the balance.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        for round_ in range(6):
+            account = {"account_id": {"S": f"race-{round_}"}}
+            dynamodb.put_item(TableName=table, Item={**account, "available": {"N": str(balance)}})
+            start = threading.Barrier(writers)
+            succeeded: list[int] = []
+            errors: list[Exception] = []
+
+            def spend() -> None:
+                start.wait()
+                try:
+                    dynamodb.update_item(
+                        TableName=table,
+                        Key=account,
+                        UpdateExpression="SET available = available - :amt",
+                        ConditionExpression="available >= :amt",
+                        ExpressionAttributeValues={":amt": {"N": "1"}},
+                    )
+                    succeeded.append(1)
+                except ClientError as exc:
+                    if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                        errors.append(exc)
+                except Exception as exc:  # surfaced by the assertion below, not lost on the thread
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=spend) for _ in range(writers)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+            final = dynamodb.get_item(TableName=table, Key=account, ConsistentRead=True)["Item"]["available"]["N"]
+            assert errors == []
+            assert (len(succeeded), final) == (balance, "0"), f"round {round_}"
+    finally:
+        sys.setswitchinterval(switch_interval)
+
+
+def test_provisioning_the_same_stack_twice_is_refused(provisioned: Provisioned) -> None:
+    with pytest.raises(ProvisioningError, match="already exists"):
+        provision(provisioned.emulator.client, DEFAULT_TEMPLATE, provisioned.prefix)
+
+
+def test_provisioning_over_taken_names_is_refused_before_creating_anything(provisioned: Provisioned) -> None:
+    other_stack = f"{provisioned.prefix}-again"
+    with pytest.raises(ProvisioningError, match="already taken"):
+        provision(provisioned.emulator.client, DEFAULT_TEMPLATE, provisioned.prefix, stack_name=other_stack)
+
+    with pytest.raises(ClientError, match="does not exist"):
+        provisioned.emulator.client("cloudformation").describe_stacks(StackName=other_stack)
