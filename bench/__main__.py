@@ -24,13 +24,12 @@ from pathlib import Path
 
 import boto3
 import httpx
-from chalice.config import Config
-from chalice.local import create_local_server
 
 from chalicelib import deps
 from chalicelib.config import Settings
 from devstack.demo_upstream import DemoUpstream
 from devstack.emulator import Emulator, provision
+from devstack.local_server import LocalGateway
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN = "bench-admin-token"
@@ -95,9 +94,8 @@ def main() -> None:
     deps.use_gateway(deps.build_gateway(settings, session=session))
     from app import app
 
-    server = create_local_server(app, Config.create(chalice_stage="bench"), "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = "http://127.0.0.1:%d" % server.server.server_address[1]
+    server = LocalGateway(app, stage="bench").start()
+    url = server.url
 
     admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30)
     admin.post("/admin/channels", json={"name": "demo", "base_url": upstream.base_url, "api_key": "demo"})
@@ -137,7 +135,7 @@ def main() -> None:
               + ", ".join(f"{op} {n:.2f}" for op, n in per_request.items()))
     print(f"\nimport app: {import_time_ms():.0f} ms (median of 5, above a bare interpreter)")
 
-    server.shutdown()
+    server.stop()
     upstream.stop()
     emulator.stop()
 

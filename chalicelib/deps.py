@@ -39,7 +39,8 @@ def now_ms() -> int:
 
 
 def aws_client(session: boto3.session.Session, settings: Settings, service: str) -> Any:
-    config = BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10)
+    config = BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10,
+                        max_pool_connections=64)
     return session.client(service, region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url,
                           config=config)
 

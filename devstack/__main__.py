@@ -35,7 +35,12 @@ DEMO_CREDIT_USD = "5.00"
 LOCAL_AWS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops everything as Ctrl-C does
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
     host = "127.0.0.1"
     port = int(os.environ.get("PORT", "8000"))
     emulator_port = int(os.environ.get("AWS_EMULATOR_PORT", "4566"))

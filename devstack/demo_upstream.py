@@ -256,6 +256,9 @@ class _Server(http.server.ThreadingHTTPServer):
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out as separate writes; without TCP_NODELAY the body
+    # waits for the client's delayed ACK (about 40 ms) on every keep-alive request.
+    disable_nagle_algorithm = True
     server_version = "TokenwayDemoUpstream/1.0"
     sys_version = ""
     server: _Server

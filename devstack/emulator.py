@@ -15,6 +15,7 @@ import argparse
 import json
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -27,7 +28,7 @@ import yaml
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, make_server, select_address_family
 
 REGION = "us-east-1"
 # moto accepts any credentials; these keep boto3 from looking for real ones.
@@ -68,6 +69,16 @@ class _SerializedApp:
         return [body]
 
 
+class _QuietHandler(MotoRequestHandler):
+    # Every AWS call would otherwise print an access-log line.
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+    # Headers and body go out as separate writes; without TCP_NODELAY each
+    # keep-alive response waits for the client's delayed ACK (about 40 ms).
+    disable_nagle_algorithm = True
+
+
 class Emulator:
     """An in-process moto server that serves DynamoDB, S3, Firehose, IAM and CloudFormation on loopback.
 
@@ -91,8 +102,19 @@ class Emulator:
         if self._server is not None:
             raise RuntimeError("the emulator is already running")
         app = _SerializedApp(DomainDispatcherApplication(create_backend_app), _REQUEST_LOCK)
-        # Binding here rather than on the thread makes a taken port fail start().
-        self._server = make_server(self._host, self._port, app, threaded=True, request_handler=MotoRequestHandler)
+        # Bound here, so a taken port fails start() with OSError: werkzeug would
+        # print a message and exit the whole process instead.
+        family = select_address_family(self._host, self._port)
+        with socket.create_server((self._host, self._port), family=family, backlog=128) as listener:
+            # make_server duplicates the descriptor, so this one is closed after.
+            self._server = make_server(
+                self._host,
+                self._port,
+                app,
+                threaded=True,
+                request_handler=_QuietHandler,
+                fd=listener.fileno(),
+            )
         # A short poll interval keeps stop() quick; the default waits up to 0.5 s.
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="aws-emulator", daemon=True
@@ -126,7 +148,9 @@ class Emulator:
         # A wildcard bind address is not one a client can connect to.
         if host in ("0.0.0.0", ""):
             host = "127.0.0.1"
-        return f"http://{host}:{port}"
+        elif host == "::":
+            host = "::1"
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def client(self, service: str) -> Any:
         """A boto3 client for `service`, pointed at this emulator with dummy credentials."""
@@ -334,14 +358,20 @@ _BOTO3_CREATORS: dict[str, Callable[[ClientsFactory, dict[str, Any]], str]] = {
 }
 
 
-def _exists(clients: ClientsFactory, resource_type: str, name: str) -> bool:
+# Resource type → the property that names it, and a call that fails with
+# ResourceNotFoundException when no resource has that name.
+_NAMED_TYPES: dict[str, tuple[str, Callable[[ClientsFactory, str], Any]]] = {
+    "AWS::DynamoDB::Table": ("TableName", lambda clients, name: clients("dynamodb").describe_table(TableName=name)),
+    "AWS::KinesisFirehose::DeliveryStream": (
+        "DeliveryStreamName",
+        lambda clients, name: clients("firehose").describe_delivery_stream(DeliveryStreamName=name),
+    ),
+}
+
+
+def _is_taken(clients: ClientsFactory, resource_type: str, name: str) -> bool:
     try:
-        if resource_type == "AWS::DynamoDB::Table":
-            clients("dynamodb").describe_table(TableName=name)
-        elif resource_type == "AWS::KinesisFirehose::DeliveryStream":
-            clients("firehose").describe_delivery_stream(DeliveryStreamName=name)
-        else:
-            return False
+        _NAMED_TYPES[resource_type][1](clients, name)
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "ResourceNotFoundException":
             return False
@@ -349,13 +379,12 @@ def _exists(clients: ClientsFactory, resource_type: str, name: str) -> bool:
     return True
 
 
-_NAME_PROPERTIES = {"AWS::DynamoDB::Table": "TableName", "AWS::KinesisFirehose::DeliveryStream": "DeliveryStreamName"}
-
-
 # --- Provisioning -----------------------------------------------------------
 
 
-def _refuse_existing(cfn: Any, clients: ClientsFactory, resolver: _Resolver, template: dict[str, Any], stack_name: str) -> None:
+def _refuse_existing(
+    cfn: Any, clients: ClientsFactory, resolver: _Resolver, template: dict[str, Any], stack_name: str
+) -> None:
     try:
         stacks = cfn.describe_stacks(StackName=stack_name)["Stacks"]
     except ClientError as exc:
@@ -368,13 +397,14 @@ def _refuse_existing(cfn: Any, clients: ClientsFactory, resolver: _Resolver, tem
     # with an error that does not say which resource.
     taken = []
     for logical_id, resource in template["Resources"].items():
-        name_property = _NAME_PROPERTIES.get(resource["Type"])
-        name_spec = resource.get("Properties", {}).get(name_property)
+        if resource["Type"] not in _NAMED_TYPES:
+            continue
+        name_spec = resource.get("Properties", {}).get(_NAMED_TYPES[resource["Type"]][0])
         # A name built from another resource cannot be known before the stack.
         if name_spec is None or _references(name_spec) & set(template["Resources"]):
             continue
         name = resolver.resolve(name_spec)
-        if _exists(clients, resource["Type"], name):
+        if _is_taken(clients, resource["Type"], name):
             taken.append(f"{logical_id} ({name})")
     if taken:
         raise ProvisioningError(
@@ -390,7 +420,9 @@ def _split_template(template: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
         for logical_id, resource in template["Resources"].items()
         if resource["Type"] in _BOTO3_CREATORS
     }
-    kept = {logical_id: resource for logical_id, resource in template["Resources"].items() if logical_id not in deferred}
+    kept = {
+        logical_id: resource for logical_id, resource in template["Resources"].items() if logical_id not in deferred
+    }
     for logical_id, resource in kept.items():
         needed = (_references(resource) | set(_as_list(resource.get("DependsOn")))) & set(deferred)
         if needed:
@@ -439,14 +471,15 @@ def _memoized(clients_factory: ClientsFactory) -> ClientsFactory:
 def provision(
     clients_factory: ClientsFactory, template_path: Path, prefix: str, stack_name: str | None = None
 ) -> dict[str, str]:
-    """Create the stack from infra/template.yaml; create with boto3 what moto's CloudFormation cannot; return the Outputs."""
+    """Create the stack from the template, then with boto3 what moto's CloudFormation cannot; return the Outputs."""
     stack_name = stack_name or prefix
     clients_factory = _memoized(clients_factory)
     template = load_template(template_path)
     moto_template, deferred = _split_template(template)
     cfn = clients_factory("cloudformation")
 
-    defaults = {name: str(spec["Default"]) for name, spec in template.get("Parameters", {}).items() if "Default" in spec}
+    parameters = template.get("Parameters", {})
+    defaults = {name: str(spec["Default"]) for name, spec in parameters.items() if "Default" in spec}
     values = {**defaults, "ResourcePrefix": prefix}
     # Before the stack exists only parameters resolve, which is all that names use.
     placeholder_id = f"arn:aws:cloudformation:{REGION}:000000000000:stack/{stack_name}/0"
@@ -504,7 +537,7 @@ def _parse_args(argv: Iterable[str] | None) -> argparse.Namespace:
         description="Serve local AWS, provisioned from the Tokenway template, until interrupted.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=4566, help="port to bind, 0 for any free one (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=4566, help="port, 0 for any free one (default: %(default)s)")
     parser.add_argument("--prefix", default="tokenway-dev", help="the template's ResourcePrefix (default: %(default)s)")
     parser.add_argument("--stack-name", default=None, help="CloudFormation stack name (default: the prefix)")
     parser.add_argument("--template", type=Path, default=DEFAULT_TEMPLATE, help="template to provision")
@@ -520,7 +553,11 @@ def main(argv: Iterable[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stopping.set())
 
     emulator = Emulator(args.host, args.port)
-    emulator.start()
+    try:
+        emulator.start()
+    except OSError as exc:
+        print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
     try:
         outputs = provision(emulator.client, args.template, args.prefix, args.stack_name)
         print(json.dumps(outputs, indent=2), flush=True)

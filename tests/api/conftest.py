@@ -3,25 +3,21 @@ from infra/template.yaml, and a fake OpenAI-compatible upstream on loopback."""
 
 from __future__ import annotations
 
-import os
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from chalice.config import Config
-from chalice.local import create_local_server
 
 from chalicelib import deps
 from chalicelib.config import Settings
 from devstack.emulator import Emulator, provision
+from devstack.local_server import LocalGateway
+from tests.conftest import ROOT, TEMPLATE
 from tests.fakes.upstream import FakeUpstream
 
-ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "admin-" + uuid.uuid4().hex
 PREFIX = "apitest"
 
@@ -56,13 +52,8 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        os.environ.setdefault(name, value)
-    emulator = Emulator(port=0)
-    emulator.start()
-    outputs = provision(emulator.client, ROOT / "infra" / "template.yaml", PREFIX)
+def stack(emulator: Emulator) -> Iterator[Stack]:
+    outputs = provision(emulator.client, TEMPLATE, PREFIX)
     upstream = FakeUpstream()
     upstream.start()
     settings = Settings(
@@ -72,18 +63,14 @@ def stack() -> Iterator[Stack]:
     deps.use_gateway(deps.build_gateway(settings))
     from app import app
 
-    server = create_local_server(app, Config.create(chalice_stage="test"), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    host, port = server.server.server_address[:2]
-    stack = Stack(f"http://{host}:{port}", emulator, upstream, settings, outputs)
+    server = LocalGateway(app, stage="test").start()
+    stack = Stack(server.url, emulator, upstream, settings, outputs)
     _configure_catalog(stack)
     try:
         yield stack
     finally:
-        server.shutdown()
+        server.stop()
         upstream.stop()
-        emulator.stop()
         deps.use_gateway(None)
 
 

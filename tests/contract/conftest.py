@@ -4,12 +4,9 @@ DynamoDB (moto), with tables provisioned from infra/template.yaml."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from chalicelib.storage.dynamodb_repo import DynamoAccountRepo, DynamoCatalogRepo, DynamoKeyRepo
 from chalicelib.storage.dynamodb_wallet_repo import DynamoWalletRepo
@@ -17,8 +14,8 @@ from chalicelib.storage.memory_repo import (InMemoryAccountRepo, InMemoryCatalog
                                             InMemoryWalletRepo)
 from chalicelib.storage.ports import AccountRepo, CatalogRepo, KeyRepo, WalletRepo
 from devstack.emulator import provision
+from tests.conftest import TEMPLATE
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
 PREFIX = "contract"
 
 
@@ -38,14 +35,13 @@ def _memory() -> Repos:
 
 
 @pytest.fixture(scope="session")
-def _aws():
-    with mock_aws():
-        provision(lambda service: boto3.client(service, region_name="us-east-1"), TEMPLATE, PREFIX)
-        yield boto3.client("dynamodb", region_name="us-east-1")
+def _aws(emulator):
+    provision(emulator.client, TEMPLATE, PREFIX)
+    return emulator.client("dynamodb")
 
 
 def _wipe(client: Any) -> None:
-    for table in client.list_tables()["TableNames"]:
+    for table in [t for t in client.list_tables()["TableNames"] if t.startswith(f"{PREFIX}-")]:
         schema = [k["AttributeName"] for k in client.describe_table(TableName=table)["Table"]["KeySchema"]]
         for page in client.get_paginator("scan").paginate(TableName=table):
             for item in page["Items"]:

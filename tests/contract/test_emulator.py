@@ -100,15 +100,14 @@ def test_provisioning_creates_the_tables_bucket_and_stream(provisioned: Provisio
     assert provisioned.emulator.client("iam").get_role(RoleName=role_name)["Role"]["Arn"] == destination["RoleARN"]
 
 
-def _new_objects(provisioned: Provisioned, before: set[str]) -> dict[str, bytes]:
-    s3, bucket = provisioned.emulator.client("s3"), provisioned.outputs["UsageBucketName"]
-    keys = {obj["Key"] for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", [])} - before
-    return {key: s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
-
-
 def _all_keys(provisioned: Provisioned) -> set[str]:
     s3, bucket = provisioned.emulator.client("s3"), provisioned.outputs["UsageBucketName"]
     return {obj["Key"] for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
+
+
+def _new_objects(provisioned: Provisioned, before: set[str]) -> dict[str, bytes]:
+    s3, bucket = provisioned.emulator.client("s3"), provisioned.outputs["UsageBucketName"]
+    return {key: s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in _all_keys(provisioned) - before}
 
 
 def test_a_usage_record_lands_in_the_bucket_as_a_json_line(provisioned: Provisioned) -> None:
