@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 
 
-class ModelKind(str, enum.Enum):
+class ModelKind(enum.StrEnum):
     CHAT = "chat"
     EMBEDDING = "embedding"
     IMAGE = "image"

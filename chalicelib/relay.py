@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib import pricing
@@ -101,11 +101,13 @@ class Relay:
         prompt_estimate = pricing.prompt_tokens(request.messages)
         if request.tools:
             prompt_estimate += pricing.text_tokens(json.dumps(request.tools))
+        model_cap = call.model.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS
         asked = request.max_completion_tokens or request.max_tokens
         quote = Quote(
             fixed=prompt_estimate * prices.input_per_1m,
             output_rate=prices.output_per_1m * request.n,
-            output_tokens=asked or call.model.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
+            # A cap above the model's maximum is not held for: the model cannot use it.
+            output_tokens=min(asked, model_cap) if asked else model_cap,
         )
         call.extra["prompt_estimate"] = prompt_estimate
         reservation = self._reserve(call, quote)
@@ -257,7 +259,7 @@ class Relay:
     def _record(self, call: _Call, *, status: int, error_type: str | None, usage: Usage, cost: int,
                 shortfall: int) -> None:
         emit(self._usage_sink, UsageEvent(
-            time=datetime.fromtimestamp(self._wall_clock(), tz=timezone.utc).isoformat(timespec="milliseconds"),
+            time=datetime.fromtimestamp(self._wall_clock(), tz=UTC).isoformat(timespec="milliseconds"),
             request_id=call.request_id,
             account_id=call.key.account_id,
             key_id=call.key.key_id,

@@ -14,6 +14,9 @@ class _NoDelayHandler(ChaliceRequestHandler):
     # keep-alive response waits for the client's delayed ACK (about 40 ms).
     disable_nagle_algorithm = True
 
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass  # no access log: the tests and the benchmark make thousands of requests
+
 
 class _Server(ThreadedHTTPServer):
     # The default listen backlog of 5 resets connections when many clients

@@ -15,7 +15,7 @@ from chalicelib import deps
 from chalicelib.config import Settings
 from devstack.emulator import Emulator, provision
 from devstack.local_server import LocalGateway
-from tests.conftest import ROOT, TEMPLATE
+from tests.conftest import TEMPLATE
 from tests.fakes.upstream import FakeUpstream
 
 ADMIN_TOKEN = "admin-" + uuid.uuid4().hex

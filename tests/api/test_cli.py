@@ -10,7 +10,8 @@ from decimal import Decimal
 
 from openai import OpenAI
 
-from tests.api.conftest import ADMIN_TOKEN, ROOT, Stack
+from tests.api.conftest import ADMIN_TOKEN, Stack
+from tests.conftest import ROOT
 
 
 def cli(stack: Stack, *args: str) -> dict:

@@ -9,7 +9,6 @@ from decimal import Decimal
 import httpx
 
 from chalicelib.storage.dynamodb_repo import from_item
-from tests.api.conftest import Stack
 from tests.fakes import upstream as faults
 
 

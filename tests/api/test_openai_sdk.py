@@ -114,3 +114,19 @@ def test_models_lists_the_routable_models(stack, client_for):
     ids = {model.id for model in client_for(key).models.list()}
     assert {"deepseek-chat", "text-embedding-3-small", "dall-e-3"} <= ids
     assert "claude-sonnet" not in ids  # no channel serves it here
+
+
+def test_the_manuals_curl_command_works(stack, upstream):
+    import subprocess
+
+    account_id, key = stack.customer("1")
+    done = subprocess.run(
+        ["curl", "-sS", "-i", f"{stack.url}/v1/chat/completions",
+         "-H", f"Authorization: Bearer {key}", "-H", "Content-Type: application/json",
+         "-d", '{"model": "deepseek-chat", "messages": [{"role": "user", "content": "Hello"}]}'],
+        capture_output=True, text=True, timeout=60, check=True)
+    head, _, body = done.stdout.partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 200")
+    assert "x-tokenway-cost-usd:" in head.lower()
+    assert json.loads(body)["choices"][0]["message"]["content"]
+    assert spent(stack, account_id, "1") > 0

@@ -90,8 +90,9 @@ class World:
         return self.handler(request)
 
     def fund(self, usd: str) -> None:
-        self.wallets.credit(LedgerEntry(account_id="acct_1", entry_id=f"{self.time_ms - 1:013d}#credit-{len(self.ledger())}",
-                                        kind="credit", amount=usd_to_units(usd), created_at=0))
+        entry_id = f"{self.time_ms - 1:013d}#credit-{len(self.ledger())}"
+        self.wallets.credit(LedgerEntry(account_id="acct_1", entry_id=entry_id, kind="credit",
+                                        amount=usd_to_units(usd), created_at=0))
 
     def balance(self):
         return self.wallets.balance("acct_1")

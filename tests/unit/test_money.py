@@ -54,6 +54,7 @@ def test_estimates_count_ascii_by_three_and_other_characters_one_each():
     assert text_tokens("你好世界") == 4
     assert prompt_tokens([{"role": "user", "content": "abc"}]) == 4 + 1 + 1
     image = {"type": "image_url", "image_url": {"url": "data:..."}}
-    assert prompt_tokens([{"role": "user", "content": [{"type": "text", "text": "abc"}, image]}]) == 4 + 1 + (2 + 1) + 765  # "text" and "abc", then the image
+    parts = [{"type": "text", "text": "abc"}, image]
+    assert prompt_tokens([{"role": "user", "content": parts}]) == 4 + 1 + (2 + 1) + 765  # "text", "abc", image
     assert embedding_input_tokens(["abc", "abcdef"]) == 3
     assert embedding_input_tokens([[1, 2, 3], [4]]) == 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import httpx
@@ -103,7 +104,8 @@ def test_an_upstream_4xx_is_passed_on_with_its_status_and_message(world):
                                                  "param": "temperature", "code": "invalid_value"}}
 
 
-@pytest.mark.parametrize("exc, error", [(httpx.ReadTimeout, UpstreamTimeout), (httpx.ConnectError, UpstreamUnavailable)])
+@pytest.mark.parametrize("exc, error", [(httpx.ReadTimeout, UpstreamTimeout),
+                                        (httpx.ConnectError, UpstreamUnavailable)])
 def test_timeouts_and_refused_connections_cost_nothing(world, exc, error):
     world.fund("1")
 
@@ -324,11 +326,15 @@ def test_the_ledger_sums_to_the_balance_after_mixed_outcomes(world):
         httpx.Response(200, json=chat_reply(prompt=3, completion=2000)),
     ])
     world.handler = lambda r: next(answers)
-    for _ in range(3):
-        try:
-            chat(world)
-        except UpstreamUnavailable:
-            pass
+    for n in range(3):
+        with contextlib.suppress(UpstreamUnavailable):
+            chat(world, f"req_{n}")
     balance = world.balance()
     assert balance.held == 0
     assert sum(entry.amount for entry in world.ledger()) == balance.total
+
+
+def test_a_cap_above_the_model_maximum_holds_only_the_maximum(world):
+    world.fund("0.0021")  # affords the model's 1000-token maximum (2 000 000 units) and the prompt
+    chat(world, max_tokens=50_000)
+    assert world.sent_json()["max_tokens"] == 50_000  # passed on untouched: the wallet affords what it can use
