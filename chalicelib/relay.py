@@ -19,7 +19,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,7 +65,7 @@ class _Call:
     reservation: Reservation | None = None
     route: ResolvedRoute | None = None
     ttft_ms: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    prompt_estimate: int = 0
 
 
 class Relay:
@@ -109,7 +109,7 @@ class Relay:
             # A cap above the model's maximum is not held for: the model cannot use it.
             output_tokens=min(asked, model_cap) if asked else model_cap,
         )
-        call.extra["prompt_estimate"] = prompt_estimate
+        call.prompt_estimate = prompt_estimate
         reservation = self._reserve(call, quote)
 
         upstream_body = dict(body)
@@ -252,7 +252,7 @@ class Relay:
             self._record(call, status=status, error_type=error_type, usage=Usage(), cost=0, shortfall=0)
             return 0
         if usage is None:
-            usage = Usage(prompt_tokens=call.extra["prompt_estimate"], completion_tokens=completion_estimate)
+            usage = Usage(prompt_tokens=call.prompt_estimate, completion_tokens=completion_estimate)
         cap = None if finished else call.reservation.hold.amount
         return self._settle(call, usage, status=status, error_type=error_type, cap=cap)
 

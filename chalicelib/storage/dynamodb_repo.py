@@ -58,6 +58,18 @@ def storage_errors(action: str) -> Iterator[None]:
         raise StorageError(f"storage is unreachable ({action})") from exc
 
 
+def read_all(call: Callable[..., dict[str, Any]], action: str, **request: Any) -> list[dict[str, Any]]:
+    """Every item of a paginated Query or Scan, as plain dicts."""
+    items: list[dict[str, Any]] = []
+    with storage_errors(action):
+        while True:
+            reply = call(**request)
+            items.extend(from_item(item) for item in reply.get("Items", []))
+            if "LastEvaluatedKey" not in reply:
+                return items
+            request["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
+
+
 def put_new(client: Any, table: str, values: dict[str, Any], key_name: str, conflict: str) -> None:
     """Put an item that must not exist yet; Conflict if it does."""
     try:
@@ -165,13 +177,6 @@ class DynamoCatalogRepo(CatalogRepo):
 
     def _scan(self) -> dict[str, list[dict[str, Any]]]:
         by_kind: dict[str, list[dict[str, Any]]] = {"channel": [], "model": []}
-        request: dict[str, Any] = {"TableName": self._table, "ConsistentRead": True}
-        with storage_errors("read the catalog"):
-            while True:
-                reply = self._client.scan(**request)
-                for item in reply.get("Items", []):
-                    values = from_item(item)
-                    by_kind.setdefault(values["kind"], []).append(values)
-                if "LastEvaluatedKey" not in reply:
-                    return by_kind
-                request["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
+        for values in read_all(self._client.scan, "read the catalog", TableName=self._table, ConsistentRead=True):
+            by_kind.setdefault(values["kind"], []).append(values)
+        return by_kind

@@ -26,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.domain import Balance, Hold, LedgerEntry, Settlement
 from chalicelib.errors import NotFound, StorageError
-from chalicelib.storage.dynamodb_repo import from_item, storage_errors, to_item
+from chalicelib.storage.dynamodb_repo import from_item, read_all, storage_errors, to_item
 from chalicelib.storage.ports import WalletRepo
 
 _MAX_SETTLE_ATTEMPTS = 6
@@ -137,35 +137,15 @@ class DynamoWalletRepo(WalletRepo):
         return True
 
     def ledger(self, account_id: str) -> list[LedgerEntry]:
-        request: dict[str, Any] = {
-            "TableName": self._ledger,
-            "KeyConditionExpression": "account_id = :id",
-            "ExpressionAttributeValues": {":id": {"S": account_id}},
-            "ConsistentRead": True,
-        }
-        entries = []
-        with storage_errors("read the ledger"):
-            while True:
-                reply = self._client.query(**request)
-                entries.extend(LedgerEntry(**from_item(item)) for item in reply.get("Items", []))
-                if "LastEvaluatedKey" not in reply:
-                    return entries
-                request["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
+        items = read_all(self._client.query, "read the ledger", TableName=self._ledger,
+                         KeyConditionExpression="account_id = :id",
+                         ExpressionAttributeValues={":id": {"S": account_id}}, ConsistentRead=True)
+        return [LedgerEntry(**item) for item in items]
 
     def expired_holds(self, now: int) -> list[Hold]:
-        request: dict[str, Any] = {
-            "TableName": self._holds,
-            "FilterExpression": "expires_at <= :now",
-            "ExpressionAttributeValues": {":now": {"N": str(now)}},
-        }
-        holds = []
-        with storage_errors("read the holds"):
-            while True:
-                reply = self._client.scan(**request)
-                holds.extend(Hold(**from_item(item)) for item in reply.get("Items", []))
-                if "LastEvaluatedKey" not in reply:
-                    return holds
-                request["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
+        items = read_all(self._client.scan, "read the holds", TableName=self._holds,
+                         FilterExpression="expires_at <= :now", ExpressionAttributeValues={":now": {"N": str(now)}})
+        return [Hold(**item) for item in items]
 
     # Transaction items. "_role" names each item for reading cancellation
     # reasons; it is stripped before sending.

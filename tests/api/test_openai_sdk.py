@@ -124,8 +124,8 @@ def test_the_manuals_curl_command_works(stack, upstream):
         ["curl", "-sS", "-i", f"{stack.url}/v1/chat/completions",
          "-H", f"Authorization: Bearer {key}", "-H", "Content-Type: application/json",
          "-d", '{"model": "deepseek-chat", "messages": [{"role": "user", "content": "Hello"}]}'],
-        capture_output=True, text=True, timeout=60, check=True)
-    head, _, body = done.stdout.partition("\r\n\r\n")
+        capture_output=True, timeout=60, check=True)
+    head, _, body = done.stdout.decode().partition("\r\n\r\n")
     assert head.startswith("HTTP/1.1 200")
     assert "x-tokenway-cost-usd:" in head.lower()
     assert json.loads(body)["choices"][0]["message"]["content"]
