@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+NODE_STAMP := tests/node/node_modules/.installed
+
 .PHONY: install run test lint bench clean
 
 install: $(STAMP)
@@ -21,11 +23,16 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/cfn-lint infra/template.yaml
 
-test: lint
+# The official OpenAI Node SDK, for the tests that use it as a client.
+$(NODE_STAMP): tests/node/package.json tests/node/package-lock.json
+	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+test: lint $(NODE_STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache tests/node/node_modules

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.http import ANY_CONTENT_TYPE, json_response, openai_errors, read_json
+from chalicelib.api.http import ANY_CONTENT_TYPE, error_response, json_response, openai_errors, read_json
 from chalicelib.deps import get_gateway
+from chalicelib.errors import GatewayError
 from chalicelib.relay import RelayResult
 
 relay_routes = Blueprint(__name__)
@@ -14,10 +15,14 @@ relay_routes = Blueprint(__name__)
 def _relay(endpoint: str) -> Response:
     gateway = get_gateway()
     request = relay_routes.current_request
-    key = gateway.keys.authenticate(request.headers.get("authorization"))
-    body = read_json(request.raw_body, max_bytes=gateway.settings.max_body_bytes)
     request_id = gateway.relay.new_request_id()
-    result = getattr(gateway.relay, endpoint)(key, body, request_id)
+    try:
+        key = gateway.keys.authenticate(request.headers.get("authorization"))
+        body = read_json(request.raw_body, max_bytes=gateway.settings.max_body_bytes)
+        result = getattr(gateway.relay, endpoint)(key, body, request_id)
+    except GatewayError as exc:
+        # A refused or failed request is never charged, and says so.
+        return error_response(exc, headers={"X-Request-Id": request_id, "X-Tokenway-Cost-USD": "0.00"})
     return _render(result)
 
 

@@ -28,6 +28,8 @@ def assert_envelope(response: httpx.Response, status: int, *, type: str | None =
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["message"]
     assert "Traceback" not in response.text
+    if response.url.path.startswith(("/v1/", "/chat/")):
+        assert response.headers["x-tokenway-cost-usd"] == "0.00"
     if type:
         assert error["type"] == type
     if code:
