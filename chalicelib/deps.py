@@ -18,7 +18,8 @@ from chalicelib.config import Settings
 from chalicelib.keys import KeyAuthenticator, KeyHasher
 from chalicelib.providers.openai_compat import OpenAICompatAdapter
 from chalicelib.relay import Relay
-from chalicelib.storage.dynamodb_repo import DynamoAccountRepo, DynamoCatalogRepo, DynamoKeyRepo
+from chalicelib.storage.account_repo import DynamoAccountRepo
+from chalicelib.storage.dynamodb_repo import DynamoCatalogRepo, DynamoKeyRepo
 from chalicelib.storage.dynamodb_wallet_repo import DynamoWalletRepo
 from chalicelib.usage import FirehoseUsageSink
 

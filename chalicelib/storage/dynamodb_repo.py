@@ -1,4 +1,4 @@
-"""DynamoDB repositories for accounts, keys and the operator's catalog.
+"""DynamoDB repositories for keys and the operator's catalog, and what DynamoDB storage shares.
 
 Each takes a low-level boto3 DynamoDB client and its table name; botocore
 errors are mapped to StorageError (or a domain error) at this boundary.
@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.domain import Account, ApiKey, Channel, ModelEntry, ModelKind, Prices, Route
+from chalicelib.domain import ApiKey, Channel, ModelEntry, ModelKind, Prices, Route
 from chalicelib.errors import Conflict, StorageError
-from chalicelib.storage.ports import AccountRepo, CatalogRepo, KeyRepo
+from chalicelib.storage.ports import CatalogRepo, KeyRepo
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -82,27 +82,9 @@ def put_new(client: Any, table: str, values: dict[str, Any], key_name: str, conf
         raise StorageError("storage is unreachable") from exc
 
 
-def _fields(cls: type[T], values: dict[str, Any], build: Callable[..., T] | None = None) -> T:
+def fields_of(cls: type[T], values: dict[str, Any], build: Callable[..., T] | None = None) -> T:
     names = cls.__dataclass_fields__  # type: ignore[attr-defined]
     return (build or cls)(**{name: values[name] for name in names if name in values})
-
-
-class DynamoAccountRepo(AccountRepo):
-    """Table `accounts`, key `account_id`. The wallet's counters live on the same item."""
-
-    def __init__(self, client: Any, table: str) -> None:
-        self._client = client
-        self._table = table
-
-    def create(self, account: Account) -> None:
-        put_new(self._client, self._table, {**account.__dict__, "available": 0, "held": 0}, "account_id",
-                f"account {account.account_id} already exists")
-
-    def get(self, account_id: str) -> Account | None:
-        with storage_errors("read the account"):
-            reply = self._client.get_item(TableName=self._table, Key=to_item({"account_id": account_id}))
-        item = reply.get("Item")
-        return _fields(Account, from_item(item)) if item else None
 
 
 class DynamoKeyRepo(KeyRepo):
@@ -119,7 +101,7 @@ class DynamoKeyRepo(KeyRepo):
         with storage_errors("read the key"):
             reply = self._client.get_item(TableName=self._table, Key=to_item({"key_hash": key_hash}))
         item = reply.get("Item")
-        return _fields(ApiKey, from_item(item)) if item else None
+        return fields_of(ApiKey, from_item(item)) if item else None
 
 
 class DynamoCatalogRepo(CatalogRepo):

@@ -6,25 +6,9 @@ from __future__ import annotations
 import dataclasses
 import threading
 
-from chalicelib.domain import Account, ApiKey, Balance, Channel, Hold, LedgerEntry, ModelEntry, Settlement
+from chalicelib.domain import ApiKey, Balance, Channel, Hold, LedgerEntry, ModelEntry, Settlement
 from chalicelib.errors import Conflict, NotFound
-from chalicelib.storage.ports import AccountRepo, CatalogRepo, KeyRepo, WalletRepo
-
-
-class InMemoryAccountRepo(AccountRepo):
-    def __init__(self, wallets: InMemoryWalletRepo | None = None) -> None:
-        self._accounts: dict[str, Account] = {}
-        self._wallets = wallets
-
-    def create(self, account: Account) -> None:
-        if account.account_id in self._accounts:
-            raise Conflict(f"account {account.account_id} already exists")
-        self._accounts[account.account_id] = account
-        if self._wallets is not None:
-            self._wallets.open(account.account_id)
-
-    def get(self, account_id: str) -> Account | None:
-        return self._accounts.get(account_id)
+from chalicelib.storage.ports import CatalogRepo, KeyRepo, WalletRepo
 
 
 class InMemoryKeyRepo(KeyRepo):

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from chalicelib.storage.dynamodb_repo import DynamoAccountRepo, DynamoCatalogRepo, DynamoKeyRepo
+from chalicelib.storage.account_repo import DynamoAccountRepo, InMemoryAccountRepo
+from chalicelib.storage.dynamodb_repo import DynamoCatalogRepo, DynamoKeyRepo
 from chalicelib.storage.dynamodb_wallet_repo import DynamoWalletRepo
-from chalicelib.storage.memory_repo import (InMemoryAccountRepo, InMemoryCatalogRepo, InMemoryKeyRepo,
-                                            InMemoryWalletRepo)
+from chalicelib.storage.memory_repo import InMemoryCatalogRepo, InMemoryKeyRepo, InMemoryWalletRepo
 from chalicelib.storage.ports import AccountRepo, CatalogRepo, KeyRepo, WalletRepo
 from devstack.emulator import provision
 from tests.conftest import TEMPLATE
