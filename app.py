@@ -1,10 +1,16 @@
 from chalice import Chalice
 
 from chalicelib.api.admin_routes import admin_routes
-from chalicelib.api.relay_routes import relay_routes
+from chalicelib.api.auth_routes import auth_routes
 from chalicelib.api.maintenance import maintenance
+from chalicelib.api.openapi import openapi_routes
+from chalicelib.api.relay_routes import relay_routes
+from chalicelib.api.token_routes import token_routes
 
 app = Chalice(app_name="tokenway")
 app.register_blueprint(relay_routes)
+app.register_blueprint(auth_routes)
+app.register_blueprint(token_routes)
+app.register_blueprint(openapi_routes)
 app.register_blueprint(admin_routes)
 app.register_blueprint(maintenance)

@@ -5,21 +5,20 @@ from __future__ import annotations
 import hmac
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
 from urllib.parse import urlparse
-
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from chalicelib.catalog import BUILTIN_MODELS, Catalog
-from chalicelib.domain import Account, ApiKey, Balance, Channel, LedgerEntry, ModelEntry, ModelKind, Prices, Route
+from chalicelib.domain import (PPM, Account, ApiKey, Balance, Channel, Group, LedgerEntry, ModelEntry, ModelKind,
+                               Prices, Route)
 from chalicelib.errors import AdminAuthError, InvalidRequest, NotFound
-from chalicelib.keys import KeyHasher, generate_key, key_hint
 from chalicelib.money import usd_to_units
 from chalicelib.schemas import parse
-from chalicelib.storage.ports import AccountRepo, CatalogRepo, KeyRepo, WalletRepo
+from chalicelib.storage.ports import AccountRepo, CatalogRepo, WalletRepo
+from chalicelib.tokens import CreatedKey, KeyManager
 
 # USD amounts arrive as decimal strings (or whole numbers), never floats: they are parsed exactly.
 _Usd = StrictStr | StrictInt
@@ -68,9 +67,17 @@ class CreditInput(_Input):
     note: StrictStr | None = Field(None, max_length=200)
 
 
-class KeyInput(_Input):
-    name: StrictStr = Field(min_length=1, max_length=50)
-    group: StrictStr | None = Field(None, min_length=1, max_length=64)
+class GroupInput(_Input):
+    name: StrictStr = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    # A decimal string such as "1.2": the plan's prices are list prices times this.
+    multiplier: StrictStr | StrictInt = "1"
+    models: list[StrictStr] = Field(default_factory=list, max_length=500)
+    description: StrictStr = Field("", max_length=200)
+
+
+class AccountChanges(_Input):
+    status: Literal["active", "disabled"] | None = None
+    groups: list[StrictStr] | None = Field(None, max_length=100)
 
 
 def _units(value: Any, field: str) -> int:
@@ -84,23 +91,15 @@ def _price(value: Any, field: str, current: int | None) -> int | None:
     return current if value is None else _units(value, field)
 
 
-@dataclass(frozen=True)
-class CreatedKey:
-    key: ApiKey
-    secret: str
-
-
 class Admin:
-    def __init__(self, *, token: str | None, accounts: AccountRepo, keys: KeyRepo, wallets: WalletRepo,
-                 catalog_repo: CatalogRepo, catalog: Catalog, hasher: KeyHasher,
-                 now_ms: Callable[[], int]) -> None:
+    def __init__(self, *, token: str | None, accounts: AccountRepo, wallets: WalletRepo, catalog_repo: CatalogRepo,
+                 catalog: Catalog, key_manager: KeyManager, now_ms: Callable[[], int]) -> None:
         self._token = token
         self._accounts = accounts
-        self._keys = keys
         self._wallets = wallets
         self._catalog_repo = catalog_repo
         self._catalog = catalog
-        self._hash = hasher
+        self._key_manager = key_manager
         self._now_ms = now_ms
 
     def authorize(self, authorization: str | None) -> None:
@@ -152,7 +151,7 @@ class Admin:
         return model
 
     def _existing_model(self, name: str) -> ModelEntry | None:
-        _, models = self._catalog_repo.load()
+        _, models, _ = self._catalog_repo.load()
         return next((m for m in models if m.name == name), BUILTIN_MODELS.get(name))
 
     def create_account(self, body: Any) -> Account:
@@ -179,13 +178,50 @@ class Admin:
         return self._wallets.balance(account_id)
 
     def create_key(self, account_id: str, body: Any) -> CreatedKey:
-        data: KeyInput = parse(KeyInput, body)
+        return self._key_manager.create(self._account(account_id), body)
+
+    def add_group(self, body: Any) -> Group:
+        """Create or replace a plan."""
+        data: GroupInput = parse(GroupInput, body)
+        try:
+            multiplier = Decimal(str(data.multiplier))
+        except InvalidOperation:
+            multiplier = Decimal(-1)
+        ppm = multiplier * PPM
+        if not multiplier.is_finite() or multiplier <= 0 or ppm != ppm.to_integral_value():
+            raise InvalidRequest("multiplier must be a positive decimal with at most 6 decimals.",
+                                 param="multiplier")
+        known = {model.name for model in self._catalog.models()}
+        unknown = [name for name in data.models if name not in known]
+        if unknown:
+            raise InvalidRequest(f"Unknown model `{unknown[0]}`.", param="models")
+        group = Group(data.name, int(ppm), tuple(dict.fromkeys(data.models)), data.description)
+        self._catalog_repo.put_group(group)
+        self._catalog.invalidate()
+        return group
+
+    def groups(self) -> list[Group]:
+        return self._catalog.groups()
+
+    def accounts(self, search: str | None) -> list[Account]:
+        return self._accounts.list(search or None)
+
+    def change_account(self, account_id: str, body: Any) -> Account:
+        """Disable or enable an account (its keys stop or start working), or set its plans."""
+        data: AccountChanges = parse(AccountChanges, body)
         self._account(account_id)
-        secret = generate_key()
-        key = ApiKey(key_id=f"key_{uuid.uuid4().hex[:24]}", key_hash=self._hash(secret), account_id=account_id,
-                     name=data.name, created_at=self._now_ms(), hint=key_hint(secret), group=data.group)
-        self._keys.create(key)
-        return CreatedKey(key, secret)
+        if data.groups is not None:
+            unknown = [name for name in data.groups if self._catalog.group(name) is None]
+            if unknown:
+                raise InvalidRequest(f"Unknown group `{unknown[0]}`.", param="groups")
+            self._accounts.set_groups(account_id, tuple(dict.fromkeys(data.groups)))
+        if data.status is not None:
+            self._accounts.set_status(account_id, data.status)
+        return self._account(account_id)
+
+    def account_keys(self, account_id: str) -> list[ApiKey]:
+        self._account(account_id)
+        return self._key_manager.list(account_id)
 
     def _account(self, account_id: str) -> Account:
         account = self._accounts.get(account_id)

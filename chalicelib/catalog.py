@@ -4,7 +4,8 @@ A built-in model is served by the channel named after its provider. That
 channel exists when the operator supplies the provider's key in the
 environment (see config.PROVIDER_KEY_ENV), or adds a channel of that name
 with the CLI. Operator-added channels and models replace built-ins of the
-same name. A model is routable when one of its channels exists and speaks a
+same name. Groups (plans) come from the operator too; the `default` group,
+every model at list price, exists unless the operator redefines it. A model is routable when one of its channels exists and speaks a
 protocol the gateway has an adapter for.
 """
 
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chalicelib.domain import Channel, ModelEntry, ModelKind, Prices, Route
+from chalicelib.domain import DEFAULT_GROUP, Channel, Group, ModelEntry, ModelKind, Prices, Route
 from chalicelib.errors import ModelNotFound
 from chalicelib.money import usd_to_units
 from chalicelib.storage.ports import CatalogRepo
@@ -116,6 +117,7 @@ class Catalog:
         self._loaded_at: float | None = None
         self._channels: dict[str, Channel] = {}
         self._models: dict[str, ModelEntry] = {}
+        self._groups: dict[str, Group] = {}
 
     def model(self, name: str) -> ModelEntry:
         """The catalog entry of a public model name, routable or not."""
@@ -145,6 +147,19 @@ class Catalog:
         channel = self._channels.get(route.channel)
         return channel is not None and channel.kind in SUPPORTED_CHANNEL_KINDS
 
+    def group(self, name: str | None) -> Group | None:
+        """A plan by name (None: the default plan), or None if there is no such plan."""
+        self._refresh()
+        return self._groups.get(name or DEFAULT_GROUP)
+
+    def groups(self) -> list[Group]:
+        self._refresh()
+        return sorted(self._groups.values(), key=lambda g: g.name)
+
+    def models(self) -> list[ModelEntry]:
+        self._refresh()
+        return sorted(self._models.values(), key=lambda m: m.name)
+
     def channel(self, name: str) -> Channel | None:
         self._refresh()
         return self._channels.get(name)
@@ -158,7 +173,9 @@ class Catalog:
             now = self._clock()
             if self._loaded_at is not None and now - self._loaded_at < self._ttl_s:
                 return
-            channels, models = self._repo.load()
+            channels, models, groups = self._repo.load()
             self._channels = {**self._env_channels, **{c.name: c for c in channels}}
             self._models = {**BUILTIN_MODELS, **{m.name: m for m in models}}
+            self._groups = {DEFAULT_GROUP: Group(DEFAULT_GROUP, description="Every model at list price"),
+                            **{g.name: g for g in groups}}
             self._loaded_at = now

@@ -16,6 +16,11 @@ stderr as one `error: …` line, with exit status 1 (gateway or network) or 2 (u
     python -m chalicelib.cli wallet credit acct_0123 25.00 --note "first top-up"
     python -m chalicelib.cli wallet show acct_0123
     python -m chalicelib.cli key create acct_0123 laptop --group default
+    python -m chalicelib.cli key list acct_0123
+    python -m chalicelib.cli group add pro --multiplier 1.2 --models deepseek-chat,qwen-plus
+    python -m chalicelib.cli account groups acct_0123 pro
+    python -m chalicelib.cli account list --search example.com
+    python -m chalicelib.cli account disable acct_0123
     python -m chalicelib.cli holds sweep
 
 USD amounts are sent exactly as typed; the gateway parses them as decimals.
@@ -41,7 +46,8 @@ TIMEOUT_S = 30.0
 Call = tuple[str, str, dict[str, Any] | None]
 
 GROUPS = {"channel": "upstream providers", "model": "the model catalog", "account": "customer accounts",
-          "wallet": "customer balances", "key": "customer API keys", "holds": "billing holds"}
+          "wallet": "customer balances", "key": "customer API keys", "group": "groups (plans)",
+          "holds": "billing holds"}
 
 MODEL_OPTIONS = ("upstream_model", "input_per_1m", "output_per_1m", "cached_input_per_1m", "per_image",
                  "max_output_tokens", "kind", "timeout_s", "context_window")
@@ -82,6 +88,37 @@ def wallet_show(args: argparse.Namespace) -> Call:
 def key_create(args: argparse.Namespace) -> Call:
     return "POST", f"/admin/accounts/{_segment(args.account_id)}/keys", {"name": args.name,
                                                                          **_given(args, ("group",))}
+
+
+def key_list(args: argparse.Namespace) -> Call:
+    return "GET", f"/admin/accounts/{_segment(args.account_id)}/keys", None
+
+
+def account_list(args: argparse.Namespace) -> Call:
+    query = f"?search={quote(args.search, safe='')}" if args.search else ""
+    return "GET", f"/admin/accounts{query}", None
+
+
+def account_disable(args: argparse.Namespace) -> Call:
+    return "PATCH", f"/admin/accounts/{_segment(args.account_id)}", {"status": "disabled"}
+
+
+def account_enable(args: argparse.Namespace) -> Call:
+    return "PATCH", f"/admin/accounts/{_segment(args.account_id)}", {"status": "active"}
+
+
+def account_groups(args: argparse.Namespace) -> Call:
+    return "PATCH", f"/admin/accounts/{_segment(args.account_id)}", {"groups": args.groups}
+
+
+def group_add(args: argparse.Namespace) -> Call:
+    models = [name.strip() for name in (args.models or "").split(",") if name.strip()]
+    return "POST", "/admin/groups", {"name": args.name, "multiplier": args.multiplier, "models": models,
+                                     **_given(args, ("description",))}
+
+
+def group_list(args: argparse.Namespace) -> Call:
+    return "GET", "/admin/groups", None
 
 
 def holds_sweep(args: argparse.Namespace) -> Call:
@@ -133,10 +170,31 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("wallet", "show", wallet_show, "show an account's balance")
     sub.add_argument("account_id")
 
+    sub = command("account", "list", account_list, "list accounts, optionally searching email or id")
+    sub.add_argument("--search")
+
+    for name, run, help in (("disable", account_disable, "disable an account: its keys stop working"),
+                            ("enable", account_enable, "enable a disabled account")):
+        command("account", name, run, help).add_argument("account_id")
+
+    sub = command("account", "groups", account_groups, "set the groups (plans) an account may use")
+    sub.add_argument("account_id")
+    sub.add_argument("groups", nargs="*", metavar="GROUP")
+
     sub = command("key", "create", key_create, "create an API key (shown only this once)")
     sub.add_argument("account_id")
     sub.add_argument("name")
     sub.add_argument("--group")
+
+    command("key", "list", key_list, "list an account's keys (never their secrets)").add_argument("account_id")
+
+    sub = command("group", "add", group_add, "add or replace a group (plan)")
+    sub.add_argument("name")
+    sub.add_argument("--multiplier", default="1", help="price multiplier, e.g. 1.2 (default 1)")
+    sub.add_argument("--models", help="comma-separated models the group may use (default: all)")
+    sub.add_argument("--description")
+
+    command("group", "list", group_list, "list the groups (plans)")
 
     command("holds", "sweep", holds_sweep, "release expired holds")
     return parser

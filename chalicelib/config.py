@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     # treated as abandoned and released by the sweeper.
     hold_grace_s: int = Field(300, ge=0)
 
+    # Console sign-in: how long a session lasts, and how many failed logins
+    # one account (by email) and one client IP may make per fixed window.
+    session_ttl_s: int = Field(43200, gt=0)
+    login_failures_per_account: int = Field(5, gt=0)
+    login_failures_per_ip: int = Field(20, gt=0)
+    login_window_s: int = Field(900, gt=0)
+
     deepseek_api_key: SecretStr | None = Field(None, validation_alias="DEEPSEEK_API_KEY")
     dashscope_api_key: SecretStr | None = Field(None, validation_alias="DASHSCOPE_API_KEY")
     moonshot_api_key: SecretStr | None = Field(None, validation_alias="MOONSHOT_API_KEY")

@@ -11,16 +11,24 @@ import boto3
 import httpx
 from botocore.config import Config as BotoConfig
 
+from chalicelib.accounts import Accounts
 from chalicelib.admin import Admin
 from chalicelib.billing import Billing
 from chalicelib.catalog import Catalog
 from chalicelib.config import Settings
 from chalicelib.keys import KeyAuthenticator, KeyHasher
+from chalicelib.login_limits import LoginLimiter
+from chalicelib.passwords import PasswordHasher
 from chalicelib.providers.openai_compat import OpenAICompatAdapter
 from chalicelib.relay import Relay
+from chalicelib.sessions import ConsoleAuth
+from chalicelib.tokens import KeyManager
 from chalicelib.storage.account_repo import DynamoAccountRepo
-from chalicelib.storage.dynamodb_repo import DynamoCatalogRepo, DynamoKeyRepo
+from chalicelib.storage.dynamodb_repo import DynamoCatalogRepo
+from chalicelib.storage.key_repo import DynamoKeyRepo
 from chalicelib.storage.dynamodb_wallet_repo import DynamoWalletRepo
+from chalicelib.storage.login_attempt_repo import DynamoLoginAttemptRepo
+from chalicelib.storage.session_repo import DynamoSessionRepo
 from chalicelib.usage import FirehoseUsageSink
 
 
@@ -33,6 +41,9 @@ class Gateway:
     relay: Relay
     billing: Billing
     admin: Admin
+    console: ConsoleAuth
+    accounts: Accounts
+    tokens: KeyManager
 
 
 def now_ms() -> int:
@@ -52,6 +63,8 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
     session = session or boto3.session.Session()
     dynamodb = aws_client(session, settings, "dynamodb")
     keys_repo = DynamoKeyRepo(dynamodb, settings.table_name("keys"))
+    accounts_repo = DynamoAccountRepo(dynamodb, settings.table_name("accounts"),
+                                      emails=settings.table_name("emails"))
     wallets = DynamoWalletRepo(
         dynamodb,
         accounts=settings.table_name("accounts"),
@@ -62,24 +75,33 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
     catalog_repo = DynamoCatalogRepo(dynamodb, settings.table_name("catalog"))
     catalog = Catalog(catalog_repo, settings.provider_keys(), ttl_s=settings.catalog_cache_ttl_s)
     hasher = KeyHasher(settings.key_pepper.get_secret_value() if settings.key_pepper else None)
-    billing = Billing(wallets, now_ms=now_ms, hold_ttl_ms=settings.hold_grace_s * 1000)
+    billing = Billing(wallets, keys_repo, now_ms=now_ms, hold_ttl_ms=settings.hold_grace_s * 1000)
     http = http or httpx.Client(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
     relay = Relay(
         catalog, billing, OpenAICompatAdapter(http),
         FirehoseUsageSink(aws_client(session, settings, "firehose"), settings.usage_stream_name),
         default_timeout_s=settings.upstream_timeout_s,
     )
+    key_manager = KeyManager(keys_repo, catalog, hasher, now_ms=now_ms)
     admin = Admin(
         token=settings.admin_token.get_secret_value() if settings.admin_token else None,
-        accounts=DynamoAccountRepo(dynamodb, settings.table_name("accounts")),
-        keys=keys_repo, wallets=wallets, catalog_repo=catalog_repo, catalog=catalog, hasher=hasher, now_ms=now_ms,
+        accounts=accounts_repo,
+        wallets=wallets, catalog_repo=catalog_repo, catalog=catalog, key_manager=key_manager, now_ms=now_ms,
     )
+    console = ConsoleAuth(DynamoSessionRepo(dynamodb, settings.table_name("sessions")), accounts_repo, now_ms,
+                          ttl_s=settings.session_ttl_s)
+    limiter = LoginLimiter(DynamoLoginAttemptRepo(dynamodb, settings.table_name("login-attempts")), now_ms,
+                           per_account=settings.login_failures_per_account, per_ip=settings.login_failures_per_ip,
+                           window_s=settings.login_window_s)
     return Gateway(
         settings=settings,
         keys=KeyAuthenticator(keys_repo, hasher, ttl_s=settings.key_cache_ttl_s),
         relay=relay,
         billing=billing,
         admin=admin,
+        console=console,
+        accounts=Accounts(accounts_repo, console, limiter, PasswordHasher(), now_ms),
+        tokens=key_manager,
     )
 
 

@@ -61,31 +61,72 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class Account:
+    """A customer or operator of the console. The wallet's counters live beside it in storage."""
+
     account_id: str
-    email: str
-    created_at: int
-    status: str = "active"
+    email: str  # lower case; unique across accounts
+    created_at: int  # epoch ms
+    status: str = "active"  # "active" | "disabled"
+    role: str = "customer"  # "customer" | "admin"
+    # `scrypt$n$r$p$salt$hash` (see passwords.py); None: the account cannot log in.
+    password_hash: str | None = field(default=None, repr=False)
+    # A session is valid only while it carries the account's current epoch;
+    # changing the password moves the epoch on, ending every session at once.
+    session_epoch: int = 0
+    groups: tuple[str, ...] = ()  # the plans the account may use
+
+
+class KeyStatus(enum.StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+    REVOKED = "revoked"
 
 
 @dataclass(frozen=True)
 class ApiKey:
-    """A stored key: its hash and settings, never its secret."""
+    """A stored key: its hash, settings, limits and counters, never its secret."""
 
     key_id: str
     key_hash: str
     account_id: str
     name: str
-    created_at: int
+    created_at: int  # epoch ms
     hint: str
-    group: str | None = None
-    status: str = "active"
+    group: str | None = None  # None: the default group
+    status: str = KeyStatus.ACTIVE
+    expires_at: int | None = None  # epoch ms
+    quota: int | None = None  # lifetime spend cap in units
+    models: tuple[str, ...] = ()  # allowed public model names; empty: all the group allows
+    cidrs: tuple[str, ...] = ()  # allowed client networks; empty: any
+    # Counters, kept by the same transactions that hold and settle.
     spent: int = 0
+    reserved: int = 0  # held by requests in flight
+    quota_left: int | None = None  # quota - spent - reserved, while a quota is set
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    last_used_at: int | None = None  # epoch ms
+
+
+DEFAULT_GROUP = "default"
+PPM = 1_000_000
+
+
+@dataclass(frozen=True)
+class Group:
+    """A plan: a price multiplier and the models its keys may use."""
+
+    name: str
+    multiplier_ppm: int = PPM  # parts per million: 1 200 000 is ×1.2
+    models: tuple[str, ...] = ()  # empty: every model
+    description: str = ""
 
 
 @dataclass(frozen=True)
 class Balance:
     available: int
     held: int
+    status: str = "active"  # the account's
 
     @property
     def total(self) -> int:
@@ -103,6 +144,7 @@ class Hold:
     amount: int
     created_at: int  # epoch ms
     expires_at: int  # epoch ms
+    key_quota: bool = False  # whether the amount also counts against the key's quota
 
 
 @dataclass(frozen=True)
@@ -120,6 +162,14 @@ class LedgerEntry:
     # Cost the wallet could not cover (charged only up to its balance).
     shortfall: int = 0
     note: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class HoldResult(enum.Enum):
+    HELD = "held"
+    WALLET_SHORT = "wallet_short"  # not enough available, or the account is not active
+    KEY_REFUSED = "key_refused"  # the key is not active, has expired, is over its quota or is gone
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,16 @@ GatewayError
 ├── InvalidRequest              400 invalid_request_error
 ├── InvalidApiKey               401 invalid_request_error / invalid_api_key
 ├── AdminAuthError              401 invalid_request_error / invalid_admin_token
+├── InvalidSession              401 invalid_request_error / invalid_session (console endpoints)
+├── InvalidCredentials          401 invalid_request_error / invalid_credentials (console login)
 ├── InsufficientQuota           402 insufficient_quota
 ├── PermissionDenied            403 permission_error
 ├── NotFound                    404 invalid_request_error
 │   └── ModelNotFound           404 invalid_request_error / model_not_found
 ├── Conflict                    409 invalid_request_error
+│   └── EmailTaken              409 invalid_request_error / email_taken (another account has the email)
 ├── PayloadTooLarge             413 invalid_request_error / request_too_large
+├── RateLimited                 429 rate_limit_error; carries the seconds to wait (Retry-After)
 ├── ProviderError               a failed upstream call; it never costs the customer anything
 │   ├── UpstreamRejected        the upstream's own 4xx status and message
 │   ├── UpstreamUnavailable     502 upstream_error (5xx, refused connection, malformed body)
@@ -137,3 +141,33 @@ class InternalError(GatewayError):
     status = 500
     type = "api_error"
     code = "internal_error"
+
+
+class InvalidSession(GatewayError):
+    """A console request without a live session: none, unknown, expired or revoked."""
+
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_session"
+
+
+class InvalidCredentials(GatewayError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_credentials"
+
+
+class EmailTaken(Conflict):
+    code = "email_taken"
+
+
+class RateLimited(GatewayError):
+    """Too many requests of a kind; `retry_after_s` says when the next one may succeed."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after_s = retry_after_s

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import string
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
-from chalicelib.domain import ApiKey
-from chalicelib.errors import InvalidApiKey
+from chalicelib.domain import ApiKey, KeyStatus
+from chalicelib.errors import InvalidApiKey, PermissionDenied
 from chalicelib.storage.ports import KeyRepo
 
 KEY_PREFIX = "sk-"
@@ -46,9 +48,10 @@ class KeyHasher:
 class KeyAuthenticator:
     """Turns an `Authorization` header into the stored key it names.
 
-    Lookups are cached for `ttl_s` seconds per container, so a revoked key
-    stops working within that time; unknown keys are cached too, so that
-    guessing costs no storage reads.
+    Lookups are cached for `ttl_s` seconds per container, so a change to a
+    key's allowlists takes effect within that time (its status, expiry and
+    quota are checked again, atomically, when each request is held); unknown
+    keys are cached too, so that guessing costs no storage reads.
     """
 
     def __init__(self, keys: KeyRepo, hasher: KeyHasher, *, ttl_s: float,
@@ -60,16 +63,11 @@ class KeyAuthenticator:
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
 
-    def authenticate(self, authorization: str | None) -> ApiKey:
+    def authenticate(self, authorization: str | None, *, now_ms: int) -> ApiKey:
         key = _bearer(authorization)
         if not key.startswith(KEY_PREFIX) or len(key) > _MAX_KEY_LENGTH:
             raise InvalidApiKey("Incorrect API key provided. Keys start with `sk-`.")
-        record = self._lookup(self._hash(key))
-        if record is None:
-            raise InvalidApiKey("Incorrect API key provided.")
-        if record.status != "active":
-            raise InvalidApiKey("This API key has been revoked.", code="api_key_revoked")
-        return record
+        return check_usable(self._lookup(self._hash(key)), now_ms)
 
     def _lookup(self, key_hash: str) -> ApiKey | None:
         now = self._clock()
@@ -83,6 +81,35 @@ class KeyAuthenticator:
                 self._cache.clear()
             self._cache[key_hash] = (now + self._ttl_s, record)
         return record
+
+
+def check_usable(key: ApiKey | None, now_ms: int) -> ApiKey:
+    """The key, if it may make requests now; else the error that names why not."""
+    if key is None:
+        raise InvalidApiKey("Incorrect API key provided.")
+    if key.status == KeyStatus.REVOKED:
+        raise InvalidApiKey("This API key has been revoked.", code="api_key_revoked")
+    if key.status != KeyStatus.ACTIVE:
+        raise PermissionDenied("This API key is disabled. Enable it in Token Management.", code="api_key_disabled")
+    if key.expires_at is not None and key.expires_at <= now_ms:
+        expired = datetime.fromtimestamp(key.expires_at / 1000, tz=UTC).isoformat(timespec="seconds")
+        raise InvalidApiKey(f"This API key expired at {expired}.", code="api_key_expired")
+    return key
+
+
+def check_allowed(key: ApiKey, *, model: str | None = None, client_ip: str | None = None) -> None:
+    """PermissionDenied unless the key's allowlists admit this model and client address."""
+    if model is not None and key.models and model not in key.models:
+        raise PermissionDenied(f"This API key may not use the model `{model}`.", param="model",
+                               code="model_not_allowed")
+    if key.cidrs:
+        try:
+            address = ipaddress.ip_address(client_ip or "")
+        except ValueError:
+            address = None
+        if address is None or not any(address in ipaddress.ip_network(cidr) for cidr in key.cidrs):
+            raise PermissionDenied(f"This API key may not be used from {client_ip or 'an unknown address'}.",
+                                   code="ip_not_allowed")
 
 
 def _bearer(authorization: str | None) -> str:

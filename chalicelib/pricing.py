@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.domain import Prices
+from chalicelib.domain import PPM, Prices
 from chalicelib.money import TOKENS_PER_PRICE, ceil_div
 
 TOKENS_PER_MESSAGE = 4
@@ -81,9 +81,10 @@ def token_charge(prices: Prices, usage: Usage) -> int:
     )
 
 
-def cost(prices: Prices, usage: Usage) -> int:
-    """What the usage costs in units, rounded up once."""
-    return ceil_div(token_charge(prices, usage), TOKENS_PER_PRICE) + usage.images * prices.per_image
+def cost(prices: Prices, usage: Usage, multiplier_ppm: int = PPM) -> int:
+    """What the usage costs in units at a plan's multiplier, rounded up once."""
+    exact = token_charge(prices, usage) + usage.images * prices.per_image * TOKENS_PER_PRICE
+    return ceil_div(exact * multiplier_ppm, TOKENS_PER_PRICE * PPM)
 
 
 def usage_from_openai(usage: Any) -> Usage | None:

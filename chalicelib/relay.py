@@ -26,8 +26,9 @@ from typing import Any
 from chalicelib import pricing
 from chalicelib.billing import Billing, Quote, Reservation
 from chalicelib.catalog import Catalog, ResolvedRoute
-from chalicelib.domain import ApiKey, ModelEntry, ModelKind
-from chalicelib.errors import InvalidRequest, ProviderError
+from chalicelib.domain import PPM, ApiKey, ModelEntry, ModelKind
+from chalicelib.errors import InvalidRequest, PermissionDenied, ProviderError
+from chalicelib.keys import check_allowed
 from chalicelib.money import TOKENS_PER_PRICE, units_to_usd
 from chalicelib.pricing import Usage
 from chalicelib.providers.openai_compat import OpenAICompatAdapter
@@ -66,6 +67,7 @@ class _Call:
     route: ResolvedRoute | None = None
     ttft_ms: int | None = None
     prompt_estimate: int = 0
+    multiplier_ppm: int = PPM
 
 
 class Relay:
@@ -94,9 +96,10 @@ class Relay:
             ],
         }
 
-    def chat(self, key: ApiKey, body: Any, request_id: str) -> RelayResult:
+    def chat(self, key: ApiKey, body: Any, request_id: str, *, client_ip: str | None = None) -> RelayResult:
         request: ChatRequest = parse(ChatRequest, body)
-        call = self._start(request_id, key, "chat.completions", request.model, ModelKind.CHAT, request.stream)
+        call = self._start(request_id, key, client_ip, "chat.completions", request.model, ModelKind.CHAT,
+                           request.stream)
         prices = call.model.prices
         prompt_estimate = pricing.prompt_tokens(request.messages)
         if request.tools:
@@ -108,6 +111,7 @@ class Relay:
             output_rate=prices.output_per_1m * request.n,
             # A cap above the model's maximum is not held for: the model cannot use it.
             output_tokens=min(asked, model_cap) if asked else model_cap,
+            multiplier_ppm=call.multiplier_ppm,
         )
         call.prompt_estimate = prompt_estimate
         reservation = self._reserve(call, quote)
@@ -132,19 +136,23 @@ class Relay:
         )
         return self._complete(call, payload, usage)
 
-    def embeddings(self, key: ApiKey, body: Any, request_id: str) -> RelayResult:
+    def embeddings(self, key: ApiKey, body: Any, request_id: str, *, client_ip: str | None = None) -> RelayResult:
         request: EmbeddingsRequest = parse(EmbeddingsRequest, body)
-        call = self._start(request_id, key, "embeddings", request.model, ModelKind.EMBEDDING, stream=False)
+        call = self._start(request_id, key, client_ip, "embeddings", request.model, ModelKind.EMBEDDING,
+                           stream=False)
         estimate = pricing.embedding_input_tokens(request.input)
-        self._reserve(call, Quote(fixed=estimate * call.model.prices.input_per_1m))
+        self._reserve(call, Quote(fixed=estimate * call.model.prices.input_per_1m,
+                                  multiplier_ppm=call.multiplier_ppm))
         payload = self._call_upstream(call, "/embeddings", dict(body))
         usage = pricing.usage_from_openai(payload.get("usage")) or Usage(prompt_tokens=estimate)
         return self._complete(call, payload, usage)
 
-    def images(self, key: ApiKey, body: Any, request_id: str) -> RelayResult:
+    def images(self, key: ApiKey, body: Any, request_id: str, *, client_ip: str | None = None) -> RelayResult:
         request: ImagesRequest = parse(ImagesRequest, body)
-        call = self._start(request_id, key, "images.generations", request.model, ModelKind.IMAGE, stream=False)
-        self._reserve(call, Quote(fixed=request.n * call.model.prices.per_image * TOKENS_PER_PRICE))
+        call = self._start(request_id, key, client_ip, "images.generations", request.model, ModelKind.IMAGE,
+                           stream=False)
+        self._reserve(call, Quote(fixed=request.n * call.model.prices.per_image * TOKENS_PER_PRICE,
+                                  multiplier_ppm=call.multiplier_ppm))
         payload = self._call_upstream(call, "/images/generations", dict(body))
         data = payload.get("data")
         images = min(len(data), request.n) if isinstance(data, list) else request.n
@@ -152,14 +160,22 @@ class Relay:
 
     # The steps every request shares.
 
-    def _start(self, request_id: str, key: ApiKey, endpoint: str, model_name: str, kind: ModelKind,
-               stream: bool) -> _Call:
+    def _start(self, request_id: str, key: ApiKey, client_ip: str | None, endpoint: str, model_name: str,
+               kind: ModelKind, stream: bool) -> _Call:
         model = self._catalog.model(model_name)
         if model.kind is not kind:
             raise InvalidRequest(f"The model `{model.name}` is a {model.kind.value} model and cannot serve "
                                  f"{endpoint}.", param="model", code="model_not_supported")
         self._catalog.routes(model)  # ModelNotFound before anything is held
-        return _Call(request_id, key, endpoint, model, stream, started=self._monotonic())
+        group = self._catalog.group(key.group)
+        if group is None:
+            raise PermissionDenied(f"This API key's plan `{key.group}` no longer exists.", code="group_not_found")
+        if group.models and model.name not in group.models:
+            raise PermissionDenied(f"The plan `{group.name}` does not include the model `{model.name}`.",
+                                   param="model", code="model_not_allowed")
+        check_allowed(key, model=model.name, client_ip=client_ip)
+        return _Call(request_id, key, endpoint, model, stream, started=self._monotonic(),
+                     multiplier_ppm=group.multiplier_ppm)
 
     def _reserve(self, call: _Call, quote: Quote) -> Reservation:
         call.reservation = self._billing.reserve(call.request_id, call.key, quote, timeout_s=self._timeout(call))
@@ -201,10 +217,12 @@ class Relay:
     def _settle(self, call: _Call, usage: Usage, *, status: int, error_type: str | None = None,
                 cap: int | None = None) -> int:
         assert call.reservation is not None
-        cost = pricing.cost(call.model.prices, usage)
+        cost = pricing.cost(call.model.prices, usage, call.multiplier_ppm)
         if cap is not None:
             cost = min(cost, cap)
-        settlement = self._billing.settle(call.reservation, cost, model=call.model.name, key_id=call.key.key_id)
+        settlement = self._billing.settle(call.reservation, cost, model=call.model.name, key_id=call.key.key_id,
+                                          prompt_tokens=usage.prompt_tokens,
+                                          completion_tokens=usage.completion_tokens)
         self._record(call, status=status, error_type=error_type, usage=usage, cost=cost,
                      shortfall=settlement.shortfall)
         return cost
@@ -221,7 +239,8 @@ class Relay:
                 if reported is not None:
                     usage = reported
                     if wants_usage:
-                        event["usage"]["cost_usd"] = units_to_usd(pricing.cost(call.model.prices, usage))
+                        event["usage"]["cost_usd"] = units_to_usd(
+                            pricing.cost(call.model.prices, usage, call.multiplier_ppm))
                 if not wants_usage:
                     event.pop("usage", None)
                     if not event.get("choices"):

@@ -358,6 +358,21 @@ _BOTO3_CREATORS: dict[str, Callable[[ClientsFactory, dict[str, Any]], str]] = {
 }
 
 
+def _enable_time_to_live(clients: ClientsFactory, properties: dict[str, Any], name: str) -> None:
+    spec = properties.get("TimeToLiveSpecification")
+    if spec and spec.get("Enabled"):
+        clients("dynamodb").update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"AttributeName": spec["AttributeName"], "Enabled": True}
+        )
+
+
+# Resource type → a step applying properties that moto's CloudFormation accepts
+# but ignores, given the resolved properties and the physical id.
+_BOTO3_COMPLETERS: dict[str, Callable[[ClientsFactory, dict[str, Any], str], None]] = {
+    "AWS::DynamoDB::Table": _enable_time_to_live,
+}
+
+
 # Resource type → the property that names it, and a call that fails with
 # ResourceNotFoundException when no resource has that name.
 _NAMED_TYPES: dict[str, tuple[str, Callable[[ClientsFactory, str], Any]]] = {
@@ -520,6 +535,14 @@ def provision(
             resolver.physical_ids[logical_id] = _BOTO3_CREATORS[resource["Type"]](clients_factory, properties)
         except (ClientError, BotoCoreError) as exc:
             raise ProvisioningError(f"creating {logical_id} ({resource['Type']}) failed: {exc}") from exc
+    for logical_id, resource in moto_template["Resources"].items():
+        complete = _BOTO3_COMPLETERS.get(resource["Type"])
+        if complete is None:
+            continue
+        try:
+            complete(clients_factory, resolver.resolve(resource.get("Properties", {})), physical_ids[logical_id])
+        except (ClientError, BotoCoreError) as exc:
+            raise ProvisioningError(f"completing {logical_id} ({resource['Type']}) failed: {exc}") from exc
 
     from_moto = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     return {

@@ -7,47 +7,21 @@ from typing import Any
 from chalice import Blueprint, Response
 
 from chalicelib.api.http import ANY_CONTENT_TYPE, json_response, openai_errors, read_json
+from chalicelib.api.render import account_json, group_json, key_json, model_json, wallet_json
 from chalicelib.deps import Gateway, get_gateway
-from chalicelib.domain import Balance, ModelEntry
-from chalicelib.money import units_to_usd
 
 admin_routes = Blueprint(__name__)
 
 
 def _authorized() -> tuple[Gateway, Any]:
-    """The gateway and the request's JSON body (None for GET), once the admin token checks out."""
+    """The gateway and the request's JSON body (None without one), once the admin token checks out."""
     gateway = get_gateway()
     request = admin_routes.current_request
     gateway.admin.authorize(request.headers.get("authorization"))
     body = None
-    if request.method != "GET":
+    if request.method in ("POST", "PUT", "PATCH"):
         body = read_json(request.raw_body, max_bytes=gateway.settings.max_body_bytes)
     return gateway, body
-
-
-def _wallet(account_id: str, balance: Balance) -> dict[str, Any]:
-    return {
-        "account_id": account_id,
-        "balance_usd": units_to_usd(balance.total),
-        "held_usd": units_to_usd(balance.held),
-        "available_usd": units_to_usd(balance.available),
-    }
-
-
-def _model(model: ModelEntry) -> dict[str, Any]:
-    prices = model.prices
-    return {
-        "name": model.name,
-        "kind": model.kind.value,
-        "routes": [{"channel": r.channel, "upstream_model": r.upstream_model} for r in model.routes],
-        "input_per_1m": units_to_usd(prices.input_per_1m),
-        "cached_input_per_1m": units_to_usd(prices.cached_rate),
-        "output_per_1m": units_to_usd(prices.output_per_1m),
-        "per_image": units_to_usd(prices.per_image),
-        "context_window": model.context_window,
-        "max_output_tokens": model.max_output_tokens,
-        "timeout_s": model.timeout_s,
-    }
 
 
 @admin_routes.route("/admin/channels", methods=["POST"], content_types=ANY_CONTENT_TYPE)
@@ -62,7 +36,21 @@ def add_channel() -> Response:
 @openai_errors
 def add_model() -> Response:
     gateway, body = _authorized()
-    return json_response(_model(gateway.admin.add_model(body)), status=201)
+    return json_response(model_json(gateway.admin.add_model(body)), status=201)
+
+
+@admin_routes.route("/admin/groups", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@openai_errors
+def add_group() -> Response:
+    gateway, body = _authorized()
+    return json_response(group_json(gateway.admin.add_group(body)), status=201)
+
+
+@admin_routes.route("/admin/groups", methods=["GET"])
+@openai_errors
+def list_groups() -> Response:
+    gateway, _ = _authorized()
+    return json_response({"data": [group_json(group) for group in gateway.admin.groups()]})
 
 
 @admin_routes.route("/admin/accounts", methods=["POST"], content_types=ANY_CONTENT_TYPE)
@@ -73,18 +61,33 @@ def create_account() -> Response:
     return json_response({"account_id": account.account_id, "email": account.email}, status=201)
 
 
+@admin_routes.route("/admin/accounts", methods=["GET"])
+@openai_errors
+def list_accounts() -> Response:
+    gateway, _ = _authorized()
+    search = (admin_routes.current_request.query_params or {}).get("search")
+    return json_response({"data": [account_json(a) for a in gateway.admin.accounts(search)]})
+
+
+@admin_routes.route("/admin/accounts/{account_id}", methods=["PATCH"], content_types=ANY_CONTENT_TYPE)
+@openai_errors
+def change_account(account_id: str) -> Response:
+    gateway, body = _authorized()
+    return json_response(account_json(gateway.admin.change_account(account_id, body)))
+
+
 @admin_routes.route("/admin/accounts/{account_id}/credit", methods=["POST"], content_types=ANY_CONTENT_TYPE)
 @openai_errors
 def credit_wallet(account_id: str) -> Response:
     gateway, body = _authorized()
-    return json_response(_wallet(account_id, gateway.admin.credit(account_id, body)))
+    return json_response(wallet_json(account_id, gateway.admin.credit(account_id, body)))
 
 
 @admin_routes.route("/admin/accounts/{account_id}/wallet", methods=["GET"])
 @openai_errors
 def show_wallet(account_id: str) -> Response:
     gateway, _ = _authorized()
-    return json_response(_wallet(account_id, gateway.admin.wallet(account_id)))
+    return json_response(wallet_json(account_id, gateway.admin.wallet(account_id)))
 
 
 @admin_routes.route("/admin/accounts/{account_id}/keys", methods=["POST"], content_types=ANY_CONTENT_TYPE)
@@ -92,14 +95,19 @@ def show_wallet(account_id: str) -> Response:
 def create_key(account_id: str) -> Response:
     gateway, body = _authorized()
     created = gateway.admin.create_key(account_id, body)
-    key = created.key
-    return json_response({"key": created.secret, "key_id": key.key_id, "account_id": key.account_id,
-                          "name": key.name, "group": key.group, "hint": key.hint}, status=201)
+    return json_response({"key": created.secret, "key_id": created.key.key_id, "account_id": account_id,
+                          **key_json(created.key)}, status=201)
+
+
+@admin_routes.route("/admin/accounts/{account_id}/keys", methods=["GET"])
+@openai_errors
+def list_account_keys(account_id: str) -> Response:
+    gateway, _ = _authorized()
+    return json_response({"data": [key_json(key) for key in gateway.admin.account_keys(account_id)]})
 
 
 @admin_routes.route("/admin/holds/sweep", methods=["POST"], content_types=ANY_CONTENT_TYPE)
 @openai_errors
 def sweep_holds() -> Response:
-    gateway = get_gateway()
-    gateway.admin.authorize(admin_routes.current_request.headers.get("authorization"))
+    gateway, _ = _authorized()
     return json_response({"released": gateway.billing.sweep()})

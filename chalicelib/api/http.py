@@ -29,6 +29,23 @@ def error_response(error: GatewayError, headers: dict[str, str] | None = None) -
     return json_response(error.envelope(), status=error.status, headers=headers)
 
 
+def empty_response(*, status: int = 204, headers: dict[str, str] | None = None) -> Response:
+    """A response without a body (204 No Content)."""
+    return Response(body="", status_code=status, headers=headers or {})
+
+
+def cookie_header(name: str, value: str, *, max_age: int) -> str:
+    """A Set-Cookie value that scripts cannot read, sent only over HTTPS and only by the
+    site itself (never on a cross-site request); `max_age=0` deletes the cookie."""
+    return f"{name}={value}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={max_age}"
+
+
+def client_ip(request: Any) -> str | None:
+    """The caller's address as API Gateway (or chalice local) saw it."""
+    identity = (request.context or {}).get("identity") or {}
+    return identity.get("sourceIp")
+
+
 def read_json(raw_body: bytes | None, *, max_bytes: int) -> Any:
     """The request's JSON body; 413 above `max_bytes`, 400 if it is not JSON."""
     raw = raw_body or b""

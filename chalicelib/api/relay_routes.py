@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.http import ANY_CONTENT_TYPE, error_response, json_response, openai_errors, read_json
-from chalicelib.deps import get_gateway
+from chalicelib.api.http import (ANY_CONTENT_TYPE, client_ip, error_response, json_response, openai_errors,
+                                 read_json)
+from chalicelib.deps import get_gateway, now_ms
 from chalicelib.errors import GatewayError
 from chalicelib.relay import RelayResult
 
@@ -17,9 +18,9 @@ def _relay(endpoint: str) -> Response:
     request = relay_routes.current_request
     request_id = gateway.relay.new_request_id()
     try:
-        key = gateway.keys.authenticate(request.headers.get("authorization"))
+        key = gateway.keys.authenticate(request.headers.get("authorization"), now_ms=now_ms())
         body = read_json(request.raw_body, max_bytes=gateway.settings.max_body_bytes)
-        result = getattr(gateway.relay, endpoint)(key, body, request_id)
+        result = getattr(gateway.relay, endpoint)(key, body, request_id, client_ip=client_ip(request))
     except GatewayError as exc:
         # A refused or failed request is never charged, and says so.
         return error_response(exc, headers={"X-Request-Id": request_id, "X-Tokenway-Cost-USD": "0.00"})
@@ -65,5 +66,5 @@ def images_generations() -> Response:
 @openai_errors
 def list_models() -> Response:
     gateway = get_gateway()
-    gateway.keys.authenticate(relay_routes.current_request.headers.get("authorization"))
+    gateway.keys.authenticate(relay_routes.current_request.headers.get("authorization"), now_ms=now_ms())
     return json_response(gateway.relay.models())

@@ -1,4 +1,4 @@
-"""DynamoDB repositories for keys and the operator's catalog, and what DynamoDB storage shares.
+"""The operator's catalog on DynamoDB, and what every DynamoDB repository shares.
 
 Each takes a low-level boto3 DynamoDB client and its table name; botocore
 errors are mapped to StorageError (or a domain error) at this boundary.
@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.domain import ApiKey, Channel, ModelEntry, ModelKind, Prices, Route
+from chalicelib.domain import Channel, Group, ModelEntry, ModelKind, Prices, Route
 from chalicelib.errors import Conflict, StorageError
-from chalicelib.storage.ports import CatalogRepo, KeyRepo
+from chalicelib.storage.ports import CatalogRepo
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -87,25 +87,8 @@ def fields_of(cls: type[T], values: dict[str, Any], build: Callable[..., T] | No
     return (build or cls)(**{name: values[name] for name in names if name in values})
 
 
-class DynamoKeyRepo(KeyRepo):
-    """Table `keys`, key `key_hash` (the relay's one lookup); indexes by account and by key id."""
-
-    def __init__(self, client: Any, table: str) -> None:
-        self._client = client
-        self._table = table
-
-    def create(self, key: ApiKey) -> None:
-        put_new(self._client, self._table, key.__dict__, "key_hash", "key already exists")
-
-    def get_by_hash(self, key_hash: str) -> ApiKey | None:
-        with storage_errors("read the key"):
-            reply = self._client.get_item(TableName=self._table, Key=to_item({"key_hash": key_hash}))
-        item = reply.get("Item")
-        return fields_of(ApiKey, from_item(item)) if item else None
-
-
 class DynamoCatalogRepo(CatalogRepo):
-    """Table `catalog`: partition `kind` ("channel" or "model"), sort key `name`."""
+    """Table `catalog`: partition `kind` ("channel", "model" or "group"), sort key `name`."""
 
     def __init__(self, client: Any, table: str) -> None:
         self._client = client
@@ -134,7 +117,14 @@ class DynamoCatalogRepo(CatalogRepo):
         with storage_errors("save the model"):
             self._client.put_item(TableName=self._table, Item=to_item(values))
 
-    def load(self) -> tuple[list[Channel], list[ModelEntry]]:
+    def put_group(self, group: Group) -> None:
+        with storage_errors("save the group"):
+            self._client.put_item(TableName=self._table, Item=to_item({
+                "kind": "group", "name": group.name, "multiplier_ppm": group.multiplier_ppm,
+                "models": list(group.models), "description": group.description,
+            }))
+
+    def load(self) -> tuple[list[Channel], list[ModelEntry], list[Group]]:
         # The catalog is small: one scan reads channels and models together.
         items = self._scan()
         channels = [
@@ -155,10 +145,15 @@ class DynamoCatalogRepo(CatalogRepo):
             )
             for v in items["model"]
         ]
-        return channels, models
+        groups = [
+            Group(name=v["name"], multiplier_ppm=v["multiplier_ppm"], models=tuple(v.get("models", ())),
+                  description=v.get("description", ""))
+            for v in items["group"]
+        ]
+        return channels, models, groups
 
     def _scan(self) -> dict[str, list[dict[str, Any]]]:
-        by_kind: dict[str, list[dict[str, Any]]] = {"channel": [], "model": []}
+        by_kind: dict[str, list[dict[str, Any]]] = {"channel": [], "model": [], "group": []}
         for values in read_all(self._client.scan, "read the catalog", TableName=self._table, ConsistentRead=True):
             by_kind.setdefault(values["kind"], []).append(values)
         return by_kind

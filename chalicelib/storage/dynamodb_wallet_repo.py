@@ -1,18 +1,23 @@
-"""The wallet on DynamoDB: balances, holds and the ledger, moved together by transactions.
+"""The wallet on DynamoDB: balances, holds, the ledger and key counters, moved together by transactions.
 
 Where things live:
 - `accounts` item: `available` (spendable units) and `held` (reserved by requests in flight);
 - `holds` table: one item per open hold, key `request_id`;
 - `ledger` table: partition `account_id`, sort `entry_id`; one item per credit or charge;
-- `keys` item: `spent`, the key's lifetime spend.
+- `keys` item: `reserved` (held by its requests in flight), `spent`, `quota_left` (while a
+  quota is set), request and token counters, `last_used_at`.
 
 A hold's timeline:
 
-    hold()     available -= amount, held += amount, holds[request_id] created
+    hold()     account: available -= amount, held += amount      (active, and available >= amount)
+               key: reserved += amount, quota_left -= amount     (active, unexpired, within quota)
+               holds[request_id] created
        │
-       ├── settle()   holds[request_id] deleted, held -= amount,
-       │              available += amount - charged, ledger entry -charged, key spent += charged
-       └── release()  holds[request_id] deleted, held -= amount, available += amount
+       ├── settle()   holds[request_id] deleted; account: held -= amount, available += amount - charged;
+       │              ledger entry -charged; key: reserved -= amount, spent += charged,
+       │              quota_left += amount - charged, requests and tokens counted
+       └── release()  holds[request_id] deleted; account: held -= amount, available += amount;
+                      key: reserved -= amount, quota_left += amount
                       (on an upstream failure, or by the sweeper once the hold expired)
 """
 
@@ -24,7 +29,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.domain import Balance, Hold, LedgerEntry, Settlement
+from chalicelib.domain import Balance, Hold, HoldResult, LedgerEntry, Settlement
 from chalicelib.errors import NotFound, StorageError
 from chalicelib.storage.dynamodb_repo import from_item, read_all, storage_errors, to_item
 from chalicelib.storage.ports import WalletRepo
@@ -34,9 +39,9 @@ _MAX_CONFLICT_RETRIES = 4
 
 
 class _Cancelled(Exception):
-    """A transaction was cancelled; `failed` holds the indexes of the items whose condition failed."""
+    """A transaction was cancelled; `failed` holds the roles of the items whose condition failed."""
 
-    def __init__(self, failed: set[int]) -> None:
+    def __init__(self, failed: set[str]) -> None:
         super().__init__(failed)
         self.failed = failed
 
@@ -57,10 +62,11 @@ class DynamoWalletRepo(WalletRepo):
                 TableName=self._accounts,
                 Key=to_item({"account_id": account_id}),
                 ConsistentRead=True,
-                ProjectionExpression="available, held",
+                ProjectionExpression="available, held, #status",
+                ExpressionAttributeNames={"#status": "status"},
             )
         values = from_item(reply.get("Item", {}))
-        return Balance(values.get("available", 0), values.get("held", 0))
+        return Balance(values.get("available", 0), values.get("held", 0), values.get("status", "missing"))
 
     def credit(self, entry: LedgerEntry) -> Balance:
         try:
@@ -69,30 +75,32 @@ class DynamoWalletRepo(WalletRepo):
                 self._put_entry(entry),
             ])
         except _Cancelled as exc:
-            if 0 in exc.failed:
+            if "account" in exc.failed:
                 raise NotFound(f"no account {entry.account_id}", param="account_id") from exc
             raise StorageError(f"ledger entry {entry.entry_id} already exists") from exc
         return self.balance(entry.account_id)
 
-    def hold(self, hold: Hold) -> bool:
+    def hold(self, hold: Hold) -> HoldResult:
         try:
             self._transact([
-                # Invariant: a balance never goes below zero.
-                self._move(hold.account_id, available=-hold.amount, held=hold.amount, need=hold.amount),
-                {"Put": {
+                # Invariant: a balance never goes below zero. Only an active account holds.
+                self._move(hold.account_id, available=-hold.amount, held=hold.amount, need=hold.amount,
+                           active=True),
+                {"_role": "hold", "Put": {
                     "TableName": self._holds,
                     "Item": to_item(hold.__dict__),
                     "ConditionExpression": "attribute_not_exists(request_id)",
                 }},
+                self._reserve_on_key(hold),
             ])
-        except _Cancelled:
-            return False
-        return True
+        except _Cancelled as exc:
+            return HoldResult.KEY_REFUSED if "key" in exc.failed else HoldResult.WALLET_SHORT
+        return HoldResult.HELD
 
     def settle(self, hold: Hold, cost: int, entry: LedgerEntry) -> Settlement:
         held = hold.amount  # becomes 0 if the hold turns out to be closed already
         charged = cost
-        charge_key = True
+        count_on_key = True
         for _ in range(_MAX_SETTLE_ATTEMPTS):
             shortfall = cost - charged
             items = []
@@ -105,13 +113,13 @@ class DynamoWalletRepo(WalletRepo):
             if charged or shortfall:
                 # Invariant: a request is charged once; its entry id is derived from the request.
                 items.append(self._put_entry(_fill(entry, charged, shortfall)))
-            if charged and charge_key:
-                items.append(self._add_key_spend(hold.key_hash, charged))
+            if count_on_key:
+                items.append(self._settle_on_key(hold, held=held, charged=charged, entry=entry))
             try:
                 self._transact(items)
                 return Settlement(charged=charged, shortfall=shortfall)
             except _Cancelled as exc:
-                failed = {items[i]["_role"] for i in exc.failed}
+                failed = exc.failed
             if "entry" in failed:
                 # Settled before: charge nothing more, only give back a hold still open.
                 self.release(hold)
@@ -121,20 +129,26 @@ class DynamoWalletRepo(WalletRepo):
             if "account" in failed:
                 charged = min(cost, held + self.balance(hold.account_id).available)
             if "key" in failed:
-                charge_key = False  # the key was deleted; its account still pays
+                count_on_key = False  # the key was deleted or regenerated; its account still pays
         raise StorageError(f"could not settle request {hold.request_id}")
 
     def release(self, hold: Hold) -> bool:
-        try:
-            self._transact([
-                self._close_hold(hold),
-                self._move(hold.account_id, available=hold.amount, held=-hold.amount),
-            ])
-        except _Cancelled as exc:
-            if 0 in exc.failed:
-                return False
-            raise StorageError(f"could not release request {hold.request_id}") from exc
-        return True
+        items = [
+            self._close_hold(hold),
+            self._move(hold.account_id, available=hold.amount, held=-hold.amount),
+            self._settle_on_key(hold, held=hold.amount, charged=0, entry=None),
+        ]
+        for _ in range(2):
+            try:
+                self._transact(items)
+                return True
+            except _Cancelled as exc:
+                if "hold" in exc.failed:
+                    return False
+                if "key" not in exc.failed:
+                    raise StorageError(f"could not release request {hold.request_id}") from exc
+            items = items[:2]  # the key is gone: release the wallet's part alone
+        raise StorageError(f"could not release request {hold.request_id}")
 
     def ledger(self, account_id: str) -> list[LedgerEntry]:
         items = read_all(self._client.query, "read the ledger", TableName=self._ledger,
@@ -150,18 +164,24 @@ class DynamoWalletRepo(WalletRepo):
     # Transaction items. "_role" names each item for reading cancellation
     # reasons; it is stripped before sending.
 
-    def _move(self, account_id: str, *, available: int, held: int = 0, need: int = 0) -> dict[str, Any]:
+    def _move(self, account_id: str, *, available: int, held: int = 0, need: int = 0,
+              active: bool = False) -> dict[str, Any]:
         condition = "attribute_exists(account_id)"
+        names = {"#available": "available", "#held": "held"}
         values = {":available": {"N": str(available)}, ":held": {"N": str(held)}}
         if need > 0:
             condition += " AND #available >= :need"
             values[":need"] = {"N": str(need)}
+        if active:
+            condition += " AND #status = :active"
+            names["#status"] = "status"
+            values[":active"] = {"S": "active"}
         return {"_role": "account", "Update": {
             "TableName": self._accounts,
             "Key": to_item({"account_id": account_id}),
             "UpdateExpression": "SET #available = #available + :available, #held = #held + :held",
             "ConditionExpression": condition,
-            "ExpressionAttributeNames": {"#available": "available", "#held": "held"},
+            "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }}
 
@@ -180,14 +200,47 @@ class DynamoWalletRepo(WalletRepo):
             "ConditionExpression": "attribute_not_exists(entry_id)",
         }}
 
-    def _add_key_spend(self, key_hash: str, amount: int) -> dict[str, Any]:
+    def _reserve_on_key(self, hold: Hold) -> dict[str, Any]:
+        """The key's part of a hold: it must be active and unexpired, and within its quota."""
+        names = {"#status": "status", "#expires_at": "expires_at", "#reserved": "reserved",
+                 "#last_used_at": "last_used_at"}
+        values = {":active": {"S": "active"}, ":now": {"N": str(hold.created_at)},
+                  ":amount": {"N": str(hold.amount)}}
+        condition = "#status = :active AND (attribute_not_exists(#expires_at) OR #expires_at > :now)"
+        add = "#reserved :amount"
+        if hold.key_quota:
+            # Invariant: a key never holds past its quota.
+            names["#quota_left"] = "quota_left"
+            values[":spend"] = {"N": str(-hold.amount)}
+            condition += " AND #quota_left >= :amount"
+            add += ", #quota_left :spend"
+        else:
+            # A quota set since the key was read: the caller reads it again.
+            names["#quota"] = "quota"
+            condition += " AND attribute_not_exists(#quota)"
         return {"_role": "key", "Update": {
             "TableName": self._keys,
-            "Key": to_item({"key_hash": key_hash}),
-            "UpdateExpression": "ADD #spent :amount",
+            "Key": to_item({"key_hash": hold.key_hash}),
+            "UpdateExpression": f"SET #last_used_at = :now ADD {add}",
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }}
+
+    def _settle_on_key(self, hold: Hold, *, held: int, charged: int, entry: LedgerEntry | None) -> dict[str, Any]:
+        """The key's part of closing a hold: what it reserved goes, what was charged is spent."""
+        counters = {"reserved": -held, "spent": charged}
+        if entry is not None:
+            counters.update(requests=1, prompt_tokens=entry.prompt_tokens, completion_tokens=entry.completion_tokens)
+        if hold.key_quota:
+            counters["quota_left"] = held - charged
+        return {"_role": "key", "Update": {
+            "TableName": self._keys,
+            "Key": to_item({"key_hash": hold.key_hash}),
+            "UpdateExpression": "ADD " + ", ".join(f"#{name} :{name}" for name in counters),
             "ConditionExpression": "attribute_exists(key_hash)",
-            "ExpressionAttributeNames": {"#spent": "spent"},
-            "ExpressionAttributeValues": {":amount": {"N": str(amount)}},
+            "ExpressionAttributeNames": {f"#{name}": name for name in counters},
+            "ExpressionAttributeValues": {f":{name}": {"N": str(value)} for name, value in counters.items()},
         }}
 
     def _transact(self, items: list[dict[str, Any]]) -> None:
@@ -198,7 +251,7 @@ class DynamoWalletRepo(WalletRepo):
                 return
             except ClientError as exc:
                 reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-                failed = {i for i, code in enumerate(reasons) if code == "ConditionalCheckFailed"}
+                failed = {items[i]["_role"] for i, code in enumerate(reasons) if code == "ConditionalCheckFailed"}
                 if failed:
                     raise _Cancelled(failed) from exc
                 # Another transaction touched the same item at the same moment: try again.

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from typing import Any
 
-from chalicelib.domain import ApiKey, Balance, Channel, Hold, LedgerEntry, ModelEntry, Settlement
+from chalicelib.domain import (ApiKey, Balance, Channel, Group, Hold, HoldResult, LedgerEntry, ModelEntry,
+                               Settlement)
 from chalicelib.errors import Conflict, NotFound
 from chalicelib.storage.ports import CatalogRepo, KeyRepo, WalletRepo
 
@@ -23,16 +25,38 @@ class InMemoryKeyRepo(KeyRepo):
     def get_by_hash(self, key_hash: str) -> ApiKey | None:
         return self.keys.get(key_hash)
 
-    def add_spend(self, key_hash: str, amount: int) -> None:
-        key = self.keys.get(key_hash)
-        if key is not None:
-            self.keys[key_hash] = dataclasses.replace(key, spent=key.spent + amount)
+    def get_by_id(self, key_id: str) -> ApiKey | None:
+        return next((key for key in self.keys.values() if key.key_id == key_id), None)
+
+    def list_for_account(self, account_id: str) -> list[ApiKey]:
+        return sorted((k for k in self.keys.values() if k.account_id == account_id), key=lambda k: k.created_at)
+
+    def save_settings(self, key: ApiKey) -> ApiKey:
+        current = self.keys[key.key_hash]
+        quota_left = current.quota_left
+        if key.quota is None:
+            quota_left = None
+        elif key.quota != current.quota:
+            quota_left = key.quota - current.spent - current.reserved
+        self.keys[key.key_hash] = dataclasses.replace(
+            current, name=key.name, group=key.group, status=key.status, expires_at=key.expires_at,
+            quota=key.quota, models=key.models, cidrs=key.cidrs, quota_left=quota_left)
+        return self.keys[key.key_hash]
+
+    def replace_hash(self, key: ApiKey, key_hash: str, hint: str) -> ApiKey:
+        current = self.keys.pop(key.key_hash)
+        self.keys[key_hash] = dataclasses.replace(current, key_hash=key_hash, hint=hint)
+        return self.keys[key_hash]
+
+    def update(self, key_hash: str, **changes: Any) -> None:
+        self.keys[key_hash] = dataclasses.replace(self.keys[key_hash], **changes)
 
 
 class InMemoryCatalogRepo(CatalogRepo):
     def __init__(self) -> None:
         self._channels: dict[str, Channel] = {}
         self._models: dict[str, ModelEntry] = {}
+        self._groups: dict[str, Group] = {}
 
     def put_channel(self, channel: Channel) -> None:
         self._channels[channel.name] = channel
@@ -40,15 +64,19 @@ class InMemoryCatalogRepo(CatalogRepo):
     def put_model(self, model: ModelEntry) -> None:
         self._models[model.name] = model
 
-    def load(self) -> tuple[list[Channel], list[ModelEntry]]:
-        return list(self._channels.values()), list(self._models.values())
+    def put_group(self, group: Group) -> None:
+        self._groups[group.name] = group
+
+    def load(self) -> tuple[list[Channel], list[ModelEntry], list[Group]]:
+        return list(self._channels.values()), list(self._models.values()), list(self._groups.values())
 
 
 class InMemoryWalletRepo(WalletRepo):
-    def __init__(self, keys: InMemoryKeyRepo | None = None) -> None:
+    def __init__(self, keys: InMemoryKeyRepo) -> None:
         self._lock = threading.Lock()
         self._available: dict[str, int] = {}
         self._held: dict[str, int] = {}
+        self._status: dict[str, str] = {}
         self._holds: dict[str, Hold] = {}
         self._ledger: dict[str, dict[str, LedgerEntry]] = {}
         self._keys = keys
@@ -57,43 +85,55 @@ class InMemoryWalletRepo(WalletRepo):
         with self._lock:
             self._available.setdefault(account_id, 0)
             self._held.setdefault(account_id, 0)
+            self._status.setdefault(account_id, "active")
+
+    def set_status(self, account_id: str, status: str) -> None:
+        with self._lock:
+            self._status[account_id] = status
 
     def balance(self, account_id: str) -> Balance:
         with self._lock:
-            return Balance(self._available.get(account_id, 0), self._held.get(account_id, 0))
+            return self._balance(account_id)
 
     def credit(self, entry: LedgerEntry) -> Balance:
         with self._lock:
             if entry.account_id not in self._available:
                 raise NotFound(f"no account {entry.account_id}", param="account_id")
             self._record(entry)
-            self._available[entry.account_id] = self._available.get(entry.account_id, 0) + entry.amount
-            return Balance(self._available[entry.account_id], self._held.get(entry.account_id, 0))
+            self._available[entry.account_id] += entry.amount
+            return self._balance(entry.account_id)
 
-    def hold(self, hold: Hold) -> bool:
+    def hold(self, hold: Hold) -> HoldResult:
         with self._lock:
             available = self._available.get(hold.account_id, 0)
-            if available < hold.amount or hold.request_id in self._holds:
-                return False
+            if available < hold.amount or self._status.get(hold.account_id) != "active":
+                return HoldResult.WALLET_SHORT
+            if hold.request_id in self._holds:
+                return HoldResult.WALLET_SHORT
+            key = self._keys.keys.get(hold.key_hash)
+            if key is None or not _key_can_hold(key, hold):
+                return HoldResult.KEY_REFUSED
             self._available[hold.account_id] = available - hold.amount
-            self._held[hold.account_id] = self._held.get(hold.account_id, 0) + hold.amount
+            self._held[hold.account_id] += hold.amount
             self._holds[hold.request_id] = hold
-            return True
+            self._keys.update(key.key_hash, reserved=key.reserved + hold.amount, last_used_at=hold.created_at,
+                              quota_left=key.quota_left - hold.amount if hold.key_quota else key.quota_left)
+            return HoldResult.HELD
 
     def settle(self, hold: Hold, cost: int, entry: LedgerEntry) -> Settlement:
         with self._lock:
             held = self._close(hold) or 0
             if entry.entry_id in self._ledger.get(hold.account_id, {}):
-                self._available[hold.account_id] = self._available.get(hold.account_id, 0) + held
+                self._available[hold.account_id] += held
+                self._unreserve(hold, held, charged=0, entry=None)
                 return Settlement(charged=0, shortfall=0)  # settled before: only give the hold back
-            available = self._available.get(hold.account_id, 0) + held
+            available = self._available[hold.account_id] + held
             charged = min(cost, available)
             self._available[hold.account_id] = available - charged
             settlement = Settlement(charged=charged, shortfall=cost - charged)
             if charged or settlement.shortfall:
                 self._record(dataclasses.replace(entry, amount=-charged, shortfall=settlement.shortfall))
-            if self._keys is not None and charged:
-                self._keys.add_spend(hold.key_hash, charged)
+            self._unreserve(hold, held, charged=charged, entry=entry)
             return settlement
 
     def release(self, hold: Hold) -> bool:
@@ -101,7 +141,8 @@ class InMemoryWalletRepo(WalletRepo):
             held = self._close(hold)
             if held is None:
                 return False
-            self._available[hold.account_id] = self._available.get(hold.account_id, 0) + held
+            self._available[hold.account_id] += held
+            self._unreserve(hold, held, charged=0, entry=None)
             return True
 
     def ledger(self, account_id: str) -> list[LedgerEntry]:
@@ -113,6 +154,10 @@ class InMemoryWalletRepo(WalletRepo):
         with self._lock:
             return [hold for hold in self._holds.values() if hold.expires_at <= now]
 
+    def _balance(self, account_id: str) -> Balance:
+        return Balance(self._available.get(account_id, 0), self._held.get(account_id, 0),
+                       self._status.get(account_id, "missing"))
+
     def _close(self, hold: Hold) -> int | None:
         """Remove the hold if open; the amount it reserved, or None if it was closed."""
         if self._holds.pop(hold.request_id, None) is None:
@@ -120,8 +165,29 @@ class InMemoryWalletRepo(WalletRepo):
         self._held[hold.account_id] -= hold.amount
         return hold.amount
 
+    def _unreserve(self, hold: Hold, held: int, *, charged: int, entry: LedgerEntry | None) -> None:
+        key = self._keys.keys.get(hold.key_hash)
+        if key is None:
+            return
+        changes = {"reserved": key.reserved - held, "spent": key.spent + charged}
+        if entry is not None:
+            changes.update(requests=key.requests + 1, prompt_tokens=key.prompt_tokens + entry.prompt_tokens,
+                           completion_tokens=key.completion_tokens + entry.completion_tokens)
+        if hold.key_quota and key.quota_left is not None:
+            changes["quota_left"] = key.quota_left + held - charged
+        self._keys.update(key.key_hash, **changes)
+
     def _record(self, entry: LedgerEntry) -> None:
         entries = self._ledger.setdefault(entry.account_id, {})
         if entry.entry_id in entries:
             raise Conflict(f"ledger entry {entry.entry_id} already exists")
         entries[entry.entry_id] = entry
+
+
+def _key_can_hold(key: ApiKey, hold: Hold) -> bool:
+    """The conditions DynamoDB checks on the key item when a hold is placed."""
+    if key.status != "active" or (key.expires_at is not None and key.expires_at <= hold.created_at):
+        return False
+    if hold.key_quota:
+        return key.quota_left is not None and key.quota_left >= hold.amount
+    return key.quota is None

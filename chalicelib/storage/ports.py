@@ -4,17 +4,42 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from chalicelib.domain import Account, ApiKey, Balance, Channel, Hold, LedgerEntry, ModelEntry, Settlement
+from chalicelib.console_domain import ConsoleSession
+from chalicelib.domain import (Account, ApiKey, Balance, Channel, Group, Hold, HoldResult, LedgerEntry, ModelEntry,
+                               Settlement)
 
 
 class AccountRepo(ABC):
+    """Accounts, each with a unique email. Writes here never touch the wallet's counters."""
+
     @abstractmethod
     def create(self, account: Account) -> None:
-        """Store a new account with an empty wallet."""
+        """Store a new account with an empty wallet; EmailTaken if another account has its
+        email, Conflict if its id exists. Nothing is written in either case."""
 
     @abstractmethod
     def get(self, account_id: str) -> Account | None:
         """The account, or None."""
+
+    @abstractmethod
+    def get_by_email(self, email: str) -> Account | None:
+        """The account with this email (compared in lower case), or None."""
+
+    @abstractmethod
+    def list(self, search: str | None = None) -> list[Account]:
+        """Every account, oldest first; with `search`, those whose email or id contains it."""
+
+    @abstractmethod
+    def set_password(self, account_id: str, password_hash: str) -> Account:
+        """Store a new password hash and move `session_epoch` on by one; NotFound if no account."""
+
+    @abstractmethod
+    def set_status(self, account_id: str, status: str) -> Account:
+        """Set "active" or "disabled"; NotFound if no account."""
+
+    @abstractmethod
+    def set_groups(self, account_id: str, groups: tuple[str, ...]) -> Account:
+        """Set the plans the account may use; NotFound if no account."""
 
 
 class KeyRepo(ABC):
@@ -25,6 +50,24 @@ class KeyRepo(ABC):
     @abstractmethod
     def get_by_hash(self, key_hash: str) -> ApiKey | None:
         """The key whose secret hashes to `key_hash`, or None."""
+
+    @abstractmethod
+    def get_by_id(self, key_id: str) -> ApiKey | None:
+        """The key with this id, or None."""
+
+    @abstractmethod
+    def list_for_account(self, account_id: str) -> list[ApiKey]:
+        """The account's keys, oldest first."""
+
+    @abstractmethod
+    def save_settings(self, key: ApiKey) -> ApiKey:
+        """Store the settings of `key` (name, group, status, expiry, quota, models, networks),
+        keeping its counters; a quota set or changed restarts `quota_left` from what is spent
+        and reserved. The key as stored."""
+
+    @abstractmethod
+    def replace_hash(self, key: ApiKey, key_hash: str, hint: str) -> ApiKey:
+        """Move the key to a new secret: the old hash stops working at once."""
 
 
 class CatalogRepo(ABC):
@@ -37,8 +80,11 @@ class CatalogRepo(ABC):
     def put_model(self, model: ModelEntry) -> None: ...
 
     @abstractmethod
-    def load(self) -> tuple[list[Channel], list[ModelEntry]]:
-        """Every configured channel and model, in one read."""
+    def put_group(self, group: Group) -> None: ...
+
+    @abstractmethod
+    def load(self) -> tuple[list[Channel], list[ModelEntry], list[Group]]:
+        """Every configured channel, model and group, in one read."""
 
 
 class WalletRepo(ABC):
@@ -60,8 +106,9 @@ class WalletRepo(ABC):
         """Add `entry.amount` (> 0) to the wallet and record it; the new balance."""
 
     @abstractmethod
-    def hold(self, hold: Hold) -> bool:
-        """Reserve `hold.amount` if the wallet has it available; False if it does not."""
+    def hold(self, hold: Hold) -> HoldResult:
+        """Reserve `hold.amount` on the account and on the key, if the account is active and has
+        it available and the key is active, unexpired and within its quota."""
 
     @abstractmethod
     def settle(self, hold: Hold, cost: int, entry: LedgerEntry) -> Settlement:
@@ -81,3 +128,32 @@ class WalletRepo(ABC):
     @abstractmethod
     def expired_holds(self, now: int) -> list[Hold]:
         """Holds whose `expires_at` has passed."""
+
+
+class SessionRepo(ABC):
+    """Console sessions, by the SHA-256 of their token."""
+
+    @abstractmethod
+    def create(self, session: ConsoleSession) -> None:
+        """Store a new session; Conflict if its hash exists."""
+
+    @abstractmethod
+    def get(self, session_hash: str) -> ConsoleSession | None:
+        """The session, expired or not, or None once deleted (or removed by TTL)."""
+
+    @abstractmethod
+    def delete(self, session_hash: str) -> None:
+        """Remove the session; nothing happens if it is gone already."""
+
+
+class LoginAttemptRepo(ABC):
+    """Counters of login attempts; the caller puts the time window in the counter id."""
+
+    @abstractmethod
+    def add(self, counter_id: str, amount: int, expires_at_s: int) -> int:
+        """Add `amount` (may be negative) atomically; the new count. The counter may be
+        removed once `expires_at_s` (epoch seconds) has passed."""
+
+    @abstractmethod
+    def clear(self, counter_id: str) -> None:
+        """Remove the counter."""

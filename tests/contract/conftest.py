@@ -9,10 +9,13 @@ from typing import Any
 import pytest
 
 from chalicelib.storage.account_repo import DynamoAccountRepo, InMemoryAccountRepo
-from chalicelib.storage.dynamodb_repo import DynamoCatalogRepo, DynamoKeyRepo
+from chalicelib.storage.dynamodb_repo import DynamoCatalogRepo
+from chalicelib.storage.key_repo import DynamoKeyRepo
+from chalicelib.storage.login_attempt_repo import DynamoLoginAttemptRepo, InMemoryLoginAttemptRepo
 from chalicelib.storage.dynamodb_wallet_repo import DynamoWalletRepo
 from chalicelib.storage.memory_repo import InMemoryCatalogRepo, InMemoryKeyRepo, InMemoryWalletRepo
-from chalicelib.storage.ports import AccountRepo, CatalogRepo, KeyRepo, WalletRepo
+from chalicelib.storage.ports import AccountRepo, CatalogRepo, KeyRepo, LoginAttemptRepo, SessionRepo, WalletRepo
+from chalicelib.storage.session_repo import DynamoSessionRepo, InMemorySessionRepo
 from devstack.emulator import provision
 from tests.conftest import TEMPLATE
 
@@ -25,13 +28,16 @@ class Repos:
     keys: KeyRepo
     wallets: WalletRepo
     catalog: CatalogRepo
+    sessions: SessionRepo
+    login_attempts: LoginAttemptRepo
     dynamodb: Any = None  # the raw client, for tests that scan what was written
 
 
 def _memory() -> Repos:
     keys = InMemoryKeyRepo()
     wallets = InMemoryWalletRepo(keys)
-    return Repos(InMemoryAccountRepo(wallets), keys, wallets, InMemoryCatalogRepo())
+    return Repos(InMemoryAccountRepo(wallets), keys, wallets, InMemoryCatalogRepo(),
+                 sessions=InMemorySessionRepo(), login_attempts=InMemoryLoginAttemptRepo())
 
 
 @pytest.fixture(scope="session")
@@ -52,11 +58,13 @@ def _dynamodb(client: Any) -> Repos:
     _wipe(client)
     name = lambda table: f"{PREFIX}-{table}"  # noqa: E731
     return Repos(
-        DynamoAccountRepo(client, name("accounts")),
+        DynamoAccountRepo(client, name("accounts"), emails=name("emails")),
         DynamoKeyRepo(client, name("keys")),
         DynamoWalletRepo(client, accounts=name("accounts"), holds=name("holds"), ledger=name("ledger"),
                          keys=name("keys")),
         DynamoCatalogRepo(client, name("catalog")),
+        sessions=DynamoSessionRepo(client, name("sessions")),
+        login_attempts=DynamoLoginAttemptRepo(client, name("login-attempts")),
         dynamodb=client,
     )
 
@@ -66,3 +74,9 @@ def repos(request) -> Repos:
     if request.param == "memory":
         return _memory()
     return _dynamodb(request.getfixturevalue("_aws"))
+
+
+@pytest.fixture
+def dynamo_repos(_aws) -> Repos:
+    """The DynamoDB implementations alone, for what only they have."""
+    return _dynamodb(_aws)

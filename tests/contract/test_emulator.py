@@ -16,7 +16,7 @@ from devstack.emulator import DEFAULT_TEMPLATE, Emulator, ProvisioningError, pro
 
 OUTPUT_NAMES = {
     "AccountsTableName", "KeysTableName", "LedgerTableName", "HoldsTableName", "CatalogTableName",
-    "UsageBucketName", "UsageStreamName",
+    "UsageBucketName", "UsageStreamName", "EmailsTableName", "SessionsTableName", "LoginAttemptsTableName",
 }
 USAGE_PREFIX = "usage/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/"
 
@@ -98,6 +98,25 @@ def test_provisioning_creates_the_tables_bucket_and_stream(provisioned: Provisio
     # The role is the stack's, so its ARN resolved from a real resource.
     role_name = destination["RoleARN"].rsplit("/", 1)[1]
     assert provisioned.emulator.client("iam").get_role(RoleName=role_name)["Role"]["Arn"] == destination["RoleARN"]
+
+
+def test_the_console_tables_have_their_keys_and_time_to_live(provisioned: Provisioned) -> None:
+    dynamodb = provisioned.emulator.client("dynamodb")
+    for output, table, key, ttl in [
+        ("EmailsTableName", "emails", "email", None),
+        ("SessionsTableName", "sessions", "session_hash", "expires_at_s"),
+        ("LoginAttemptsTableName", "login-attempts", "counter_id", "expires_at_s"),
+    ]:
+        described = _table(provisioned, output)
+        assert described["TableName"] == f"{provisioned.prefix}-{table}"
+        assert _keys(described["KeySchema"]) == [(key, "HASH")] and _indexes(described) == {}
+        assert described["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+        # moto's CloudFormation ignores TimeToLiveSpecification; provisioning applies it.
+        status = dynamodb.describe_time_to_live(TableName=described["TableName"])["TimeToLiveDescription"]
+        if ttl:
+            assert status == {"TimeToLiveStatus": "ENABLED", "AttributeName": ttl}
+        else:
+            assert status["TimeToLiveStatus"] == "DISABLED"
 
 
 def _all_keys(provisioned: Provisioned) -> set[str]:

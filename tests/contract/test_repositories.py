@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.domain import (Account, ApiKey, Channel, Hold, LedgerEntry, ModelEntry, ModelKind, Prices,
-                               Route)
+from chalicelib.domain import (Account, ApiKey, Channel, Group, Hold, HoldResult, LedgerEntry, ModelEntry, ModelKind,
+                               Prices, Route)
 from chalicelib.errors import Conflict, NotFound
 
 ACCOUNT = Account(account_id="acct_1", email="a@example.com", created_at=1)
@@ -65,7 +65,9 @@ def test_the_catalog_keeps_channels_and_models(repos):
                        max_output_tokens=8_192, use_case="chat", timeout_s=30.5)
     repos.catalog.put_channel(channel)
     repos.catalog.put_model(model)
-    assert repos.catalog.load() == ([channel], [model])
+    group = Group("pro", multiplier_ppm=1_200_000, models=("m",), description="Pro plan")
+    repos.catalog.put_group(group)
+    assert repos.catalog.load() == ([channel], [model], [group])
 
 
 def test_a_credit_adds_to_the_balance_and_the_ledger(funded):
@@ -81,11 +83,11 @@ def test_a_credit_to_an_unknown_account_is_refused(repos):
 
 
 def test_a_hold_needs_the_money_available(funded):
-    assert funded.wallets.hold(hold("r1", 600))
+    assert funded.wallets.hold(hold("r1", 600)) is HoldResult.HELD
     assert balance(funded) == (400, 600)
-    assert not funded.wallets.hold(hold("r2", 401))
+    assert funded.wallets.hold(hold("r2", 401)) is HoldResult.WALLET_SHORT
     assert balance(funded) == (400, 600)
-    assert not funded.wallets.hold(hold("r1", 1))  # a request holds once
+    assert funded.wallets.hold(hold("r1", 1)) is not HoldResult.HELD  # a request holds once
 
 
 def test_settle_charges_from_the_hold_and_returns_the_rest(funded):

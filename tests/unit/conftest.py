@@ -76,7 +76,7 @@ class World:
         for model in (CHAT, EMBED, IMAGE):
             self.catalog_repo.put_model(model)
         self.catalog = Catalog(self.catalog_repo, {}, ttl_s=0)
-        self.billing = Billing(self.wallets, now_ms=lambda: self.time_ms, hold_ttl_ms=60_000)
+        self.billing = Billing(self.wallets, self.keys, now_ms=lambda: self.time_ms, hold_ttl_ms=60_000)
         self.usage = InMemoryUsageSink()
         http = httpx.Client(transport=httpx.MockTransport(self._answer))
         self.relay = Relay(self.catalog, self.billing, OpenAICompatAdapter(http), self.usage, default_timeout_s=5)

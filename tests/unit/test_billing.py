@@ -20,16 +20,23 @@ def clock():
 
 
 @pytest.fixture
-def wallets():
-    repo = InMemoryWalletRepo(InMemoryKeyRepo())
+def keys():
+    repo = InMemoryKeyRepo()
+    repo.create(KEY)
+    return repo
+
+
+@pytest.fixture
+def wallets(keys):
+    repo = InMemoryWalletRepo(keys)
     repo.open("acct_1")
     repo.credit(LedgerEntry("acct_1", "0000000000000#credit", "credit", 1_000, 0))
     return repo
 
 
 @pytest.fixture
-def billing(wallets, clock):
-    return Billing(wallets, now_ms=lambda: clock["now"], hold_ttl_ms=1_000)
+def billing(wallets, keys, clock):
+    return Billing(wallets, keys, now_ms=lambda: clock["now"], hold_ttl_ms=1_000)
 
 
 def test_a_hold_moves_money_from_available_to_held(billing, wallets):

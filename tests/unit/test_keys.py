@@ -32,8 +32,8 @@ def setup():
 
 def test_a_bearer_key_authenticates_to_its_record(setup):
     _, auth, secret, _ = setup
-    assert auth.authenticate(f"Bearer {secret}").key_id == "key_1"
-    assert auth.authenticate(f"bearer   {secret} ").key_id == "key_1"
+    assert auth.authenticate(f"Bearer {secret}", now_ms=0).key_id == "key_1"
+    assert auth.authenticate(f"bearer   {secret} ", now_ms=0).key_id == "key_1"
 
 
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Basic abc", "Bearer sk-unknown", "Bearer nope",
@@ -41,17 +41,17 @@ def test_a_bearer_key_authenticates_to_its_record(setup):
 def test_missing_malformed_or_unknown_keys_are_refused(setup, header):
     _, auth, _, _ = setup
     with pytest.raises(InvalidApiKey) as caught:
-        auth.authenticate(header)
+        auth.authenticate(header, now_ms=0)
     assert caught.value.status == 401 and caught.value.code == "invalid_api_key"
 
 
 def test_a_revoked_key_stops_working_once_the_cache_lifetime_passes(setup):
     repo, auth, secret, clock = setup
-    auth.authenticate(f"Bearer {secret}")
+    auth.authenticate(f"Bearer {secret}", now_ms=0)
     record = repo.keys[KeyHasher()(secret)]
     repo.keys[record.key_hash] = ApiKey(**{**record.__dict__, "status": "revoked"})
-    assert auth.authenticate(f"Bearer {secret}")  # cached for up to 5 s
+    assert auth.authenticate(f"Bearer {secret}", now_ms=0)  # cached for up to 5 s
     clock["now"] += 5.01
     with pytest.raises(InvalidApiKey) as caught:
-        auth.authenticate(f"Bearer {secret}")
+        auth.authenticate(f"Bearer {secret}", now_ms=0)
     assert caught.value.code == "api_key_revoked"

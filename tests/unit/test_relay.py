@@ -8,9 +8,9 @@ import json
 import httpx
 import pytest
 
-from chalicelib.domain import Channel, ModelEntry, Route
-from chalicelib.errors import (InsufficientQuota, InvalidRequest, ModelNotFound, UpstreamRejected, UpstreamTimeout,
-                               UpstreamUnavailable)
+from chalicelib.domain import Channel, Group, ModelEntry, Route
+from chalicelib.errors import (InsufficientQuota, InvalidApiKey, InvalidRequest, ModelNotFound, PermissionDenied,
+                               UpstreamRejected, UpstreamTimeout, UpstreamUnavailable)
 from chalicelib.pricing import prompt_tokens
 from tests.unit.conftest import CHAT, World, chat_reply, chunk, sse
 
@@ -338,3 +338,86 @@ def test_a_cap_above_the_model_maximum_holds_only_the_maximum(world):
     world.fund("0.0021")  # affords the model's 1000-token maximum (2 000 000 units) and the prompt
     chat(world, max_tokens=50_000)
     assert world.sent_json()["max_tokens"] == 50_000  # passed on untouched: the wallet affords what it can use
+
+
+# Key and plan limits.
+
+def limited(world: World, **changes) -> None:
+    world.keys.update("hash_1", **changes)
+    world.key = world.keys.get_by_hash("hash_1")
+
+
+@pytest.mark.parametrize("changes, code", [
+    ({"models": ("other-model",)}, "model_not_allowed"),
+    ({"cidrs": ("10.0.0.0/8",)}, "ip_not_allowed"),
+    ({"group": "gone"}, "group_not_found"),
+])
+def test_a_key_outside_its_allowlists_is_refused_before_anything_is_held(world, changes, code):
+    world.fund("1")
+    limited(world, **changes)
+    with pytest.raises(PermissionDenied) as caught:
+        world.relay.chat(world.key, {"model": "test-chat", "messages": HELLO}, "r", client_ip="192.168.0.9")
+    assert caught.value.code == code and caught.value.status == 403
+    assert world.sent == [] and world.balance().held == 0
+
+
+def test_an_allowed_address_and_model_pass(world):
+    world.fund("1")
+    limited(world, models=("test-chat",), cidrs=("192.168.0.0/16",))
+    world.relay.chat(world.key, {"model": "test-chat", "messages": HELLO}, "r", client_ip="192.168.0.9")
+    assert len(world.sent) == 1
+
+
+def test_a_plan_prices_with_its_multiplier_and_limits_its_models(world):
+    world.fund("1")
+    world.catalog_repo.put_group(Group("pro", multiplier_ppm=1_500_000, models=("test-chat",)))
+    limited(world, group="pro")
+    result = chat(world)
+    assert result.cost_units == 30_000  # 20 000 at list price × 1.5
+    assert world.ledger()[-1].amount == -30_000
+    with pytest.raises(PermissionDenied) as caught:
+        world.relay.embeddings(world.key, {"model": "test-embed", "input": "x"}, "r2")
+    assert caught.value.code == "model_not_allowed"
+
+
+def test_a_key_quota_caps_what_it_may_hold_and_spend(world):
+    world.fund("1")
+    limited(world, quota=25_000, quota_left=25_000)
+    chat(world, "r1")  # costs 20 000
+    key = world.keys.get_by_hash("hash_1")
+    assert (key.spent, key.reserved, key.quota_left, key.requests) == (20_000, 0, 5_000, 1)
+    world.key = key
+    with pytest.raises(PermissionDenied) as caught:
+        chat(world, "r2")  # its prompt alone (7 tokens, 7 000 units) is more than the 5 000 left
+    assert caught.value.code == "key_quota_exceeded"
+    assert len(world.sent) == 1 and world.balance().held == 0
+
+
+def test_a_key_quota_lowers_the_output_cap_like_the_wallet_does(world):
+    world.fund("1")
+    limited(world, quota=7_000 + 50 * 2_000, quota_left=7_000 + 50 * 2_000)  # the prompt and 50 output tokens
+    chat(world, max_tokens=500)
+    assert world.sent_json()["max_tokens"] == 50
+
+
+@pytest.mark.parametrize("changes, error, code", [
+    ({"status": "disabled"}, PermissionDenied, "api_key_disabled"),
+    ({"status": "revoked"}, InvalidApiKey, "api_key_revoked"),
+    ({"expires_at": 1}, InvalidApiKey, "api_key_expired"),
+])
+def test_a_key_changed_after_it_was_read_is_refused_when_held(world, changes, error, code):
+    world.fund("1")
+    stale = world.key
+    world.keys.update("hash_1", **changes)
+    with pytest.raises(error) as caught:
+        world.relay.chat(stale, {"model": "test-chat", "messages": HELLO}, "r")
+    assert caught.value.code == code
+    assert world.sent == [] and world.balance().held == 0
+
+
+def test_a_disabled_account_is_refused_when_held(world):
+    world.fund("1")
+    world.wallets.set_status("acct_1", "disabled")
+    with pytest.raises(PermissionDenied) as caught:
+        chat(world)
+    assert caught.value.code == "account_disabled"

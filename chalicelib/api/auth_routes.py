@@ -1,0 +1,86 @@
+"""Console accounts and sessions: sign-up, login, logout, password change, and who is logged in."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from chalice import Blueprint, Response
+
+from chalicelib.api.console import console_principal, retry_after, session_cookie
+from chalicelib.api.http import (ANY_CONTENT_TYPE, client_ip, empty_response, error_response, json_response,
+                                 openai_errors, read_json)
+from chalicelib.deps import Gateway, get_gateway
+from chalicelib.domain import Account
+from chalicelib.errors import RateLimited
+
+auth_routes = Blueprint(__name__)
+
+# These bodies are a few hundred bytes; there is no reason to read megabytes.
+_MAX_BODY_BYTES = 64 * 1024
+# Responses that carry secrets or personal data must not be kept by any cache.
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _body(gateway: Gateway) -> Any:
+    limit = min(_MAX_BODY_BYTES, gateway.settings.max_body_bytes)
+    return read_json(auth_routes.current_request.raw_body, max_bytes=limit)
+
+
+def _iso(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _account(account: Account) -> dict[str, Any]:
+    return {"account_id": account.account_id, "email": account.email, "role": account.role}
+
+
+@auth_routes.route("/api/auth/signup", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@openai_errors
+def signup() -> Response:
+    gateway = get_gateway()
+    return json_response(_account(gateway.accounts.signup(_body(gateway))), status=201)
+
+
+@auth_routes.route("/api/auth/login", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@openai_errors
+def login() -> Response:
+    gateway = get_gateway()
+    try:
+        result = gateway.accounts.login(_body(gateway), client_ip(auth_routes.current_request))
+    except RateLimited as exc:
+        return error_response(exc, headers=retry_after(exc))
+    session = result.session
+    body = {"token": session.token, "expires_at": _iso(session.expires_at), "csrf_token": session.csrf_token,
+            "account": _account(result.account)}
+    cookie = session_cookie(session.token, gateway.settings.session_ttl_s)
+    return json_response(body, headers={**cookie, **_NO_STORE})
+
+
+@auth_routes.route("/api/auth/logout", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@openai_errors
+def logout() -> Response:
+    request = auth_routes.current_request
+    get_gateway().accounts.logout(console_principal(request))
+    return empty_response(headers=session_cookie("", 0))
+
+
+@auth_routes.route("/api/auth/password", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@openai_errors
+def change_password() -> Response:
+    gateway = get_gateway()
+    principal = console_principal(auth_routes.current_request)
+    try:
+        gateway.accounts.change_password(principal, _body(gateway))
+    except RateLimited as exc:
+        return error_response(exc, headers=retry_after(exc))
+    # Every session of the account has ended, this one too: the client logs in again.
+    return empty_response(headers=session_cookie("", 0))
+
+
+@auth_routes.route("/api/auth/me", methods=["GET"])
+@openai_errors
+def me() -> Response:
+    gateway = get_gateway()
+    account = gateway.accounts.profile(console_principal(auth_routes.current_request))
+    return json_response({**_account(account), "created_at": _iso(account.created_at)}, headers=_NO_STORE)

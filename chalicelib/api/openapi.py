@@ -1,0 +1,111 @@
+"""The OpenAPI 3.1 document of the console API (`/api/…`), served at `/api/openapi.json`."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from chalice import Blueprint, Response
+from pydantic import BaseModel
+
+from chalicelib.accounts import LoginInput, PasswordChangeInput, SignupInput
+from chalicelib.api.http import json_response, openai_errors
+from chalicelib.tokens import KeyCreate, KeyUpdate
+
+openapi_routes = Blueprint(__name__)
+
+_USD = {"type": "string", "pattern": r"^\d+\.\d+$", "description": "USD as a decimal string"}
+_USD_OR_NULL = {"anyOf": [_USD, {"type": "null"}]}
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+_KEY = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"}, "name": {"type": "string"}, "hint": {"type": "string"},
+        "group": {"type": "string"}, "status": {"enum": ["active", "disabled"]},
+        "created_at": _TIME, "last_used_at": _TIME, "expires_at": _TIME,
+        "quota_usd": _USD_OR_NULL, "quota_left_usd": _USD_OR_NULL, "spent_usd": _USD,
+        "models": {"type": "array", "items": {"type": "string"}},
+        "allowed_ips": {"type": "array", "items": {"type": "string"}},
+    },
+}
+_CREATED_KEY = {"allOf": [_KEY, {"type": "object", "properties": {
+    "key": {"type": "string", "description": "the secret, shown only in this answer"}}}]}
+_USAGE = {"type": "object", "properties": {
+    "id": {"type": "string"}, "requests": {"type": "integer"}, "prompt_tokens": {"type": "integer"},
+    "completion_tokens": {"type": "integer"}, "total_tokens": {"type": "integer"}, "spent_usd": _USD,
+    "last_used_at": _TIME}}
+_GROUP = {"type": "object", "properties": {
+    "name": {"type": "string"}, "multiplier": {"type": "string"},
+    "models": {"type": "array", "items": {"type": "string"}}, "description": {"type": "string"}}}
+_ACCOUNT = {"type": "object", "properties": {
+    "account_id": {"type": "string"}, "email": {"type": "string"}, "role": {"enum": ["customer", "admin"]},
+    "created_at": _TIME}}
+_LOGIN = {"type": "object", "properties": {
+    "token": {"type": "string"}, "expires_at": _TIME, "csrf_token": {"type": "string"}, "account": _ACCOUNT}}
+_ERROR = {"type": "object", "properties": {"error": {"type": "object", "properties": {
+    "message": {"type": "string"}, "type": {"type": "string"}, "param": {"type": ["string", "null"]},
+    "code": {"type": ["string", "null"]}}}}}
+
+
+def _list_of(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": {"data": {"type": "array", "items": schema}}}
+
+
+# (method, path, summary, request model, success status, response schema, needs a session)
+OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, int, dict[str, Any] | None, bool]] = [
+    ("POST", "/api/auth/signup", "Create an account", SignupInput, 201, _ACCOUNT, False),
+    ("POST", "/api/auth/login", "Log in: a session token, also set as an HttpOnly cookie", LoginInput, 200,
+     _LOGIN, False),
+    ("POST", "/api/auth/logout", "End this session", None, 204, None, True),
+    ("POST", "/api/auth/password", "Change the password; ends every session", PasswordChangeInput, 204, None, True),
+    ("GET", "/api/auth/me", "The logged-in account", None, 200, _ACCOUNT, True),
+    ("GET", "/api/tokens", "List your API keys (never their secrets)", None, 200, _list_of(_KEY), True),
+    ("POST", "/api/tokens", "Create an API key; its secret is shown once", KeyCreate, 201, _CREATED_KEY, True),
+    ("GET", "/api/tokens/{key_id}", "One API key", None, 200, _KEY, True),
+    ("PATCH", "/api/tokens/{key_id}", "Edit, enable or disable an API key; null clears a limit", KeyUpdate, 200,
+     _KEY, True),
+    ("DELETE", "/api/tokens/{key_id}", "Revoke an API key", None, 204, None, True),
+    ("POST", "/api/tokens/{key_id}/regenerate", "A new secret for the key; the old one stops at once", None, 200,
+     _CREATED_KEY, True),
+    ("GET", "/api/tokens/{key_id}/usage", "Requests, tokens and spend of an API key", None, 200, _USAGE, True),
+    ("GET", "/api/groups", "The groups (plans) your keys may use", None, 200, _list_of(_GROUP), True),
+    ("GET", "/api/openapi.json", "This document", None, 200, {"type": "object"}, False),
+]
+
+
+@functools.cache
+def document() -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path, summary, model, status, schema, session in OPERATIONS:
+        operation: dict[str, Any] = {
+            "summary": summary,
+            "responses": {
+                str(status): {"description": "Success", **({"content": {"application/json": {"schema": schema}}}
+                                                          if schema else {})},
+                "default": {"description": "An error", "content": {"application/json": {"schema": _ERROR}}},
+            },
+        }
+        if model is not None:
+            operation["requestBody"] = {"required": True, "content": {"application/json": {
+                "schema": model.model_json_schema()}}}
+        if "{key_id}" in path:
+            operation["parameters"] = [{"name": "key_id", "in": "path", "required": True,
+                                        "schema": {"type": "string"}}]
+        operation["security"] = [{"session": []}, {"cookie": []}] if session else []
+        paths.setdefault(path, {})[method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Tokenway console API", "version": "1"},
+        "paths": paths,
+        "components": {"securitySchemes": {
+            "session": {"type": "http", "scheme": "bearer", "description": "the token from /api/auth/login"},
+            "cookie": {"type": "apiKey", "in": "cookie", "name": "tokenway_session",
+                       "description": "writes also need the X-CSRF-Token header"},
+        }},
+    }
+
+
+@openapi_routes.route("/api/openapi.json", methods=["GET"])
+@openai_errors
+def openapi_json() -> Response:
+    return json_response(document())

@@ -1,0 +1,95 @@
+"""How stored things look in JSON answers: money as decimal USD strings, times as ISO 8601."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from chalicelib.domain import Account, ApiKey, Balance, Group, ModelEntry
+from chalicelib.money import units_to_usd
+
+
+def iso(epoch_ms: int | None) -> str | None:
+    return None if epoch_ms is None else datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).isoformat(
+        timespec="seconds")
+
+
+def key_json(key: ApiKey) -> dict[str, Any]:
+    """A key as its owner may see it: settings, limits and counters, never the secret."""
+    return {
+        "id": key.key_id,
+        "name": key.name,
+        "hint": key.hint,
+        "group": key.group or "default",
+        "status": key.status,
+        "created_at": iso(key.created_at),
+        "last_used_at": iso(key.last_used_at),
+        "expires_at": iso(key.expires_at),
+        "quota_usd": None if key.quota is None else units_to_usd(key.quota),
+        "quota_left_usd": None if key.quota_left is None else units_to_usd(max(0, key.quota_left)),
+        "spent_usd": units_to_usd(key.spent),
+        "models": list(key.models),
+        "allowed_ips": list(key.cidrs),
+    }
+
+
+def key_usage_json(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.key_id,
+        "requests": key.requests,
+        "prompt_tokens": key.prompt_tokens,
+        "completion_tokens": key.completion_tokens,
+        "total_tokens": key.prompt_tokens + key.completion_tokens,
+        "spent_usd": units_to_usd(key.spent),
+        "last_used_at": iso(key.last_used_at),
+    }
+
+
+def account_json(account: Account) -> dict[str, Any]:
+    return {
+        "account_id": account.account_id,
+        "email": account.email,
+        "role": account.role,
+        "status": account.status,
+        "groups": list(account.groups),
+        "created_at": iso(account.created_at),
+    }
+
+
+def wallet_json(account_id: str, balance: Balance) -> dict[str, Any]:
+    return {
+        "account_id": account_id,
+        "balance_usd": units_to_usd(balance.total),
+        "held_usd": units_to_usd(balance.held),
+        "available_usd": units_to_usd(balance.available),
+    }
+
+
+def group_json(group: Group) -> dict[str, Any]:
+    return {
+        "name": group.name,
+        "multiplier": _ppm(group.multiplier_ppm),
+        "models": list(group.models),
+        "description": group.description,
+    }
+
+
+def model_json(model: ModelEntry) -> dict[str, Any]:
+    prices = model.prices
+    return {
+        "name": model.name,
+        "kind": model.kind.value,
+        "routes": [{"channel": r.channel, "upstream_model": r.upstream_model} for r in model.routes],
+        "input_per_1m": units_to_usd(prices.input_per_1m),
+        "cached_input_per_1m": units_to_usd(prices.cached_rate),
+        "output_per_1m": units_to_usd(prices.output_per_1m),
+        "per_image": units_to_usd(prices.per_image),
+        "context_window": model.context_window,
+        "max_output_tokens": model.max_output_tokens,
+        "timeout_s": model.timeout_s,
+    }
+
+
+def _ppm(value: int) -> str:
+    whole, frac = divmod(value, 1_000_000)
+    return f"{whole}.{frac:06d}".rstrip("0").rstrip(".") if frac else str(whole)

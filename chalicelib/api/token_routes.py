@@ -1,0 +1,88 @@
+"""Token Management for the logged-in customer: `/api/tokens` (a console session, not an API key)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Blueprint, Response
+
+from chalicelib.api.console import console_principal
+from chalicelib.api.http import ANY_CONTENT_TYPE, empty_response, json_response, openai_errors, read_json
+from chalicelib.api.render import group_json, key_json, key_usage_json
+from chalicelib.console_domain import Principal
+from chalicelib.deps import Gateway, get_gateway
+
+token_routes = Blueprint(__name__)
+
+
+def _session(*, with_body: bool = False) -> tuple[Gateway, Principal, Any]:
+    """The gateway, who is asking, and (once that is known) the JSON body."""
+    gateway = get_gateway()
+    request = token_routes.current_request
+    principal = console_principal(request)
+    body = read_json(request.raw_body, max_bytes=gateway.settings.max_body_bytes) if with_body else None
+    return gateway, principal, body
+
+
+def _created(created: Any, status: int) -> Response:
+    # The secret is in this answer only; it is never stored or shown again.
+    return json_response({"key": created.secret, **key_json(created.key)}, status=status)
+
+
+@token_routes.route("/api/tokens", methods=["GET"])
+@openai_errors
+def list_tokens() -> Response:
+    gateway, principal, _ = _session()
+    return json_response({"data": [key_json(key) for key in gateway.tokens.list(principal.account_id)]})
+
+
+@token_routes.route("/api/tokens", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@openai_errors
+def create_token() -> Response:
+    gateway, principal, body = _session(with_body=True)
+    return _created(gateway.tokens.create(gateway.accounts.profile(principal), body), 201)
+
+
+@token_routes.route("/api/tokens/{key_id}", methods=["GET"])
+@openai_errors
+def get_token(key_id: str) -> Response:
+    gateway, principal, _ = _session()
+    return json_response(key_json(gateway.tokens.get(principal.account_id, key_id)))
+
+
+@token_routes.route("/api/tokens/{key_id}", methods=["PATCH"], content_types=ANY_CONTENT_TYPE)
+@openai_errors
+def update_token(key_id: str) -> Response:
+    gateway, principal, body = _session(with_body=True)
+    return json_response(key_json(gateway.tokens.update(gateway.accounts.profile(principal), key_id, body)))
+
+
+@token_routes.route("/api/tokens/{key_id}", methods=["DELETE"])
+@openai_errors
+def revoke_token(key_id: str) -> Response:
+    gateway, principal, _ = _session()
+    gateway.tokens.revoke(principal.account_id, key_id)
+    return empty_response()
+
+
+@token_routes.route("/api/tokens/{key_id}/regenerate", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@openai_errors
+def regenerate_token(key_id: str) -> Response:
+    gateway, principal, _ = _session()
+    return _created(gateway.tokens.regenerate(principal.account_id, key_id), 200)
+
+
+@token_routes.route("/api/tokens/{key_id}/usage", methods=["GET"])
+@openai_errors
+def token_usage(key_id: str) -> Response:
+    gateway, principal, _ = _session()
+    return json_response(key_usage_json(gateway.tokens.get(principal.account_id, key_id)))
+
+
+@token_routes.route("/api/groups", methods=["GET"])
+@openai_errors
+def usable_groups() -> Response:
+    """The groups (plans) the customer may give a key."""
+    gateway, principal, _ = _session()
+    account = gateway.accounts.profile(principal)
+    return json_response({"data": [group_json(g) for g in gateway.tokens.usable_groups(account)]})

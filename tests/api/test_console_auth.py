@@ -1,0 +1,232 @@
+"""Console accounts and sessions over HTTP: sign-up, login, cookie and CSRF, logout, password change, limits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from tests.api.conftest import PREFIX, Stack
+
+PASSWORD = "correct horse 42"
+NEW_PASSWORD = "battery staple 7"
+
+
+def new_email() -> str:
+    return f"{uuid.uuid4().hex[:10]}@example.com"
+
+
+def call(stack: Stack, method: str, path: str, json_body=None, *, token: str | None = None,
+         cookie: str | None = None, csrf: str | None = None) -> httpx.Response:
+    headers = {}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    if cookie is not None:
+        headers["Cookie"] = f"tokenway_session={cookie}"
+    if csrf is not None:
+        headers["X-CSRF-Token"] = csrf
+    return httpx.request(method, stack.url + path, json=json_body, headers=headers, timeout=30)
+
+
+def signup(stack: Stack, email: str | None = None, password: str = PASSWORD) -> dict:
+    response = call(stack, "POST", "/api/auth/signup", {"email": email or new_email(), "password": password})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def login(stack: Stack, email: str, password: str = PASSWORD) -> httpx.Response:
+    return call(stack, "POST", "/api/auth/login", {"email": email, "password": password})
+
+
+def session(stack: Stack, email: str, password: str = PASSWORD) -> dict:
+    response = login(stack, email, password)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def assert_error(response: httpx.Response, status: int, code: str, *, param: str | None = None,
+                 type: str = "invalid_request_error") -> dict:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    assert (error["type"], error["code"], error["param"]) == (type, code, param)
+    return error
+
+
+def test_signup_login_and_me_by_bearer_and_by_cookie(stack):
+    email = new_email()
+    account = signup(stack, email.upper())
+    assert set(account) == {"account_id", "email", "role"}
+    assert (account["email"], account["role"]) == (email, "customer")
+
+    before = datetime.now(UTC)
+    response = login(stack, email)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"token", "expires_at", "csrf_token", "account"} and body["account"] == account
+    token = body["token"]
+    assert token.startswith("sess_") and body["csrf_token"]
+    expires_at = datetime.fromisoformat(body["expires_at"])
+    assert timedelta(hours=12) - timedelta(seconds=2) <= expires_at - before <= timedelta(hours=12, seconds=2)
+    assert response.headers["set-cookie"] == (
+        f"tokenway_session={token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=43200")
+    assert response.headers["cache-control"] == "no-store"
+
+    for me in (call(stack, "GET", "/api/auth/me", token=token), call(stack, "GET", "/api/auth/me", cookie=token)):
+        assert me.status_code == 200, me.text
+        assert set(me.json()) == {"account_id", "email", "role", "created_at"}
+        assert {k: me.json()[k] for k in account} == account
+        assert abs(datetime.fromisoformat(me.json()["created_at"]) - before) < timedelta(minutes=1)
+
+
+def test_a_cookie_post_needs_the_csrf_token(stack):
+    email = signup(stack)["email"]
+    body = session(stack, email)
+    token, csrf = body["token"], body["csrf_token"]
+    for wrong in (None, "not-the-token", token):
+        refused = call(stack, "POST", "/api/auth/logout", cookie=token, csrf=wrong)
+        assert_error(refused, 403, "csrf_failed", type="permission_error")
+    assert call(stack, "GET", "/api/auth/me", cookie=token).status_code == 200  # still logged in
+
+    logged_out = call(stack, "POST", "/api/auth/logout", cookie=token, csrf=csrf)
+    assert logged_out.status_code == 204 and logged_out.content == b""
+    assert logged_out.headers["set-cookie"] == (
+        "tokenway_session=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0")
+    assert_error(call(stack, "GET", "/api/auth/me", cookie=token), 401, "invalid_session")
+
+
+def test_logout_ends_that_session_only(stack):
+    email = signup(stack)["email"]
+    first, second = session(stack, email)["token"], session(stack, email)["token"]
+    assert call(stack, "POST", "/api/auth/logout", token=first).status_code == 204  # Bearer: no CSRF token
+    assert_error(call(stack, "GET", "/api/auth/me", token=first), 401, "invalid_session")
+    assert call(stack, "GET", "/api/auth/me", token=second).status_code == 200
+
+
+def test_a_password_change_ends_every_session_and_the_new_password_works(stack):
+    email = signup(stack)["email"]
+    first, second = session(stack, email), session(stack, email)
+    change = {"current_password": PASSWORD, "new_password": NEW_PASSWORD}
+
+    wrong = call(stack, "POST", "/api/auth/password", {**change, "current_password": "not it at all 1"},
+                 token=first["token"])
+    assert_error(wrong, 400, "incorrect_password", param="current_password")
+    weak = call(stack, "POST", "/api/auth/password", {**change, "new_password": "short1"}, token=first["token"])
+    assert_error(weak, 400, "weak_password", param="new_password")
+    assert_error(call(stack, "POST", "/api/auth/password", change, cookie=first["token"]), 403, "csrf_failed",
+                 type="permission_error")
+
+    changed = call(stack, "POST", "/api/auth/password", change, cookie=first["token"], csrf=first["csrf_token"])
+    assert changed.status_code == 204, changed.text
+    assert changed.headers["set-cookie"].endswith("Max-Age=0")
+    for token in (first["token"], second["token"]):
+        assert_error(call(stack, "GET", "/api/auth/me", token=token), 401, "invalid_session")
+    assert_error(login(stack, email), 401, "invalid_credentials")
+    fresh = session(stack, email, NEW_PASSWORD)["token"]
+    assert call(stack, "GET", "/api/auth/me", token=fresh).json()["email"] == email
+
+
+def test_a_taken_email_is_refused_naming_the_field(stack):
+    email = signup(stack)["email"]
+    taken = call(stack, "POST", "/api/auth/signup", {"email": email.title(), "password": PASSWORD})
+    assert_error(taken, 400, "email_taken", param="email")
+    # The operator's account creation meets the same rule, as a conflict.
+    response = httpx.post(stack.url + "/admin/accounts", json={"email": email}, timeout=30,
+                          headers={"Authorization": f"Bearer {stack.settings.admin_token.get_secret_value()}"})
+    assert_error(response, 409, "email_taken", param="email")
+
+
+def test_a_weak_password_is_refused_stating_the_rule(stack):
+    email = new_email()
+    weak = call(stack, "POST", "/api/auth/signup", {"email": email, "password": "onlyletters"})
+    error = assert_error(weak, 400, "weak_password", param="password")
+    assert "10 to 256 characters" in error["message"] and "letter" in error["message"]
+    assert_error(login(stack, email, "onlyletters"), 401, "invalid_credentials")  # nothing was created
+
+
+@pytest.mark.parametrize("content, param", [(b"not json", None), (b'{"email": "a@example.com"}', "password"),
+                                            (b'{"email": "a@example.com", "password": 12345678901}', "password")])
+def test_a_malformed_signup_is_400(stack, content, param):
+    response = httpx.post(stack.url + "/api/auth/signup", content=content, timeout=30)
+    assert response.status_code == 400 and response.json()["error"]["param"] == param
+
+
+def test_the_sixth_failed_login_is_429_with_retry_after(stack):
+    # The windows are fixed: start well inside one, so all six attempts share it.
+    window = stack.settings.login_window_s
+    if window - time.time() % window < 10:
+        time.sleep(window - time.time() % window + 0.1)
+    email = signup(stack)["email"]
+    for _ in range(5):
+        assert_error(login(stack, email, "wrong password 1"), 401, "invalid_credentials")
+    refused = login(stack, email)  # even the right password
+    error = assert_error(refused, 429, "too_many_login_attempts", type="rate_limit_error")
+    assert 1 <= int(refused.headers["retry-after"]) <= window
+    assert refused.headers["retry-after"] in error["message"]
+
+
+def test_unknown_email_and_wrong_password_get_one_answer(stack):
+    email = signup(stack)["email"]
+    wrong = assert_error(login(stack, email, "wrong password 1"), 401, "invalid_credentials")
+    unknown = assert_error(login(stack, new_email()), 401, "invalid_credentials")
+    assert wrong == unknown and wrong["message"] == "Incorrect email or password."
+
+
+def test_a_relay_key_is_not_a_session(stack):
+    _, key = stack.customer("0")
+    error = assert_error(call(stack, "GET", "/api/auth/me", token=key), 401, "invalid_session")
+    assert "not an API key" in error["message"]
+
+
+def test_no_garbage_or_expired_sessions_are_401(stack):
+    assert_error(call(stack, "GET", "/api/auth/me"), 401, "invalid_session")
+    assert_error(call(stack, "GET", "/api/auth/me", token="sess_" + "x" * 43), 401, "invalid_session")
+    assert_error(call(stack, "GET", "/api/auth/me", cookie="garbage"), 401, "invalid_session")
+
+    token = session(stack, signup(stack)["email"])["token"]
+    past_ms = int(time.time() * 1000) - 1
+    stack.aws("dynamodb").update_item(
+        TableName=stack.outputs["SessionsTableName"],
+        Key={"session_hash": {"S": hashlib.sha256(token.encode()).hexdigest()}},
+        UpdateExpression="SET expires_at = :past", ExpressionAttributeValues={":past": {"N": str(past_ms)}})
+    # The item is still there (TTL removes items lazily); the gateway refuses it anyway.
+    assert_error(call(stack, "GET", "/api/auth/me", token=token), 401, "invalid_session")
+
+
+def test_a_disabled_account_is_403(stack):
+    account = signup(stack)
+    token = session(stack, account["email"])["token"]
+    stack.aws("dynamodb").update_item(
+        TableName=stack.outputs["AccountsTableName"], Key={"account_id": {"S": account["account_id"]}},
+        UpdateExpression="SET #status = :disabled", ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":disabled": {"S": "disabled"}})
+    assert_error(call(stack, "GET", "/api/auth/me", token=token), 403, "account_disabled", type="permission_error")
+    assert_error(login(stack, account["email"]), 403, "account_disabled", type="permission_error")
+    assert_error(login(stack, account["email"], "wrong password 1"), 401, "invalid_credentials")
+
+
+def test_no_password_or_token_is_stored_in_plain_text(stack):
+    email = signup(stack)["email"]
+    first, second = session(stack, email), session(stack, email)
+    assert call(stack, "POST", "/api/auth/password", {"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+                token=second["token"]).status_code == 204
+    third = session(stack, email, NEW_PASSWORD)
+    secrets = [PASSWORD, NEW_PASSWORD]
+    for body in (first, second, third):
+        secrets += [body["token"], body["token"].removeprefix("sess_"), body["csrf_token"]]
+
+    dynamodb = stack.aws("dynamodb")
+    tables = [name for name in dynamodb.list_tables()["TableNames"] if name.startswith(f"{PREFIX}-")]
+    assert {f"{PREFIX}-accounts", f"{PREFIX}-emails", f"{PREFIX}-sessions", f"{PREFIX}-login-attempts"} <= set(tables)
+    stored = ""
+    for table in tables:
+        for page in dynamodb.get_paginator("scan").paginate(TableName=table):
+            stored += json.dumps(page["Items"])
+    assert email in stored and third["account"]["account_id"] in stored  # the scan did read the account
+    for secret in secrets:
+        assert secret not in stored
