@@ -12,8 +12,19 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from chalicelib.catalog import BUILTIN_MODELS, Catalog
-from chalicelib.domain import (PPM, Account, ApiKey, Balance, Channel, Group, LedgerEntry, ModelEntry, ModelKind,
-                               Prices, Route)
+from chalicelib.domain import (
+    PPM,
+    Account,
+    ApiKey,
+    Balance,
+    Channel,
+    Group,
+    LedgerEntry,
+    ModelEntry,
+    ModelKind,
+    Prices,
+    Route,
+)
 from chalicelib.errors import AdminAuthError, InvalidRequest, NotFound
 from chalicelib.money import usd_to_units
 from chalicelib.schemas import parse
@@ -77,6 +88,7 @@ class GroupInput(_Input):
 
 class AccountChanges(_Input):
     status: Literal["active", "disabled"] | None = None
+    role: Literal["customer", "admin"] | None = None
     groups: list[StrictStr] | None = Field(None, max_length=100)
 
 
@@ -207,7 +219,7 @@ class Admin:
         return self._accounts.list(search or None)
 
     def change_account(self, account_id: str, body: Any) -> Account:
-        """Disable or enable an account (its keys stop or start working), or set its plans."""
+        """Disable or enable an account (its keys stop or start working), set its plans or its role."""
         data: AccountChanges = parse(AccountChanges, body)
         self._account(account_id)
         if data.groups is not None:
@@ -217,6 +229,8 @@ class Admin:
             self._accounts.set_groups(account_id, tuple(dict.fromkeys(data.groups)))
         if data.status is not None:
             self._accounts.set_status(account_id, data.status)
+        if data.role is not None:
+            self._accounts.set_role(account_id, data.role)
         return self._account(account_id)
 
     def account_keys(self, account_id: str) -> list[ApiKey]:

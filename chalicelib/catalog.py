@@ -5,8 +5,9 @@ channel exists when the operator supplies the provider's key in the
 environment (see config.PROVIDER_KEY_ENV), or adds a channel of that name
 with the CLI. Operator-added channels and models replace built-ins of the
 same name. Groups (plans) come from the operator too; the `default` group,
-every model at list price, exists unless the operator redefines it. A model is routable when one of its channels exists and speaks a
-protocol the gateway has an adapter for.
+every model at list price, exists unless the operator redefines it. A model
+is routable when one of its channels exists and speaks a protocol the gateway
+has an adapter for.
 """
 
 from __future__ import annotations

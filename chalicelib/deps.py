@@ -22,13 +22,13 @@ from chalicelib.passwords import PasswordHasher
 from chalicelib.providers.openai_compat import OpenAICompatAdapter
 from chalicelib.relay import Relay
 from chalicelib.sessions import ConsoleAuth
-from chalicelib.tokens import KeyManager
 from chalicelib.storage.account_repo import DynamoAccountRepo
 from chalicelib.storage.dynamodb_repo import DynamoCatalogRepo
-from chalicelib.storage.key_repo import DynamoKeyRepo
 from chalicelib.storage.dynamodb_wallet_repo import DynamoWalletRepo
+from chalicelib.storage.key_repo import DynamoKeyRepo
 from chalicelib.storage.login_attempt_repo import DynamoLoginAttemptRepo
 from chalicelib.storage.session_repo import DynamoSessionRepo
+from chalicelib.tokens import KeyManager
 from chalicelib.usage import FirehoseUsageSink
 
 

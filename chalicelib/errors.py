@@ -13,6 +13,7 @@ GatewayError
 ├── Conflict                    409 invalid_request_error
 │   └── EmailTaken              409 invalid_request_error / email_taken (another account has the email)
 ├── PayloadTooLarge             413 invalid_request_error / request_too_large
+├── UnsupportedMediaType        415 invalid_request_error / unsupported_media_type
 ├── RateLimited                 429 rate_limit_error; carries the seconds to wait (Retry-After)
 ├── ProviderError               a failed upstream call; it never costs the customer anything
 │   ├── UpstreamRejected        the upstream's own 4xx status and message
@@ -88,6 +89,12 @@ class Conflict(GatewayError):
     status = 409
     type = "invalid_request_error"
     code = "conflict"
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
 
 
 class PayloadTooLarge(GatewayError):

@@ -6,18 +6,27 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
+from chalicelib.api.console import console_principal
 from chalicelib.api.http import ANY_CONTENT_TYPE, json_response, openai_errors, read_json
 from chalicelib.api.render import account_json, group_json, key_json, model_json, wallet_json
 from chalicelib.deps import Gateway, get_gateway
+from chalicelib.sessions import COOKIE_NAME, SESSION_PREFIX
 
 admin_routes = Blueprint(__name__)
 
 
 def _authorized() -> tuple[Gateway, Any]:
-    """The gateway and the request's JSON body (None without one), once the admin token checks out."""
+    """The gateway and the request's JSON body (None without one), once the caller is known to be
+    an operator: the admin token, or the console session of an account with the admin role."""
     gateway = get_gateway()
     request = admin_routes.current_request
-    gateway.admin.authorize(request.headers.get("authorization"))
+    authorization = request.headers.get("authorization") or ""
+    bearer = authorization.partition(" ")[2].strip()
+    if bearer.startswith(SESSION_PREFIX) or (not authorization and f"{COOKIE_NAME}=" in
+                                             (request.headers.get("cookie") or "")):
+        gateway.console.require_admin(console_principal(request))
+    else:
+        gateway.admin.authorize(authorization)
     body = None
     if request.method in ("POST", "PUT", "PATCH"):
         body = read_json(request.raw_body, max_bytes=gateway.settings.max_body_bytes)

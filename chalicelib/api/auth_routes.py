@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from chalice import Blueprint, Response
 
 from chalicelib.api.console import console_principal, retry_after, session_cookie
-from chalicelib.api.http import (ANY_CONTENT_TYPE, client_ip, empty_response, error_response, json_response,
-                                 openai_errors, read_json)
+from chalicelib.api.http import (
+    ANY_CONTENT_TYPE,
+    client_ip,
+    empty_response,
+    error_response,
+    json_response,
+    openai_errors,
+    read_console_json,
+)
+from chalicelib.api.render import iso
 from chalicelib.deps import Gateway, get_gateway
 from chalicelib.domain import Account
 from chalicelib.errors import RateLimited
@@ -24,11 +31,7 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 def _body(gateway: Gateway) -> Any:
     limit = min(_MAX_BODY_BYTES, gateway.settings.max_body_bytes)
-    return read_json(auth_routes.current_request.raw_body, max_bytes=limit)
-
-
-def _iso(epoch_ms: int) -> str:
-    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return read_console_json(auth_routes.current_request, max_bytes=limit)
 
 
 def _account(account: Account) -> dict[str, Any]:
@@ -51,7 +54,7 @@ def login() -> Response:
     except RateLimited as exc:
         return error_response(exc, headers=retry_after(exc))
     session = result.session
-    body = {"token": session.token, "expires_at": _iso(session.expires_at), "csrf_token": session.csrf_token,
+    body = {"token": session.token, "expires_at": iso(session.expires_at), "csrf_token": session.csrf_token,
             "account": _account(result.account)}
     cookie = session_cookie(session.token, gateway.settings.session_ttl_s)
     return json_response(body, headers={**cookie, **_NO_STORE})
@@ -83,4 +86,4 @@ def change_password() -> Response:
 def me() -> Response:
     gateway = get_gateway()
     account = gateway.accounts.profile(console_principal(auth_routes.current_request))
-    return json_response({**_account(account), "created_at": _iso(account.created_at)}, headers=_NO_STORE)
+    return json_response({**_account(account), "created_at": iso(account.created_at)}, headers=_NO_STORE)

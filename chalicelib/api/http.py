@@ -10,7 +10,7 @@ from typing import Any
 
 from chalice import Response
 
-from chalicelib.errors import GatewayError, InternalError, InvalidRequest, PayloadTooLarge
+from chalicelib.errors import GatewayError, InternalError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,15 @@ def client_ip(request: Any) -> str | None:
     """The caller's address as API Gateway (or chalice local) saw it."""
     identity = (request.context or {}).get("identity") or {}
     return identity.get("sourceIp")
+
+
+def read_console_json(request: Any, *, max_bytes: int) -> Any:
+    """A console write's JSON body, which must say it is JSON: a page on another site can
+    send a form or text/plain cross-site without asking, but not application/json."""
+    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise UnsupportedMediaType("Send the body as JSON, with Content-Type: application/json.")
+    return read_json(request.raw_body, max_bytes=max_bytes)
 
 
 def read_json(raw_body: bytes | None, *, max_bytes: int) -> Any:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.http import (ANY_CONTENT_TYPE, client_ip, error_response, json_response, openai_errors,
-                                 read_json)
+from chalicelib.api.http import ANY_CONTENT_TYPE, client_ip, error_response, json_response, openai_errors, read_json
 from chalicelib.deps import get_gateway, now_ms
 from chalicelib.errors import GatewayError
 from chalicelib.relay import RelayResult

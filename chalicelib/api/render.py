@@ -10,8 +10,10 @@ from chalicelib.money import units_to_usd
 
 
 def iso(epoch_ms: int | None) -> str | None:
-    return None if epoch_ms is None else datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).isoformat(
-        timespec="seconds")
+    """An epoch-ms time as ISO 8601 in UTC, e.g. 2026-11-26T18:00:00Z."""
+    if epoch_ms is None:
+        return None
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def key_json(key: ApiKey) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 from chalice import Blueprint, Response
 
 from chalicelib.api.console import console_principal
-from chalicelib.api.http import ANY_CONTENT_TYPE, empty_response, json_response, openai_errors, read_json
+from chalicelib.api.http import ANY_CONTENT_TYPE, empty_response, json_response, openai_errors, read_console_json
 from chalicelib.api.render import group_json, key_json, key_usage_json
 from chalicelib.console_domain import Principal
 from chalicelib.deps import Gateway, get_gateway
@@ -20,7 +20,7 @@ def _session(*, with_body: bool = False) -> tuple[Gateway, Principal, Any]:
     gateway = get_gateway()
     request = token_routes.current_request
     principal = console_principal(request)
-    body = read_json(request.raw_body, max_bytes=gateway.settings.max_body_bytes) if with_body else None
+    body = read_console_json(request, max_bytes=gateway.settings.max_body_bytes) if with_body else None
     return gateway, principal, body
 
 

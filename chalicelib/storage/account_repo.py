@@ -22,8 +22,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.domain import Account
 from chalicelib.errors import Conflict, EmailTaken, NotFound, StorageError
-from chalicelib.storage.dynamodb_repo import (fields_of, from_item, is_condition_failure, read_all,
-                                              storage_errors, to_item)
+from chalicelib.storage.dynamodb_repo import (
+    fields_of,
+    from_item,
+    is_condition_failure,
+    read_all,
+    storage_errors,
+    to_item,
+)
 from chalicelib.storage.memory_repo import InMemoryWalletRepo
 from chalicelib.storage.ports import AccountRepo
 
@@ -87,6 +93,10 @@ class InMemoryAccountRepo(AccountRepo):
     def set_groups(self, account_id: str, groups: tuple[str, ...]) -> Account:
         with self._lock:
             return self._put(dataclasses.replace(self._current(account_id), groups=tuple(groups)))
+
+    def set_role(self, account_id: str, role: str) -> Account:
+        with self._lock:
+            return self._put(dataclasses.replace(self._current(account_id), role=role))
 
     def _current(self, account_id: str) -> Account:
         account = self._accounts.get(account_id)
@@ -173,6 +183,9 @@ class DynamoAccountRepo(AccountRepo):
 
     def set_groups(self, account_id: str, groups: tuple[str, ...]) -> Account:
         return self._update(account_id, "SET #groups = :groups", {"#groups": "groups"}, {":groups": list(groups)})
+
+    def set_role(self, account_id: str, role: str) -> Account:
+        return self._update(account_id, "SET #role = :role", {"#role": "role"}, {":role": role})
 
     def _update(self, account_id: str, expression: str, names: dict[str, str], values: dict[str, Any]) -> Account:
         try:

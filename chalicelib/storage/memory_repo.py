@@ -7,8 +7,7 @@ import dataclasses
 import threading
 from typing import Any
 
-from chalicelib.domain import (ApiKey, Balance, Channel, Group, Hold, HoldResult, LedgerEntry, ModelEntry,
-                               Settlement)
+from chalicelib.domain import ApiKey, Balance, Channel, Group, Hold, HoldResult, LedgerEntry, ModelEntry, Settlement
 from chalicelib.errors import Conflict, NotFound
 from chalicelib.storage.ports import CatalogRepo, KeyRepo, WalletRepo
 

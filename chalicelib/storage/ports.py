@@ -5,8 +5,18 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from chalicelib.console_domain import ConsoleSession
-from chalicelib.domain import (Account, ApiKey, Balance, Channel, Group, Hold, HoldResult, LedgerEntry, ModelEntry,
-                               Settlement)
+from chalicelib.domain import (
+    Account,
+    ApiKey,
+    Balance,
+    Channel,
+    Group,
+    Hold,
+    HoldResult,
+    LedgerEntry,
+    ModelEntry,
+    Settlement,
+)
 
 
 class AccountRepo(ABC):
@@ -40,6 +50,10 @@ class AccountRepo(ABC):
     @abstractmethod
     def set_groups(self, account_id: str, groups: tuple[str, ...]) -> Account:
         """Set the plans the account may use; NotFound if no account."""
+
+    @abstractmethod
+    def set_role(self, account_id: str, role: str) -> Account:
+        """Set "customer" or "admin"; NotFound if no account."""
 
 
 class KeyRepo(ABC):

@@ -152,8 +152,19 @@ def test_a_weak_password_is_refused_stating_the_rule(stack):
 @pytest.mark.parametrize("content, param", [(b"not json", None), (b'{"email": "a@example.com"}', "password"),
                                             (b'{"email": "a@example.com", "password": 12345678901}', "password")])
 def test_a_malformed_signup_is_400(stack, content, param):
-    response = httpx.post(stack.url + "/api/auth/signup", content=content, timeout=30)
+    response = httpx.post(stack.url + "/api/auth/signup", content=content, timeout=30,
+                          headers={"Content-Type": "application/json"})
     assert response.status_code == 400 and response.json()["error"]["param"] == param
+
+
+@pytest.mark.parametrize("path", ["/api/auth/signup", "/api/auth/login"])
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+def test_a_console_write_that_is_not_declared_json_is_415(stack, path, content_type):
+    # A page on another site can post forms and text/plain without asking; not JSON.
+    body = b'{"email": "victim@example.com", "password": "correct horse 42"}'
+    response = httpx.post(stack.url + path, content=body, timeout=30,
+                          headers={"Content-Type": content_type} if content_type else {})
+    assert response.status_code == 415 and response.json()["error"]["code"] == "unsupported_media_type"
 
 
 def test_the_sixth_failed_login_is_429_with_retry_after(stack):

@@ -10,9 +10,9 @@ import pytest
 
 from chalicelib.storage.account_repo import DynamoAccountRepo, InMemoryAccountRepo
 from chalicelib.storage.dynamodb_repo import DynamoCatalogRepo
+from chalicelib.storage.dynamodb_wallet_repo import DynamoWalletRepo
 from chalicelib.storage.key_repo import DynamoKeyRepo
 from chalicelib.storage.login_attempt_repo import DynamoLoginAttemptRepo, InMemoryLoginAttemptRepo
-from chalicelib.storage.dynamodb_wallet_repo import DynamoWalletRepo
 from chalicelib.storage.memory_repo import InMemoryCatalogRepo, InMemoryKeyRepo, InMemoryWalletRepo
 from chalicelib.storage.ports import AccountRepo, CatalogRepo, KeyRepo, LoginAttemptRepo, SessionRepo, WalletRepo
 from chalicelib.storage.session_repo import DynamoSessionRepo, InMemorySessionRepo

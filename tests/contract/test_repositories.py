@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.domain import (Account, ApiKey, Channel, Group, Hold, HoldResult, LedgerEntry, ModelEntry, ModelKind,
-                               Prices, Route)
+from chalicelib.domain import (
+    Account,
+    ApiKey,
+    Channel,
+    Group,
+    Hold,
+    HoldResult,
+    LedgerEntry,
+    ModelEntry,
+    ModelKind,
+    Prices,
+    Route,
+)
 from chalicelib.errors import Conflict, NotFound
 
 ACCOUNT = Account(account_id="acct_1", email="a@example.com", created_at=1)

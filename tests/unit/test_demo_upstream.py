@@ -16,8 +16,7 @@ import pytest
 from openai import OpenAI
 
 from devstack.demo_upstream import DemoUpstream, count_tokens, truncate_tokens
-from tests.fakes.upstream import (Fault, FakeUpstream, close, cut_stream, delay, http_error, malformed, no_usage,
-                                  usage)
+from tests.fakes.upstream import FakeUpstream, Fault, close, cut_stream, delay, http_error, malformed, no_usage, usage
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HELLO = [{"role": "user", "content": "Hello, world!"}]

@@ -9,8 +9,16 @@ import httpx
 import pytest
 
 from chalicelib.domain import Channel, Group, ModelEntry, Route
-from chalicelib.errors import (InsufficientQuota, InvalidApiKey, InvalidRequest, ModelNotFound, PermissionDenied,
-                               UpstreamRejected, UpstreamTimeout, UpstreamUnavailable)
+from chalicelib.errors import (
+    InsufficientQuota,
+    InvalidApiKey,
+    InvalidRequest,
+    ModelNotFound,
+    PermissionDenied,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from chalicelib.pricing import prompt_tokens
 from tests.unit.conftest import CHAT, World, chat_reply, chunk, sse
 
