@@ -79,7 +79,7 @@ class Billing:
             balance = self._wallets.balance(key.account_id)
             if balance.status != "active":
                 raise PermissionDenied("This account is disabled.", code="account_disabled")
-            key = check_usable(self._keys.get_by_hash(key.key_hash), now)
+            key = check_usable(self._keys.get_by_hash(key.key_hash, consistent=True), now)
             key_left = key.quota_left if key.quota is not None and key.quota_left is not None else None
             limit = balance.available if key_left is None else min(balance.available, key_left)
             output_tokens = quote.affordable_output(limit)

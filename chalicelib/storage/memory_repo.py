@@ -21,7 +21,7 @@ class InMemoryKeyRepo(KeyRepo):
             raise Conflict("key already exists")
         self.keys[key.key_hash] = key
 
-    def get_by_hash(self, key_hash: str) -> ApiKey | None:
+    def get_by_hash(self, key_hash: str, *, consistent: bool = False) -> ApiKey | None:
         return self.keys.get(key_hash)
 
     def get_by_id(self, key_id: str) -> ApiKey | None:

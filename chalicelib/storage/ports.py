@@ -62,8 +62,8 @@ class KeyRepo(ABC):
         """Store a new key record (its hash, never its secret)."""
 
     @abstractmethod
-    def get_by_hash(self, key_hash: str) -> ApiKey | None:
-        """The key whose secret hashes to `key_hash`, or None."""
+    def get_by_hash(self, key_hash: str, *, consistent: bool = False) -> ApiKey | None:
+        """The key whose secret hashes to `key_hash`, or None; `consistent` reads the latest write."""
 
     @abstractmethod
     def get_by_id(self, key_id: str) -> ApiKey | None:
