@@ -71,3 +71,28 @@ def test_no_table_holds_a_plaintext_key(stack, upstream):
     for table in dynamodb.list_tables()["TableNames"]:
         for page in dynamodb.get_paginator("scan").paginate(TableName=table):
             assert secret not in json.dumps(page["Items"]), table
+
+
+def test_thirty_racing_requests_on_a_key_whose_quota_affords_five_never_pass_it(stack, upstream):
+    stack.admin("POST", "/admin/models", {"name": "quota-race-model", "channel": "fake", "input_per_1m": "0",
+                                          "output_per_1m": "1"})
+    account = stack.admin("POST", "/admin/accounts", {"email": "quota-race@example.com"})["account_id"]
+    stack.admin("POST", f"/admin/accounts/{account}/credit", {"amount_usd": "10"})
+    key = stack.admin("POST", f"/admin/accounts/{account}/keys", {"name": "capped", "quota_usd": "0.0005"})
+    upstream.fail_next(faults.usage(prompt=7, completion=100, cached=0), times=30)
+    body = {"model": "quota-race-model", "messages": [{"role": "user", "content": "go"}], "max_tokens": 100}
+
+    def one(_: int) -> httpx.Response:
+        return httpx.post(stack.url + "/v1/chat/completions", json=body,
+                          headers={"Authorization": f"Bearer {key['key']}"}, timeout=60)
+
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        responses = list(pool.map(one, range(30)))
+
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == 5 and statuses.count(403) == 25
+    assert {r.json()["error"]["code"] for r in responses if r.status_code == 403} == {"key_quota_exceeded"}
+    [listed] = stack.admin("GET", f"/admin/accounts/{account}/keys")["data"]
+    assert (listed["spent_usd"], listed["quota_left_usd"]) == ("0.0005", "0.00")
+    wallet = stack.wallet(account)
+    assert (wallet["balance_usd"], wallet["held_usd"]) == ("9.9995", "0.00")
