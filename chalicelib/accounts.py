@@ -65,9 +65,10 @@ class Accounts:
         self._hasher = hasher
         self._now_ms = now_ms
 
-    def signup(self, body: Any) -> Account:
+    def signup(self, body: Any, client_ip: str | None = None) -> Account:
         """A new customer account; 400 naming the field for a bad email, a taken one or a weak password."""
         data: SignupInput = parse(SignupInput, body)
+        self._limiter.signup(client_ip)
         email = normalize_email(data.email)
         if len(email) > _MAX_EMAIL_LENGTH or not _EMAIL.fullmatch(email):
             raise InvalidRequest("Enter a valid email address, like name@example.com.", param="email",

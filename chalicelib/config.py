@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     login_failures_per_account: int = Field(5, gt=0)
     login_failures_per_ip: int = Field(20, gt=0)
     login_window_s: int = Field(900, gt=0)
+    signups_per_ip: int = Field(10, gt=0)  # per login window
 
     deepseek_api_key: SecretStr | None = Field(None, validation_alias="DEEPSEEK_API_KEY")
     dashscope_api_key: SecretStr | None = Field(None, validation_alias="DASHSCOPE_API_KEY")

@@ -92,7 +92,7 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
                           ttl_s=settings.session_ttl_s)
     limiter = LoginLimiter(DynamoLoginAttemptRepo(dynamodb, settings.table_name("login-attempts")), now_ms,
                            per_account=settings.login_failures_per_account, per_ip=settings.login_failures_per_ip,
-                           window_s=settings.login_window_s)
+                           window_s=settings.login_window_s, signups_per_ip=settings.signups_per_ip)
     return Gateway(
         settings=settings,
         keys=KeyAuthenticator(keys_repo, hasher, ttl_s=settings.key_cache_ttl_s),

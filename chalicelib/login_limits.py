@@ -1,4 +1,5 @@
-"""Failed-login limits: per account (by email) and per client IP, in fixed time windows."""
+"""Failed-login limits, per account (by email) and per client IP, and sign-ups per client IP,
+in fixed time windows."""
 
 from __future__ import annotations
 
@@ -34,12 +35,26 @@ class LoginLimiter:
     """
 
     def __init__(self, attempts: LoginAttemptRepo, now_ms: Callable[[], int], *, per_account: int, per_ip: int,
-                 window_s: int) -> None:
+                 window_s: int, signups_per_ip: int = 10) -> None:
         self._attempts = attempts
         self._now_ms = now_ms
         self._per_account = per_account
         self._per_ip = per_ip
         self._window_s = window_s
+        self._signups_per_ip = signups_per_ip
+
+    def signup(self, client_ip: str | None) -> None:
+        """Count one sign-up from the address; RateLimited past the limit. Each sign-up costs a
+        password hash and tells whether an email is taken, so an address gets only a few."""
+        if not client_ip:
+            return
+        now_s = self._now_ms() // 1000
+        window = now_s // self._window_s
+        window_end_s = (window + 1) * self._window_s
+        if self._attempts.add(f"signup#ip#{client_ip}#{window}", 1, window_end_s) > self._signups_per_ip:
+            retry_after_s = max(1, window_end_s - now_s)
+            raise RateLimited(f"Too many sign-ups from this address. Try again in {retry_after_s} seconds.",
+                              retry_after_s=retry_after_s, code="too_many_signups")
 
     def attempt(self, email: str, client_ip: str | None) -> Attempt:
         """Count one attempt; RateLimited (with the seconds left in the window) past a limit."""

@@ -42,7 +42,11 @@ def _account(account: Account) -> dict[str, Any]:
 @openai_errors
 def signup() -> Response:
     gateway = get_gateway()
-    return json_response(_account(gateway.accounts.signup(_body(gateway))), status=201)
+    try:
+        account = gateway.accounts.signup(_body(gateway), client_ip(auth_routes.current_request))
+    except RateLimited as exc:
+        return error_response(exc, headers=retry_after(exc))
+    return json_response(_account(account), status=201)
 
 
 @auth_routes.route("/api/auth/login", methods=["POST"], content_types=ANY_CONTENT_TYPE)

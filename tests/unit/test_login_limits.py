@@ -101,3 +101,16 @@ def test_wrong_current_passwords_count_against_the_account(world):
         world.accounts.change_password(principal, {**body, "current_password": PASSWORD})
     with pytest.raises(RateLimited):
         world.login()
+
+
+def test_an_address_gets_ten_sign_ups_per_window():
+    world = ConsoleWorld()
+    for n in range(10):
+        world.accounts.signup({"email": f"user{n}@example.com", "password": PASSWORD}, "198.51.100.1")
+    with pytest.raises(RateLimited) as caught:
+        world.accounts.signup({"email": "user10@example.com", "password": PASSWORD}, "198.51.100.1")
+    assert caught.value.code == "too_many_signups" and caught.value.retry_after_s > 0
+    assert world.accounts_repo.get_by_email("user10@example.com") is None
+    world.accounts.signup({"email": "other@example.com", "password": PASSWORD}, "198.51.100.2")
+    world.time_ms += WINDOW_S * 1000
+    world.accounts.signup({"email": "user10@example.com", "password": PASSWORD}, "198.51.100.1")
