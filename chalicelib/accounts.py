@@ -10,8 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from chalicelib.console_domain import Principal
-from chalicelib.domain import Account
+from chalicelib.domain import Account, Principal
 from chalicelib.errors import EmailTaken, InvalidCredentials, InvalidRequest, InvalidSession, PermissionDenied
 from chalicelib.login_limits import LoginLimiter
 from chalicelib.passwords import PasswordHasher, check_strength

@@ -20,8 +20,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from chalicelib.console_domain import ConsoleSession, Principal
-from chalicelib.domain import Account
+from chalicelib.domain import Account, ConsoleSession, Principal
 from chalicelib.errors import InvalidSession, PermissionDenied
 from chalicelib.keys import KEY_PREFIX
 from chalicelib.storage.ports import AccountRepo, SessionRepo

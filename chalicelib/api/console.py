@@ -5,8 +5,8 @@ from __future__ import annotations
 from chalice.app import Request
 
 from chalicelib.api.http import cookie_header
-from chalicelib.console_domain import Principal
 from chalicelib.deps import get_gateway
+from chalicelib.domain import Principal
 from chalicelib.errors import RateLimited
 from chalicelib.sessions import COOKIE_NAME
 

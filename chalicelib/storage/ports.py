@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from chalicelib.console_domain import ConsoleSession
 from chalicelib.domain import (
     Account,
     ApiKey,
     Balance,
     Channel,
+    ConsoleSession,
     Group,
     Hold,
     HoldResult,

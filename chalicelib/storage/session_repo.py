@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from chalicelib.console_domain import ConsoleSession
+from chalicelib.domain import ConsoleSession
 from chalicelib.errors import Conflict
 from chalicelib.storage.dynamodb_repo import fields_of, from_item, put_new, storage_errors, to_item
 from chalicelib.storage.ports import SessionRepo

@@ -6,8 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from chalicelib.console_domain import ConsoleSession
-from chalicelib.domain import Account, LedgerEntry
+from chalicelib.domain import Account, ConsoleSession, LedgerEntry
 from chalicelib.errors import Conflict, EmailTaken, NotFound
 
 ALICE = Account(account_id="acct_alice", email="alice@example.com", created_at=10, role="admin",

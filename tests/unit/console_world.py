@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from chalicelib.accounts import Accounts, LoginResult
-from chalicelib.console_domain import Principal
+from chalicelib.domain import Principal
 from chalicelib.login_limits import LoginLimiter
 from chalicelib.passwords import PasswordHasher
 from chalicelib.sessions import ConsoleAuth
