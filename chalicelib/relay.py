@@ -86,14 +86,18 @@ class Relay:
     def new_request_id() -> str:
         return f"req_{uuid.uuid4().hex}"
 
-    def models(self) -> dict[str, Any]:
-        """`GET /v1/models`: the routable models, in the OpenAI list format."""
+    def models(self, key: ApiKey) -> dict[str, Any]:
+        """`GET /v1/models`: the routable models this key may call, in the OpenAI list format."""
+        group = self._catalog.group(key.group)
+        allowed = [
+            model for model in self._catalog.routable_models()
+            if group is not None and (not group.models or model.name in group.models)
+            and (not key.models or model.name in key.models)
+        ]
         return {
             "object": "list",
-            "data": [
-                {"id": model.name, "object": "model", "created": 0, "owned_by": model.owned_by}
-                for model in sorted(self._catalog.routable_models(), key=lambda m: m.name)
-            ],
+            "data": [{"id": model.name, "object": "model", "created": 0, "owned_by": model.owned_by}
+                     for model in sorted(allowed, key=lambda m: m.name)],
         }
 
     def chat(self, key: ApiKey, body: Any, request_id: str, *, client_ip: str | None = None) -> RelayResult:

@@ -65,5 +65,5 @@ def images_generations() -> Response:
 @openai_errors
 def list_models() -> Response:
     gateway = get_gateway()
-    gateway.keys.authenticate(relay_routes.current_request.headers.get("authorization"), now_ms=now_ms())
-    return json_response(gateway.relay.models())
+    key = gateway.keys.authenticate(relay_routes.current_request.headers.get("authorization"), now_ms=now_ms())
+    return json_response(gateway.relay.models(key))

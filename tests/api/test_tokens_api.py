@@ -161,3 +161,11 @@ def _hash(secret: str) -> str:
 
     return KeyHasher()(secret)
 
+
+
+def test_models_lists_only_what_the_key_may_call(alice):
+    from openai import OpenAI
+
+    secret = alice.new_key(models=["deepseek-chat", "dall-e-3"])["key"]
+    client = OpenAI(base_url=alice.stack.url, api_key=secret, max_retries=0)
+    assert sorted(model.id for model in client.models.list()) == ["dall-e-3", "deepseek-chat"]
