@@ -6,12 +6,11 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.console import console_principal, retry_after, session_cookie
+from chalicelib.api.console import console_principal, session_cookie
 from chalicelib.api.http import (
     ANY_CONTENT_TYPE,
     client_ip,
     empty_response,
-    error_response,
     json_response,
     openai_errors,
     read_console_json,
@@ -19,7 +18,6 @@ from chalicelib.api.http import (
 from chalicelib.api.render import iso
 from chalicelib.deps import Gateway, get_gateway
 from chalicelib.domain import Account
-from chalicelib.errors import RateLimited
 
 auth_routes = Blueprint(__name__)
 
@@ -42,10 +40,7 @@ def _account(account: Account) -> dict[str, Any]:
 @openai_errors
 def signup() -> Response:
     gateway = get_gateway()
-    try:
-        account = gateway.accounts.signup(_body(gateway), client_ip(auth_routes.current_request))
-    except RateLimited as exc:
-        return error_response(exc, headers=retry_after(exc))
+    account = gateway.accounts.signup(_body(gateway), client_ip(auth_routes.current_request))
     return json_response(_account(account), status=201)
 
 
@@ -53,10 +48,7 @@ def signup() -> Response:
 @openai_errors
 def login() -> Response:
     gateway = get_gateway()
-    try:
-        result = gateway.accounts.login(_body(gateway), client_ip(auth_routes.current_request))
-    except RateLimited as exc:
-        return error_response(exc, headers=retry_after(exc))
+    result = gateway.accounts.login(_body(gateway), client_ip(auth_routes.current_request))
     session = result.session
     body = {"token": session.token, "expires_at": iso(session.expires_at), "csrf_token": session.csrf_token,
             "account": _account(result.account)}
@@ -77,10 +69,7 @@ def logout() -> Response:
 def change_password() -> Response:
     gateway = get_gateway()
     principal = console_principal(auth_routes.current_request)
-    try:
-        gateway.accounts.change_password(principal, _body(gateway))
-    except RateLimited as exc:
-        return error_response(exc, headers=retry_after(exc))
+    gateway.accounts.change_password(principal, _body(gateway))
     # Every session of the account has ended, this one too: the client logs in again.
     return empty_response(headers=session_cookie("", 0))
 

@@ -7,7 +7,6 @@ from chalice.app import Request
 from chalicelib.api.http import cookie_header
 from chalicelib.deps import get_gateway
 from chalicelib.domain import Principal
-from chalicelib.errors import RateLimited
 from chalicelib.sessions import COOKIE_NAME
 
 
@@ -20,7 +19,3 @@ def console_principal(request: Request) -> Principal:
 def session_cookie(token: str, max_age: int) -> dict[str, str]:
     """The header that sets (or, with an empty token and `max_age=0`, deletes) the session cookie."""
     return {"Set-Cookie": cookie_header(COOKIE_NAME, token, max_age=max_age)}
-
-
-def retry_after(error: RateLimited) -> dict[str, str]:
-    return {"Retry-After": str(error.retry_after_s)}

@@ -10,7 +10,14 @@ from typing import Any
 
 from chalice import Response
 
-from chalicelib.errors import GatewayError, InternalError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from chalicelib.errors import (
+    GatewayError,
+    InternalError,
+    InvalidRequest,
+    PayloadTooLarge,
+    RateLimited,
+    UnsupportedMediaType,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +33,8 @@ def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | Non
 
 
 def error_response(error: GatewayError, headers: dict[str, str] | None = None) -> Response:
+    if isinstance(error, RateLimited):
+        headers = {**(headers or {}), "Retry-After": str(error.retry_after_s)}
     return json_response(error.envelope(), status=error.status, headers=headers)
 
 
