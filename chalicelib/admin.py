@@ -26,6 +26,7 @@ from chalicelib.domain import (
     Route,
 )
 from chalicelib.errors import AdminAuthError, InvalidRequest, NotFound
+from chalicelib.keys import bearer_token
 from chalicelib.money import usd_to_units
 from chalicelib.schemas import parse
 from chalicelib.storage.ports import AccountRepo, CatalogRepo, WalletRepo
@@ -118,8 +119,8 @@ class Admin:
         """Check the operator admin token (constant-time compare)."""
         if not self._token:
             raise AdminAuthError("The admin API is disabled: no admin token is configured.")
-        scheme, _, token = (authorization or "").strip().partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._token.encode()):
+        token = bearer_token(authorization) or ""
+        if not hmac.compare_digest(token.encode(), self._token.encode()):
             raise AdminAuthError("Invalid admin token.")
 
     def add_channel(self, body: Any) -> Channel:

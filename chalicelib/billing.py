@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chalicelib.domain import PPM, ApiKey, Balance, Hold, HoldResult, LedgerEntry, Settlement
+from chalicelib.domain import PPM, ApiKey, Hold, HoldResult, LedgerEntry, Settlement
 from chalicelib.errors import InsufficientQuota, PermissionDenied, StorageError
 from chalicelib.keys import check_usable
 from chalicelib.money import TOKENS_PER_PRICE, ceil_div
@@ -126,6 +126,3 @@ class Billing:
         for hold in self._wallets.expired_holds(self._now_ms()):
             released += self._wallets.release(hold)
         return released
-
-    def balance(self, account_id: str) -> Balance:
-        return self._wallets.balance(account_id)

@@ -107,6 +107,9 @@ class ApiKey:
     completion_tokens: int = 0
     last_used_at: int | None = None  # epoch ms
 
+    def allows(self, model: str) -> bool:
+        return not self.models or model in self.models
+
 
 DEFAULT_GROUP = "default"
 PPM = 1_000_000
@@ -120,6 +123,9 @@ class Group:
     multiplier_ppm: int = PPM  # parts per million: 1 200 000 is ×1.2
     models: tuple[str, ...] = ()  # empty: every model
     description: str = ""
+
+    def allows(self, model: str) -> bool:
+        return not self.models or model in self.models
 
 
 @dataclass(frozen=True)

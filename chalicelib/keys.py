@@ -97,9 +97,9 @@ def check_usable(key: ApiKey | None, now_ms: int) -> ApiKey:
     return key
 
 
-def check_allowed(key: ApiKey, *, model: str | None = None, client_ip: str | None = None) -> None:
+def check_allowed(key: ApiKey, *, model: str, client_ip: str | None) -> None:
     """PermissionDenied unless the key's allowlists admit this model and client address."""
-    if model is not None and key.models and model not in key.models:
+    if not key.allows(model):
         raise PermissionDenied(f"This API key may not use the model `{model}`.", param="model",
                                code="model_not_allowed")
     if key.cidrs:
@@ -112,10 +112,16 @@ def check_allowed(key: ApiKey, *, model: str | None = None, client_ip: str | Non
                                    code="ip_not_allowed")
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer …` header, or None if the header is not one."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
 def _bearer(authorization: str | None) -> str:
     if not authorization:
         raise InvalidApiKey("You didn't provide an API key. Send it as `Authorization: Bearer sk-…`.")
-    scheme, _, token = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token(authorization)
+    if token is None:
         raise InvalidApiKey("Malformed Authorization header. Send it as `Authorization: Bearer sk-…`.")
-    return token.strip()
+    return token

@@ -63,6 +63,7 @@ class _Call:
     model: ModelEntry
     stream: bool
     started: float
+    routes: list[ResolvedRoute]
     reservation: Reservation | None = None
     route: ResolvedRoute | None = None
     ttft_ms: int | None = None
@@ -89,11 +90,8 @@ class Relay:
     def models(self, key: ApiKey) -> dict[str, Any]:
         """`GET /v1/models`: the routable models this key may call, in the OpenAI list format."""
         group = self._catalog.group(key.group)
-        allowed = [
-            model for model in self._catalog.routable_models()
-            if group is not None and (not group.models or model.name in group.models)
-            and (not key.models or model.name in key.models)
-        ]
+        allowed = [model for model in self._catalog.routable_models()
+                   if group is not None and group.allows(model.name) and key.allows(model.name)]
         return {
             "object": "list",
             "data": [{"id": model.name, "object": "model", "created": 0, "owned_by": model.owned_by}
@@ -170,15 +168,15 @@ class Relay:
         if model.kind is not kind:
             raise InvalidRequest(f"The model `{model.name}` is a {model.kind.value} model and cannot serve "
                                  f"{endpoint}.", param="model", code="model_not_supported")
-        self._catalog.routes(model)  # ModelNotFound before anything is held
+        routes = self._catalog.routes(model)  # ModelNotFound before anything is held
         group = self._catalog.group(key.group)
         if group is None:
             raise PermissionDenied(f"This API key's plan `{key.group}` no longer exists.", code="group_not_found")
-        if group.models and model.name not in group.models:
+        if not group.allows(model.name):
             raise PermissionDenied(f"The plan `{group.name}` does not include the model `{model.name}`.",
                                    param="model", code="model_not_allowed")
         check_allowed(key, model=model.name, client_ip=client_ip)
-        return _Call(request_id, key, endpoint, model, stream, started=self._monotonic(),
+        return _Call(request_id, key, endpoint, model, stream, started=self._monotonic(), routes=routes,
                      multiplier_ppm=group.multiplier_ppm)
 
     def _reserve(self, call: _Call, quote: Quote) -> Reservation:
@@ -191,7 +189,7 @@ class Relay:
     def _call_upstream(self, call: _Call, path: str, body: dict[str, Any]) -> Any:
         """Try each channel of the model in order; the first answer wins. A failure
         that another channel might not have (5xx, timeout, 429) moves on to it."""
-        routes = self._catalog.routes(call.model)
+        routes = call.routes
         for index, route in enumerate(routes):
             call.route = route
             routed = {**body, "model": route.upstream_model}
@@ -202,14 +200,15 @@ class Relay:
             except ProviderError as exc:
                 if exc.retryable and index + 1 < len(routes):
                     continue
-                self._fail(call, exc)
+                self._release(call, status=exc.status, error_type=exc.type)
                 raise
         raise AssertionError("catalog.routes() never returns an empty list")
 
-    def _fail(self, call: _Call, error: ProviderError) -> None:
+    def _release(self, call: _Call, *, status: int, error_type: str) -> None:
+        """A request that delivered nothing: its hold goes back, and it is recorded at no cost."""
         assert call.reservation is not None
         self._billing.release(call.reservation)
-        self._record(call, status=error.status, error_type=error.type, usage=Usage(), cost=0, shortfall=0)
+        self._record(call, status=status, error_type=error_type, usage=Usage(), cost=0, shortfall=0)
 
     def _complete(self, call: _Call, payload: dict[str, Any], usage: Usage) -> RelayResult:
         cost = self._settle(call, usage, status=200)
@@ -271,8 +270,7 @@ class Relay:
             (error.status, error.type) if error else (499, "client_closed_request"))
         completion_estimate = sum(pricing.text_tokens(text) for text in delivered)
         if usage is None and not finished and not completion_estimate:
-            self._billing.release(call.reservation)
-            self._record(call, status=status, error_type=error_type, usage=Usage(), cost=0, shortfall=0)
+            self._release(call, status=status, error_type=error_type)
             return 0
         if usage is None:
             usage = Usage(prompt_tokens=call.prompt_estimate, completion_tokens=completion_estimate)

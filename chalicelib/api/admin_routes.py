@@ -10,6 +10,7 @@ from chalicelib.api.console import console_principal
 from chalicelib.api.http import ANY_CONTENT_TYPE, json_response, openai_errors, read_json
 from chalicelib.api.render import account_json, group_json, key_json, model_json, wallet_json
 from chalicelib.deps import Gateway, get_gateway
+from chalicelib.keys import bearer_token
 from chalicelib.sessions import COOKIE_NAME, SESSION_PREFIX
 
 admin_routes = Blueprint(__name__)
@@ -20,8 +21,8 @@ def _authorized() -> tuple[Gateway, Any]:
     an operator: the admin token, or the console session of an account with the admin role."""
     gateway = get_gateway()
     request = admin_routes.current_request
-    authorization = request.headers.get("authorization") or ""
-    bearer = authorization.partition(" ")[2].strip()
+    authorization = request.headers.get("authorization")
+    bearer = bearer_token(authorization) or ""
     if bearer.startswith(SESSION_PREFIX) or (not authorization and f"{COOKIE_NAME}=" in
                                              (request.headers.get("cookie") or "")):
         gateway.console.require_admin(console_principal(request))

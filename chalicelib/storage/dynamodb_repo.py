@@ -82,9 +82,10 @@ def put_new(client: Any, table: str, values: dict[str, Any], key_name: str, conf
         raise StorageError("storage is unreachable") from exc
 
 
-def fields_of(cls: type[T], values: dict[str, Any], build: Callable[..., T] | None = None) -> T:
+def fields_of(cls: type[T], values: dict[str, Any]) -> T:
+    """A dataclass from an item's values, ignoring attributes it has no field for."""
     names = cls.__dataclass_fields__  # type: ignore[attr-defined]
-    return (build or cls)(**{name: values[name] for name in names if name in values})
+    return cls(**{name: values[name] for name in names if name in values})
 
 
 class DynamoCatalogRepo(CatalogRepo):

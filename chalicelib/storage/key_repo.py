@@ -9,7 +9,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.domain import ApiKey
 from chalicelib.errors import Conflict, NotFound, StorageError
-from chalicelib.storage.dynamodb_repo import from_item, is_condition_failure, put_new, read_all, storage_errors, to_item
+from chalicelib.storage.dynamodb_repo import (
+    fields_of,
+    from_item,
+    is_condition_failure,
+    put_new,
+    read_all,
+    storage_errors,
+    to_item,
+)
 from chalicelib.storage.ports import KeyRepo
 
 _SETTINGS = ("name", "group", "status", "expires_at", "quota", "models", "cidrs")
@@ -21,9 +29,8 @@ def key_item(key: ApiKey) -> dict[str, Any]:
 
 
 def key_from_item(values: dict[str, Any]) -> ApiKey:
-    names = ApiKey.__dataclass_fields__
-    fields = {name: values[name] for name in names if name in values}
-    return ApiKey(**{**fields, "models": tuple(values.get("models", ())), "cidrs": tuple(values.get("cidrs", ()))})
+    return fields_of(ApiKey, {**values, "models": tuple(values.get("models", ())),
+                              "cidrs": tuple(values.get("cidrs", ()))})
 
 
 class DynamoKeyRepo(KeyRepo):
