@@ -11,17 +11,22 @@ NODE_STAMP := tests/node/node_modules/.installed
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade "pip<26.3"
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	# The operator CLI, as the `tokenway` command in $(BIN).
+	$(BIN)/python -m pip install --quiet --editable .
 	touch $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/python -m devstack
 
+# The template, the dependency contracts of pyproject.toml, and the code's style.
 lint: $(STAMP)
 	$(BIN)/cfn-lint infra/template.yaml
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/ruff check --no-cache .
 
 # The official OpenAI Node SDK, for the tests that use it as a client.
 $(NODE_STAMP): tests/node/package.json tests/node/package-lock.json

@@ -11,25 +11,26 @@ import boto3
 import httpx
 from botocore.config import Config as BotoConfig
 
-from chalicelib.accounts import Accounts
-from chalicelib.admin import Admin
-from chalicelib.billing import Billing
-from chalicelib.catalog import Catalog
+from chalicelib.admin.operations import Admin
+from chalicelib.billing.holds import Billing
+from chalicelib.catalog.catalog import Catalog
 from chalicelib.config import Settings
-from chalicelib.keys import KeyAuthenticator, KeyHasher
-from chalicelib.login_limits import LoginLimiter
-from chalicelib.passwords import PasswordHasher
+from chalicelib.identity.accounts import Accounts
+from chalicelib.identity.login_limits import LoginLimiter
+from chalicelib.identity.passwords import PasswordHasher
+from chalicelib.identity.sessions import ConsoleAuth
+from chalicelib.keys.auth import KeyAuthenticator, KeyHasher
+from chalicelib.keys.manage import KeyManager
 from chalicelib.providers.openai_compat import OpenAICompatAdapter
-from chalicelib.relay import Relay
-from chalicelib.sessions import ConsoleAuth
-from chalicelib.storage.account_repo import DynamoAccountRepo
-from chalicelib.storage.dynamodb_repo import DynamoCatalogRepo
-from chalicelib.storage.dynamodb_wallet_repo import DynamoWalletRepo
-from chalicelib.storage.key_repo import DynamoKeyRepo
-from chalicelib.storage.login_attempt_repo import DynamoLoginAttemptRepo
-from chalicelib.storage.session_repo import DynamoSessionRepo
-from chalicelib.tokens import KeyManager
-from chalicelib.usage import FirehoseUsageSink
+from chalicelib.providers.port import Adapters
+from chalicelib.relay.relay import Relay
+from chalicelib.storage.dynamodb.account_repo import DynamoAccountRepo
+from chalicelib.storage.dynamodb.catalog_repo import DynamoCatalogRepo
+from chalicelib.storage.dynamodb.key_repo import DynamoKeyRepo
+from chalicelib.storage.dynamodb.login_attempt_repo import DynamoLoginAttemptRepo
+from chalicelib.storage.dynamodb.session_repo import DynamoSessionRepo
+from chalicelib.storage.dynamodb.wallet_repo import DynamoWalletRepo
+from chalicelib.storage.usage_sinks import FirehoseUsageSink
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,14 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
         keys=settings.table_name("keys"),
     )
     catalog_repo = DynamoCatalogRepo(dynamodb, settings.table_name("catalog"))
-    catalog = Catalog(catalog_repo, settings.provider_keys(), ttl_s=settings.catalog_cache_ttl_s)
+    http = http or httpx.Client(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+    adapters: Adapters = {"openai": OpenAICompatAdapter(http)}
+    catalog = Catalog(catalog_repo, settings.provider_keys(), ttl_s=settings.catalog_cache_ttl_s,
+                      channel_kinds=frozenset(adapters))
     hasher = KeyHasher(settings.key_pepper.get_secret_value() if settings.key_pepper else None)
     billing = Billing(wallets, keys_repo, now_ms=now_ms, hold_ttl_ms=settings.hold_grace_s * 1000)
-    http = http or httpx.Client(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
     relay = Relay(
-        catalog, billing, OpenAICompatAdapter(http),
+        catalog, billing, adapters,
         FirehoseUsageSink(aws_client(session, settings, "firehose"), settings.usage_stream_name),
         default_timeout_s=settings.upstream_timeout_s,
     )

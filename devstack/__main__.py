@@ -22,12 +22,12 @@ from typing import Any
 
 import httpx
 
-from chalicelib import cli
-from chalicelib.catalog import BUILTIN_MODELS
+from chalicelib.catalog.catalog import BUILTIN_MODELS
 from chalicelib.config import Settings
-from chalicelib.money import units_to_usd
+from chalicelib.core.money import units_to_usd
 from devstack.demo_upstream import DemoUpstream
 from devstack.emulator import Emulator, provision
+from tokenway_cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE_PREFIX = "tokenway-dev"  # .chalice/config.json, stage dev

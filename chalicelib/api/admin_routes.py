@@ -1,4 +1,4 @@
-"""The operator's admin API (used by `python -m chalicelib.cli`), behind the admin token."""
+"""The operator's admin API (used by `python -m tokenway_cli.main`), behind the admin token."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from chalicelib.api.console import console_principal
 from chalicelib.api.http import ANY_CONTENT_TYPE, json_response, openai_errors, read_json
 from chalicelib.api.render import account_json, group_json, key_json, model_json, wallet_json
 from chalicelib.deps import Gateway, get_gateway
-from chalicelib.keys import bearer_token
-from chalicelib.sessions import COOKIE_NAME, SESSION_PREFIX
+from chalicelib.identity.sessions import COOKIE_NAME, SESSION_PREFIX
+from chalicelib.keys.auth import bearer_token
 
 admin_routes = Blueprint(__name__)
 

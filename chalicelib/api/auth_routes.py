@@ -16,8 +16,8 @@ from chalicelib.api.http import (
     read_console_json,
 )
 from chalicelib.api.render import iso
+from chalicelib.core.domain import Account
 from chalicelib.deps import Gateway, get_gateway
-from chalicelib.domain import Account
 
 auth_routes = Blueprint(__name__)
 

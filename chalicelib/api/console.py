@@ -5,9 +5,9 @@ from __future__ import annotations
 from chalice.app import Request
 
 from chalicelib.api.http import cookie_header
+from chalicelib.core.domain import Principal
 from chalicelib.deps import get_gateway
-from chalicelib.domain import Principal
-from chalicelib.sessions import COOKIE_NAME
+from chalicelib.identity.sessions import COOKIE_NAME
 
 
 def console_principal(request: Request) -> Principal:

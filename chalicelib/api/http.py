@@ -10,7 +10,7 @@ from typing import Any
 
 from chalice import Response
 
-from chalicelib.errors import (
+from chalicelib.core.errors import (
     GatewayError,
     InternalError,
     InvalidRequest,

@@ -8,9 +8,9 @@ from typing import Any
 from chalice import Blueprint, Response
 from pydantic import BaseModel
 
-from chalicelib.accounts import LoginInput, PasswordChangeInput, SignupInput
 from chalicelib.api.http import json_response, openai_errors
-from chalicelib.tokens import KeyCreate, KeyUpdate
+from chalicelib.identity.accounts import LoginInput, PasswordChangeInput, SignupInput
+from chalicelib.keys.manage import KeyCreate, KeyUpdate
 
 openapi_routes = Blueprint(__name__)
 

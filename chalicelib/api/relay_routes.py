@@ -5,9 +5,9 @@ from __future__ import annotations
 from chalice import Blueprint, Response
 
 from chalicelib.api.http import ANY_CONTENT_TYPE, client_ip, error_response, json_response, openai_errors, read_json
+from chalicelib.core.errors import GatewayError
 from chalicelib.deps import get_gateway, now_ms
-from chalicelib.errors import GatewayError
-from chalicelib.relay import RelayResult
+from chalicelib.relay.relay import RelayResult
 
 relay_routes = Blueprint(__name__)
 

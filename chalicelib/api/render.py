@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.domain import Account, ApiKey, Balance, Group, ModelEntry
-from chalicelib.money import units_to_usd
+from chalicelib.core.domain import Account, ApiKey, Balance, Group, ModelEntry
+from chalicelib.core.money import units_to_usd
 
 
 def iso(epoch_ms: int | None) -> str | None:

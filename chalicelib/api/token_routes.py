@@ -9,8 +9,8 @@ from chalice import Blueprint, Response
 from chalicelib.api.console import console_principal
 from chalicelib.api.http import ANY_CONTENT_TYPE, empty_response, json_response, openai_errors, read_console_json
 from chalicelib.api.render import group_json, key_json, key_usage_json
+from chalicelib.core.domain import Principal
 from chalicelib.deps import Gateway, get_gateway
-from chalicelib.domain import Principal
 
 token_routes = Blueprint(__name__)
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 
-from chalicelib.domain import Channel
-from chalicelib.errors import ProviderError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from chalicelib.core.domain import Channel
+from chalicelib.core.errors import ProviderError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 
 CONNECT_TIMEOUT_S = 10.0
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Protocol
 
-from chalicelib.domain import (
+from chalicelib.core.domain import (
     Account,
     ApiKey,
     Balance,
@@ -16,6 +17,7 @@ from chalicelib.domain import (
     LedgerEntry,
     ModelEntry,
     Settlement,
+    UsageEvent,
 )
 
 
@@ -171,3 +173,15 @@ class LoginAttemptRepo(ABC):
     @abstractmethod
     def clear(self, counter_id: str) -> None:
         """Remove the counter."""
+
+def matches_search(account: Account, search: str | None) -> bool:
+    needle = (search or "").lower()
+    return needle in account.email.lower() or needle in account.account_id.lower()
+
+
+def oldest_first(accounts: list[Account]) -> list[Account]:
+    return sorted(accounts, key=lambda account: (account.created_at, account.account_id))
+
+
+class UsageSink(Protocol):
+    def put(self, event: UsageEvent) -> None: ...

@@ -83,8 +83,8 @@ def _configure_catalog(stack: Stack) -> None:
 
 
 def _same_prices(stack: Stack, name: str) -> dict[str, Any]:
-    from chalicelib.catalog import BUILTIN_MODELS
-    from chalicelib.money import units_to_usd
+    from chalicelib.catalog.catalog import BUILTIN_MODELS
+    from chalicelib.core.money import units_to_usd
 
     model = BUILTIN_MODELS[name]
     return {

@@ -68,7 +68,7 @@ def test_without_a_live_session_nothing_is_answered(stack, owner_key, expired_se
 @pytest.fixture(scope="module")
 def expired_session(stack) -> str:
     customer = Customer(stack, usd="0")
-    from chalicelib.sessions import token_hash
+    from chalicelib.identity.sessions import token_hash
 
     table = stack.outputs["SessionsTableName"]
     stack.aws("dynamodb").update_item(

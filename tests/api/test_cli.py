@@ -16,7 +16,7 @@ from tests.conftest import ROOT
 
 def cli(stack: Stack, *args: str) -> dict:
     env = {**os.environ, "TOKENWAY_URL": stack.url, "TOKENWAY_ADMIN_TOKEN": ADMIN_TOKEN}
-    done = subprocess.run([sys.executable, "-m", "chalicelib.cli", *args], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "tokenway_cli.main", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -46,7 +46,7 @@ def test_an_operator_sets_up_a_channel_model_account_and_key_that_a_customer_the
 
 def test_cli_errors_exit_non_zero_with_a_message(stack):
     env = {**os.environ, "TOKENWAY_URL": stack.url, "TOKENWAY_ADMIN_TOKEN": ADMIN_TOKEN}
-    done = subprocess.run([sys.executable, "-m", "chalicelib.cli", "wallet", "show", "acct_missing"], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "tokenway_cli.main", "wallet", "show", "acct_missing"], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and done.stdout == ""
     assert "acct_missing" in done.stderr

@@ -54,7 +54,7 @@ def test_a_missing_malformed_or_unknown_key_is_401(stack, header):
 def test_a_revoked_key_is_401(stack):
     _, key = stack.customer("1")
     keys_table = stack.outputs["KeysTableName"]
-    from chalicelib.keys import KeyHasher
+    from chalicelib.keys.auth import KeyHasher
 
     stack.aws("dynamodb").update_item(
         TableName=keys_table, Key={"key_hash": {"S": KeyHasher()(key)}},

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import httpx
 
-from chalicelib.storage.dynamodb_repo import from_item
+from chalicelib.storage.dynamodb.common import from_item
 from tests.fakes import upstream as faults
 
 

@@ -157,7 +157,7 @@ def test_bad_key_settings_are_400_naming_the_field_and_nothing_is_written(alice,
 
 
 def _hash(secret: str) -> str:
-    from chalicelib.keys import KeyHasher
+    from chalicelib.keys.auth import KeyHasher
 
     return KeyHasher()(secret)
 

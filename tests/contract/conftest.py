@@ -8,14 +8,19 @@ from typing import Any
 
 import pytest
 
-from chalicelib.storage.account_repo import DynamoAccountRepo, InMemoryAccountRepo
-from chalicelib.storage.dynamodb_repo import DynamoCatalogRepo
-from chalicelib.storage.dynamodb_wallet_repo import DynamoWalletRepo
-from chalicelib.storage.key_repo import DynamoKeyRepo
-from chalicelib.storage.login_attempt_repo import DynamoLoginAttemptRepo, InMemoryLoginAttemptRepo
-from chalicelib.storage.memory_repo import InMemoryCatalogRepo, InMemoryKeyRepo, InMemoryWalletRepo
+from chalicelib.storage.dynamodb.account_repo import DynamoAccountRepo
+from chalicelib.storage.dynamodb.catalog_repo import DynamoCatalogRepo
+from chalicelib.storage.dynamodb.key_repo import DynamoKeyRepo
+from chalicelib.storage.dynamodb.login_attempt_repo import DynamoLoginAttemptRepo
+from chalicelib.storage.dynamodb.session_repo import DynamoSessionRepo
+from chalicelib.storage.dynamodb.wallet_repo import DynamoWalletRepo
+from chalicelib.storage.memory.account_repo import InMemoryAccountRepo
+from chalicelib.storage.memory.catalog_repo import InMemoryCatalogRepo
+from chalicelib.storage.memory.key_repo import InMemoryKeyRepo
+from chalicelib.storage.memory.login_attempt_repo import InMemoryLoginAttemptRepo
+from chalicelib.storage.memory.session_repo import InMemorySessionRepo
+from chalicelib.storage.memory.wallet_repo import InMemoryWalletRepo
 from chalicelib.storage.ports import AccountRepo, CatalogRepo, KeyRepo, LoginAttemptRepo, SessionRepo, WalletRepo
-from chalicelib.storage.session_repo import DynamoSessionRepo, InMemorySessionRepo
 from devstack.emulator import provision
 from tests.conftest import TEMPLATE
 

@@ -6,8 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from chalicelib.domain import Account, ConsoleSession, LedgerEntry
-from chalicelib.errors import Conflict, EmailTaken, NotFound
+from chalicelib.core.domain import Account, ConsoleSession, LedgerEntry
+from chalicelib.core.errors import Conflict, EmailTaken, NotFound
 
 ALICE = Account(account_id="acct_alice", email="alice@example.com", created_at=10, role="admin",
                 password_hash="scrypt$16$8$1$c2FsdA==$aGFzaA==", session_epoch=3, groups=("pro", "default"))

@@ -174,7 +174,7 @@ def test_conditional_writes_are_atomic_under_concurrency(provisioned: Provisione
             succeeded: list[int] = []
             errors: list[Exception] = []
 
-            def spend() -> None:
+            def spend(start=start, account=account, succeeded=succeeded, errors=errors) -> None:
                 start.wait()
                 try:
                     dynamodb.update_item(

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from chalicelib.domain import Account, ApiKey, Hold, HoldResult, LedgerEntry
+from chalicelib.core.domain import Account, ApiKey, Hold, HoldResult, LedgerEntry
 
 KEY = ApiKey(key_id="key_1", key_hash="a" * 64, account_id="acct_1", name="Production", created_at=2,
              hint="sk-abc…wxyz", models=("gpt-4o",), cidrs=("10.0.0.0/8",))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.domain import (
+from chalicelib.core.domain import (
     Account,
     ApiKey,
     Channel,
@@ -17,7 +17,7 @@ from chalicelib.domain import (
     Prices,
     Route,
 )
-from chalicelib.errors import Conflict, NotFound
+from chalicelib.core.errors import Conflict, NotFound
 
 ACCOUNT = Account(account_id="acct_1", email="a@example.com", created_at=1)
 KEY = ApiKey(key_id="key_1", key_hash="h" * 64, account_id="acct_1", name="Production", created_at=2,

@@ -10,14 +10,16 @@ from typing import Any
 import httpx
 import pytest
 
-from chalicelib.billing import Billing
-from chalicelib.catalog import Catalog
-from chalicelib.domain import ApiKey, Channel, LedgerEntry, ModelEntry, ModelKind, Prices, Route
-from chalicelib.money import usd_to_units
+from chalicelib.billing.holds import Billing
+from chalicelib.catalog.catalog import Catalog
+from chalicelib.core.domain import ApiKey, Channel, LedgerEntry, ModelEntry, ModelKind, Prices, Route
+from chalicelib.core.money import usd_to_units
 from chalicelib.providers.openai_compat import OpenAICompatAdapter
-from chalicelib.relay import Relay
-from chalicelib.storage.memory_repo import InMemoryCatalogRepo, InMemoryKeyRepo, InMemoryWalletRepo
-from chalicelib.usage import InMemoryUsageSink
+from chalicelib.relay.relay import Relay
+from chalicelib.storage.memory.catalog_repo import InMemoryCatalogRepo
+from chalicelib.storage.memory.key_repo import InMemoryKeyRepo
+from chalicelib.storage.memory.wallet_repo import InMemoryWalletRepo
+from chalicelib.storage.usage_sinks import InMemoryUsageSink
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -79,7 +81,8 @@ class World:
         self.billing = Billing(self.wallets, self.keys, now_ms=lambda: self.time_ms, hold_ttl_ms=60_000)
         self.usage = InMemoryUsageSink()
         http = httpx.Client(transport=httpx.MockTransport(self._answer))
-        self.relay = Relay(self.catalog, self.billing, OpenAICompatAdapter(http), self.usage, default_timeout_s=5)
+        self.relay = Relay(self.catalog, self.billing, {"openai": OpenAICompatAdapter(http)}, self.usage,
+                           default_timeout_s=5)
         self.key = ApiKey(key_id="key_1", key_hash="hash_1", account_id="acct_1", name="test", created_at=0,
                           hint="sk-abc…wxyz")
         self.keys.create(self.key)

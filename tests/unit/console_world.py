@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from chalicelib.accounts import Accounts, LoginResult
-from chalicelib.domain import Principal
-from chalicelib.login_limits import LoginLimiter
-from chalicelib.passwords import PasswordHasher
-from chalicelib.sessions import ConsoleAuth
-from chalicelib.storage.account_repo import InMemoryAccountRepo
-from chalicelib.storage.login_attempt_repo import InMemoryLoginAttemptRepo
-from chalicelib.storage.session_repo import InMemorySessionRepo
+from chalicelib.core.domain import Principal
+from chalicelib.identity.accounts import Accounts, LoginResult
+from chalicelib.identity.login_limits import LoginLimiter
+from chalicelib.identity.passwords import PasswordHasher
+from chalicelib.identity.sessions import ConsoleAuth
+from chalicelib.storage.memory.account_repo import InMemoryAccountRepo
+from chalicelib.storage.memory.login_attempt_repo import InMemoryLoginAttemptRepo
+from chalicelib.storage.memory.session_repo import InMemorySessionRepo
 
 PASSWORD = "correct horse 42"
 TTL_S = 3600

@@ -2,9 +2,9 @@
 
 import pytest
 
-from chalicelib.domain import Account
-from chalicelib.errors import InvalidCredentials, InvalidRequest, InvalidSession, PermissionDenied
-from chalicelib.sessions import token_hash
+from chalicelib.core.domain import Account
+from chalicelib.core.errors import InvalidCredentials, InvalidRequest, InvalidSession, PermissionDenied
+from chalicelib.identity.sessions import token_hash
 from tests.unit.console_world import PASSWORD, TTL_S, ConsoleWorld
 
 

@@ -6,10 +6,11 @@ import threading
 
 import pytest
 
-from chalicelib.billing import Billing, Quote
-from chalicelib.domain import ApiKey, LedgerEntry
-from chalicelib.errors import InsufficientQuota
-from chalicelib.storage.memory_repo import InMemoryKeyRepo, InMemoryWalletRepo
+from chalicelib.billing.holds import Billing, Quote
+from chalicelib.core.domain import ApiKey, LedgerEntry
+from chalicelib.core.errors import InsufficientQuota
+from chalicelib.storage.memory.key_repo import InMemoryKeyRepo
+from chalicelib.storage.memory.wallet_repo import InMemoryWalletRepo
 
 KEY = ApiKey(key_id="key_1", key_hash="h1", account_id="acct_1", name="k", created_at=0, hint="")
 

@@ -1,6 +1,6 @@
-from chalicelib.catalog import BUILTIN_MODELS, Catalog
-from chalicelib.domain import Channel
-from chalicelib.storage.memory_repo import InMemoryCatalogRepo
+from chalicelib.catalog.catalog import BUILTIN_MODELS, Catalog
+from chalicelib.core.domain import Channel
+from chalicelib.storage.memory.catalog_repo import InMemoryCatalogRepo
 
 GUIDE = {"deepseek-chat", "deepseek-reasoner", "qwen-plus", "qwen-max", "kimi-k2", "doubao-pro", "glm-4", "gpt-4o",
          "claude-sonnet", "text-embedding-3-small", "dall-e-3"}

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from chalicelib.cli import main
+from tokenway_cli.main import main
 
 TOKEN = "adm-0123456789abcdef"
 URL = "http://gateway.test"

@@ -1,9 +1,9 @@
 import pytest
 
-from chalicelib.domain import ApiKey
-from chalicelib.errors import InvalidApiKey
-from chalicelib.keys import KeyAuthenticator, KeyHasher, generate_key, key_hint
-from chalicelib.storage.memory_repo import InMemoryKeyRepo
+from chalicelib.core.domain import ApiKey
+from chalicelib.core.errors import InvalidApiKey
+from chalicelib.keys.auth import KeyAuthenticator, KeyHasher, generate_key, key_hint
+from chalicelib.storage.memory.key_repo import InMemoryKeyRepo
 
 
 def test_keys_are_long_random_and_prefixed():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from chalicelib.errors import InvalidCredentials, InvalidRequest, RateLimited
+from chalicelib.core.errors import InvalidCredentials, InvalidRequest, RateLimited
 from tests.unit.console_world import PASSWORD, WINDOW_S, ConsoleWorld
 
 WRONG = "wrong password 1"

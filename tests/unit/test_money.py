@@ -2,9 +2,16 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib.domain import Prices
-from chalicelib.money import units_to_usd, usd_to_units
-from chalicelib.pricing import Usage, cost, embedding_input_tokens, prompt_tokens, text_tokens, usage_from_openai
+from chalicelib.billing.pricing import (
+    Usage,
+    cost,
+    embedding_input_tokens,
+    prompt_tokens,
+    text_tokens,
+    usage_from_openai,
+)
+from chalicelib.core.domain import Prices
+from chalicelib.core.money import units_to_usd, usd_to_units
 
 
 @pytest.mark.parametrize("usd, units", [("1", 10**9), ("0.028", 28_000_000), (3, 3 * 10**9),

@@ -2,8 +2,8 @@ import base64
 
 import pytest
 
-from chalicelib.errors import InvalidRequest
-from chalicelib.passwords import PASSWORD_RULE, PasswordHasher, check_strength
+from chalicelib.core.errors import InvalidRequest
+from chalicelib.identity.passwords import PASSWORD_RULE, PasswordHasher, check_strength
 
 EMAIL = "Alice.Smith@example.com"
 
@@ -44,7 +44,7 @@ def test_scrypt_hashes_round_trip_and_describe_themselves():
     assert len(base64.b64decode(salt)) == 16 and len(base64.b64decode(key)) == 32
     assert hasher.verify("correct horse 42", stored)
     assert not hasher.verify("correct horse 43", stored)
-    assert "correct horse" not in stored and "correct horse 42".encode().hex() not in stored
+    assert "correct horse" not in stored and b"correct horse 42".hex() not in stored
 
 
 def test_each_hash_has_its_own_salt_and_any_stored_cost_is_honoured():
@@ -69,7 +69,7 @@ def test_anything_but_a_well_formed_hash_matches_nothing(stored):
 
 
 def test_with_nothing_stored_the_check_does_the_same_scrypt_work_and_fails(monkeypatch):
-    import chalicelib.passwords as passwords
+    import chalicelib.identity.passwords as passwords
 
     calls = []
     real = passwords.hashlib.scrypt

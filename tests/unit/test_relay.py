@@ -8,8 +8,9 @@ import json
 import httpx
 import pytest
 
-from chalicelib.domain import Channel, Group, ModelEntry, Route
-from chalicelib.errors import (
+from chalicelib.billing.pricing import prompt_tokens
+from chalicelib.core.domain import Channel, Group, ModelEntry, Route
+from chalicelib.core.errors import (
     InsufficientQuota,
     InvalidApiKey,
     InvalidRequest,
@@ -19,7 +20,6 @@ from chalicelib.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from chalicelib.pricing import prompt_tokens
 from tests.unit.conftest import CHAT, World, chat_reply, chunk, sse
 
 HELLO = [{"role": "user", "content": "Hello"}]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.catalog import Catalog
-from chalicelib.domain import Account, Group
-from chalicelib.errors import InvalidRequest, NotFound
-from chalicelib.keys import KeyHasher
-from chalicelib.storage.memory_repo import InMemoryCatalogRepo, InMemoryKeyRepo
-from chalicelib.tokens import KeyManager
+from chalicelib.catalog.catalog import Catalog
+from chalicelib.core.domain import Account, Group
+from chalicelib.core.errors import InvalidRequest, NotFound
+from chalicelib.keys.auth import KeyHasher
+from chalicelib.keys.manage import KeyManager
+from chalicelib.storage.memory.catalog_repo import InMemoryCatalogRepo
+from chalicelib.storage.memory.key_repo import InMemoryKeyRepo
 
 NOW = 1_800_000_000_000
 ALICE = Account("acct_alice", "alice@example.com", 0, groups=("pro",))

@@ -1,0 +1,128 @@
+"""Hold → settle → release: how each relay request is paid for."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from chalicelib.core.domain import PPM, ApiKey, Hold, HoldResult, LedgerEntry, Settlement
+from chalicelib.core.errors import InsufficientQuota, PermissionDenied, StorageError
+from chalicelib.core.money import TOKENS_PER_PRICE, ceil_div
+from chalicelib.keys.auth import check_usable
+from chalicelib.storage.ports import KeyRepo, WalletRepo
+
+log = logging.getLogger(__name__)
+
+_HOLD_ATTEMPTS = 4
+
+
+@dataclass(frozen=True)
+class Reservation:
+    hold: Hold
+    # The output cap the hold pays for: the one asked for, or lower if that is
+    # all the wallet affords.
+    output_tokens: int
+
+
+@dataclass(frozen=True)
+class Quote:
+    """The most a request may cost: `fixed` (units × 1M) plus `output_rate` per output
+    token, times the plan's multiplier, rounded up once."""
+
+    fixed: int
+    output_rate: int = 0
+    output_tokens: int = 0
+    multiplier_ppm: int = PPM
+    # Fewer output tokens than this and the request is not worth sending.
+    min_output_tokens: int = 1
+
+    def amount(self, output_tokens: int) -> int:
+        exact = self.fixed + self.output_rate * output_tokens
+        return ceil_div(exact * self.multiplier_ppm, TOKENS_PER_PRICE * PPM)
+
+    def affordable_output(self, available: int) -> int:
+        """The largest output cap whose amount fits in `available` (may be negative)."""
+        if self.output_rate == 0:
+            return self.output_tokens if self.amount(0) <= available else -1
+        budget = available * TOKENS_PER_PRICE * PPM // self.multiplier_ppm  # in units × 1M, before the multiplier
+        return min(self.output_tokens, (budget - self.fixed) // self.output_rate)
+
+
+class Billing:
+    def __init__(self, wallets: WalletRepo, keys: KeyRepo, *, now_ms: Callable[[], int], hold_ttl_ms: int) -> None:
+        self._wallets = wallets
+        self._keys = keys
+        self._now_ms = now_ms
+        self._hold_ttl_ms = hold_ttl_ms
+
+    def reserve(self, request_id: str, key: ApiKey, quote: Quote, *, timeout_s: float) -> Reservation:
+        """Hold the most the request may cost on the wallet and the key, lowering its output
+        cap if either cannot afford the full one; an error naming the reason if they cannot
+        afford the minimum or may not spend at all."""
+        output_tokens = quote.output_tokens
+        for _ in range(_HOLD_ATTEMPTS):
+            now = self._now_ms()
+            hold = Hold(
+                request_id=request_id,
+                account_id=key.account_id,
+                key_hash=key.key_hash,
+                amount=quote.amount(output_tokens),
+                created_at=now,
+                expires_at=now + int(timeout_s * 1000) + self._hold_ttl_ms,
+                key_quota=key.quota is not None,
+            )
+            if self._wallets.hold(hold) is HoldResult.HELD:
+                return Reservation(hold, output_tokens)
+            # Refused: find out why from the account and the key as they are now,
+            # and size the hold to what both can still afford.
+            balance = self._wallets.balance(key.account_id)
+            if balance.status != "active":
+                raise PermissionDenied("This account is disabled.", code="account_disabled")
+            key = check_usable(self._keys.get_by_hash(key.key_hash, consistent=True), now)
+            key_left = key.quota_left if key.quota is not None and key.quota_left is not None else None
+            limit = balance.available if key_left is None else min(balance.available, key_left)
+            output_tokens = quote.affordable_output(limit)
+            if output_tokens < min(quote.min_output_tokens, quote.output_tokens):
+                if key_left is not None and key_left < balance.available:
+                    raise PermissionDenied("This API key has reached its quota. Raise it in Token Management.",
+                                           code="key_quota_exceeded")
+                raise InsufficientQuota(
+                    "Your wallet balance is too low for this request. Top up your wallet and try again."
+                )
+        raise InsufficientQuota("Your balance changed while reserving this request; try again.")
+
+    def settle(self, reservation: Reservation, cost: int, *, model: str, key_id: str,
+               prompt_tokens: int = 0, completion_tokens: int = 0) -> Settlement:
+        """Charge `cost` for a completed request and close its hold."""
+        hold = reservation.hold
+        entry = LedgerEntry(
+            account_id=hold.account_id,
+            entry_id=f"{hold.created_at:013d}#{hold.request_id}",
+            kind="charge",
+            amount=-cost,
+            created_at=self._now_ms(),
+            request_id=hold.request_id,
+            key_id=key_id,
+            model=model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+        )
+        settlement = self._wallets.settle(hold, cost, entry)
+        if settlement.shortfall:
+            log.warning("request %s cost %d units more than the wallet held", hold.request_id, settlement.shortfall)
+        return settlement
+
+    def release(self, reservation: Reservation) -> None:
+        """Give a failed request's hold back. Never raises: the sweeper retries what fails here."""
+        try:
+            self._wallets.release(reservation.hold)
+        except StorageError:
+            log.exception("could not release hold %s; the sweeper will", reservation.hold.request_id)
+
+    def sweep(self) -> int:
+        """Release every hold past its expiry (left by a crashed or timed-out run); how many."""
+        released = 0
+        for hold in self._wallets.expired_holds(self._now_ms()):
+            released += self._wallets.release(hold)
+        return released

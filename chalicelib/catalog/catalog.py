@@ -1,0 +1,184 @@
+"""The model catalog: built-in models and providers, merged with what the operator configured.
+
+A built-in model is served by the channel named after its provider. That
+channel exists when the operator supplies the provider's key in the
+environment (see config.PROVIDER_KEY_ENV), or adds a channel of that name
+with the CLI. Operator-added channels and models replace built-ins of the
+same name. Groups (plans) come from the operator too; the `default` group,
+every model at list price, exists unless the operator redefines it. A model
+is routable when one of its channels exists and speaks a protocol the gateway
+has an adapter for.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from chalicelib.core.domain import DEFAULT_GROUP, Channel, Group, ModelEntry, ModelKind, Prices, Route
+from chalicelib.core.errors import ModelNotFound
+from chalicelib.core.money import usd_to_units
+from chalicelib.storage.ports import CatalogRepo
+
+SUPPORTED_CHANNEL_KINDS = frozenset({"openai"})
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str
+    base_url: str
+    kind: str = "openai"
+
+
+PROVIDERS = {
+    provider.name: provider
+    for provider in (
+        Provider("deepseek", "https://api.deepseek.com/v1"),
+        Provider("qwen", "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"),
+        Provider("kimi", "https://api.moonshot.ai/v1"),
+        Provider("doubao", "https://ark.cn-beijing.volces.com/api/v3"),
+        Provider("glm", "https://open.bigmodel.cn/api/paas/v4"),
+        Provider("openai", "https://api.openai.com/v1"),
+        Provider("anthropic", "https://api.anthropic.com/v1", kind="anthropic"),
+    )
+}
+
+GENERAL = "General chat / quick tasks"
+REASONING = "Complex reasoning / coding"
+LONG_CONTEXT = "Long context / document analysis"
+CHINESE_WRITING = "Creative writing (Chinese)"
+MULTI_TURN = "Multi-turn conversations"
+
+
+def _model(name: str, provider: str, upstream: str, kind: ModelKind, *, input: str = "0", output: str = "0",
+           cached: str | None = None, per_image: str = "0", context: int | None = None,
+           max_output: int | None = None, use_case: str = "") -> ModelEntry:
+    prices = Prices(
+        input_per_1m=usd_to_units(input),
+        output_per_1m=usd_to_units(output),
+        cached_input_per_1m=usd_to_units(cached) if cached is not None else None,
+        per_image=usd_to_units(per_image),
+    )
+    return ModelEntry(name=name, kind=kind, prices=prices, routes=(Route(provider, upstream),),
+                      context_window=context, max_output_tokens=max_output, use_case=use_case, owned_by=provider)
+
+
+# List prices in USD per 1M input / cached input / output tokens, or per image
+# (standard quality, 1024x1024). Operators override any of them with `model add`.
+BUILTIN_MODELS = {
+    model.name: model
+    for model in (
+        _model("deepseek-chat", "deepseek", "deepseek-chat", ModelKind.CHAT, input="0.28", cached="0.028",
+               output="0.42", context=128_000, max_output=8_192, use_case=GENERAL),
+        _model("deepseek-reasoner", "deepseek", "deepseek-reasoner", ModelKind.CHAT, input="0.28", cached="0.028",
+               output="0.42", context=128_000, max_output=65_536, use_case=REASONING),
+        _model("qwen-plus", "qwen", "qwen-plus", ModelKind.CHAT, input="0.40", cached="0.08", output="1.20",
+               context=131_072, max_output=8_192, use_case=f"{GENERAL}; {CHINESE_WRITING}"),
+        _model("qwen-max", "qwen", "qwen-max", ModelKind.CHAT, input="1.60", cached="0.32", output="6.40",
+               context=32_768, max_output=8_192, use_case=CHINESE_WRITING),
+        _model("kimi-k2", "kimi", "kimi-k2-0905-preview", ModelKind.CHAT, input="0.60", cached="0.15",
+               output="2.50", context=262_144, max_output=16_384, use_case=LONG_CONTEXT),
+        _model("doubao-pro", "doubao", "doubao-1-5-pro-256k-250115", ModelKind.CHAT, input="0.70",
+               output="1.25", context=262_144, max_output=12_288, use_case=LONG_CONTEXT),
+        _model("glm-4", "glm", "glm-4-plus", ModelKind.CHAT, input="0.70", output="0.70", context=128_000,
+               max_output=4_096, use_case=CHINESE_WRITING),
+        _model("gpt-4o", "openai", "gpt-4o", ModelKind.CHAT, input="2.50", cached="1.25", output="10.00",
+               context=128_000, max_output=16_384, use_case=MULTI_TURN),
+        _model("claude-sonnet", "anthropic", "claude-sonnet-4-5", ModelKind.CHAT, input="3.00", cached="0.30",
+               output="15.00", context=200_000, max_output=64_000, use_case=f"{REASONING}; {MULTI_TURN}"),
+        _model("text-embedding-3-small", "openai", "text-embedding-3-small", ModelKind.EMBEDDING, input="0.02",
+               context=8_191, use_case="Embeddings for search and retrieval"),
+        _model("dall-e-3", "openai", "dall-e-3", ModelKind.IMAGE, per_image="0.04",
+               use_case="Image generation"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class ResolvedRoute:
+    channel: Channel
+    upstream_model: str
+
+
+class Catalog:
+    """The effective catalog, re-read from the repository at most every `ttl_s` seconds."""
+
+    def __init__(self, repo: CatalogRepo, provider_keys: dict[str, str], *, ttl_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic,
+                 channel_kinds: frozenset[str] = SUPPORTED_CHANNEL_KINDS) -> None:
+        self._repo = repo
+        self._channel_kinds = channel_kinds  # the kinds an adapter exists for
+        self._env_channels = {
+            name: Channel(name=name, base_url=PROVIDERS[name].base_url, api_key=key, kind=PROVIDERS[name].kind)
+            for name, key in provider_keys.items()
+        }
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._loaded_at: float | None = None
+        self._channels: dict[str, Channel] = {}
+        self._models: dict[str, ModelEntry] = {}
+        self._groups: dict[str, Group] = {}
+
+    def model(self, name: str) -> ModelEntry:
+        """The catalog entry of a public model name, routable or not."""
+        self._refresh()
+        model = self._models.get(name)
+        if model is None:
+            raise ModelNotFound(f"The model `{name}` does not exist.", param="model")
+        return model
+
+    def routes(self, model: ModelEntry) -> list[ResolvedRoute]:
+        """The channels that can serve this model, in order; ModelNotFound if none can."""
+        self._refresh()
+        resolved = [
+            ResolvedRoute(self._channels[route.channel], route.upstream_model)
+            for route in model.routes
+            if self._serves(route)
+        ]
+        if not resolved:
+            raise ModelNotFound(f"The model `{model.name}` is not available on this gateway.", param="model")
+        return resolved
+
+    def routable_models(self) -> list[ModelEntry]:
+        self._refresh()
+        return [model for model in self._models.values() if any(self._serves(r) for r in model.routes)]
+
+    def _serves(self, route: Route) -> bool:
+        channel = self._channels.get(route.channel)
+        return channel is not None and channel.kind in self._channel_kinds
+
+    def group(self, name: str | None) -> Group | None:
+        """A plan by name (None: the default plan), or None if there is no such plan."""
+        self._refresh()
+        return self._groups.get(name or DEFAULT_GROUP)
+
+    def groups(self) -> list[Group]:
+        self._refresh()
+        return sorted(self._groups.values(), key=lambda g: g.name)
+
+    def models(self) -> list[ModelEntry]:
+        self._refresh()
+        return sorted(self._models.values(), key=lambda m: m.name)
+
+    def channel(self, name: str) -> Channel | None:
+        self._refresh()
+        return self._channels.get(name)
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._loaded_at = None
+
+    def _refresh(self) -> None:
+        with self._lock:
+            now = self._clock()
+            if self._loaded_at is not None and now - self._loaded_at < self._ttl_s:
+                return
+            channels, models, groups = self._repo.load()
+            self._channels = {**self._env_channels, **{c.name: c for c in channels}}
+            self._models = {**BUILTIN_MODELS, **{m.name: m for m in models}}
+            self._groups = {DEFAULT_GROUP: Group(DEFAULT_GROUP, description="Every model at list price"),
+                            **{g.name: g for g in groups}}
+            self._loaded_at = now

@@ -1,0 +1,238 @@
+"""Typed values passed between the layers. Amounts are integer units (see money.py)."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import asdict, dataclass, field
+
+from chalicelib.core.money import units_to_usd
+
+
+class ModelKind(enum.StrEnum):
+    CHAT = "chat"
+    EMBEDDING = "embedding"
+    IMAGE = "image"
+
+
+@dataclass(frozen=True)
+class Prices:
+    """List prices in units: per 1M tokens, or per image."""
+
+    input_per_1m: int = 0
+    output_per_1m: int = 0
+    cached_input_per_1m: int | None = None  # None: cached input costs the full input price
+    per_image: int = 0
+
+    @property
+    def cached_rate(self) -> int:
+        return self.input_per_1m if self.cached_input_per_1m is None else self.cached_input_per_1m
+
+
+@dataclass(frozen=True)
+class Channel:
+    """An upstream endpoint and the credential to call it."""
+
+    name: str
+    base_url: str
+    api_key: str = field(repr=False)
+    kind: str = "openai"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One way to serve a model: a channel and the model id that channel knows it by."""
+
+    channel: str
+    upstream_model: str
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A public model name with its prices, limits and the channels that serve it, in order."""
+
+    name: str
+    kind: ModelKind
+    prices: Prices
+    routes: tuple[Route, ...] = ()
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    use_case: str = ""
+    timeout_s: float | None = None
+    owned_by: str = "tokenway"
+
+
+@dataclass(frozen=True)
+class Account:
+    """A customer or operator of the console. The wallet's counters live beside it in storage."""
+
+    account_id: str
+    email: str  # lower case; unique across accounts
+    created_at: int  # epoch ms
+    status: str = "active"  # "active" | "disabled"
+    role: str = "customer"  # "customer" | "admin"
+    # `scrypt$n$r$p$salt$hash` (see passwords.py); None: the account cannot log in.
+    password_hash: str | None = field(default=None, repr=False)
+    # A session is valid only while it carries the account's current epoch;
+    # changing the password moves the epoch on, ending every session at once.
+    session_epoch: int = 0
+    groups: tuple[str, ...] = ()  # the plans the account may use
+
+
+class KeyStatus(enum.StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A stored key: its hash, settings, limits and counters, never its secret."""
+
+    key_id: str
+    key_hash: str
+    account_id: str
+    name: str
+    created_at: int  # epoch ms
+    hint: str
+    group: str | None = None  # None: the default group
+    status: str = KeyStatus.ACTIVE
+    expires_at: int | None = None  # epoch ms
+    quota: int | None = None  # lifetime spend cap in units
+    models: tuple[str, ...] = ()  # allowed public model names; empty: all the group allows
+    cidrs: tuple[str, ...] = ()  # allowed client networks; empty: any
+    # Counters, kept by the same transactions that hold and settle.
+    spent: int = 0
+    reserved: int = 0  # held by requests in flight
+    quota_left: int | None = None  # quota - spent - reserved, while a quota is set
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    last_used_at: int | None = None  # epoch ms
+
+    def allows(self, model: str) -> bool:
+        return not self.models or model in self.models
+
+
+DEFAULT_GROUP = "default"
+PPM = 1_000_000
+
+
+@dataclass(frozen=True)
+class Group:
+    """A plan: a price multiplier and the models its keys may use."""
+
+    name: str
+    multiplier_ppm: int = PPM  # parts per million: 1 200 000 is ×1.2
+    models: tuple[str, ...] = ()  # empty: every model
+    description: str = ""
+
+    def allows(self, model: str) -> bool:
+        return not self.models or model in self.models
+
+
+@dataclass(frozen=True)
+class Balance:
+    available: int
+    held: int
+    status: str = "active"  # the account's
+
+    @property
+    def total(self) -> int:
+        """What the wallet owns: spendable plus reserved by requests in flight."""
+        return self.available + self.held
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Money reserved for one request until it is settled or released."""
+
+    request_id: str
+    account_id: str
+    key_hash: str
+    amount: int
+    created_at: int  # epoch ms
+    expires_at: int  # epoch ms
+    key_quota: bool = False  # whether the amount also counts against the key's quota
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One change of a wallet's balance: positive credits, negative charges."""
+
+    account_id: str
+    entry_id: str
+    kind: str  # "credit" | "charge"
+    amount: int
+    created_at: int  # epoch ms
+    request_id: str | None = None
+    key_id: str | None = None
+    model: str | None = None
+    # Cost the wallet could not cover (charged only up to its balance).
+    shortfall: int = 0
+    note: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class HoldResult(enum.Enum):
+    HELD = "held"
+    WALLET_SHORT = "wallet_short"  # not enough available, or the account is not active
+    KEY_REFUSED = "key_refused"  # the key is not active, has expired, is over its quota or is gone
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What settling a hold actually charged."""
+
+    charged: int
+    shortfall: int
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    """A session as stored: SHA-256 hashes of its token and CSRF token, never the tokens."""
+
+    session_hash: str
+    account_id: str
+    session_epoch: int  # the account's epoch at login; the session dies when it moves on
+    csrf_hash: str
+    created_at: int  # epoch ms
+    expires_at: int  # epoch ms
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a console request acts for, and how it proved it."""
+
+    account_id: str
+    role: str
+    session_hash: str
+    via_cookie: bool
+
+
+@dataclass(frozen=True)
+class UsageEvent:
+    time: str  # ISO 8601, UTC
+    request_id: str
+    account_id: str | None
+    key_id: str | None
+    endpoint: str
+    model: str | None
+    channel: str | None
+    stream: bool
+    status: int
+    error_type: str | None = None
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    images: int = 0
+    cost_units: int = 0
+    shortfall_units: int = 0
+    latency_ms: int = 0
+    ttft_ms: int | None = None
+
+    def to_json_line(self) -> bytes:
+        record = asdict(self)
+        record["cost_usd"] = units_to_usd(self.cost_units)
+        return (json.dumps(record, separators=(",", ":")) + "\n").encode()

@@ -1,0 +1,26 @@
+"""Validating decoded JSON into typed commands, with the OpenAI error for the first bad field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from chalicelib.core.errors import InvalidRequest
+
+
+def parse(model: type[BaseModel], body: Any) -> Any:
+    """Validate a decoded JSON body; InvalidRequest naming the first bad field."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        param = str(error["loc"][0]) if error["loc"] else None
+        if error["type"] == "missing":
+            raise InvalidRequest(f"Missing required parameter: '{param}'.", param=param,
+                                 code="missing_required_parameter") from None
+        where = ".".join(str(part) for part in error["loc"])
+        raise InvalidRequest(f"Invalid value for '{where}': {error['msg']}.", param=param,
+                             code="invalid_value") from None

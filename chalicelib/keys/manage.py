@@ -1,0 +1,174 @@
+"""Token management: a customer's API keys — create (shown once), list, edit, revoke, regenerate."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+
+from chalicelib.catalog.catalog import Catalog
+from chalicelib.core.domain import DEFAULT_GROUP, Account, ApiKey, Group, KeyStatus
+from chalicelib.core.errors import InvalidRequest, NotFound
+from chalicelib.core.money import usd_to_units
+from chalicelib.core.validation import parse
+from chalicelib.keys.auth import KeyHasher, generate_key, key_hint
+from chalicelib.storage.ports import KeyRepo
+
+MAX_LIST_ENTRIES = 100
+
+
+class _KeyFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    group: StrictStr | None = Field(None, min_length=1, max_length=64)
+    expires_at: datetime | None = None
+    # USD as a decimal string (or a whole number): parsed exactly, never through a float.
+    quota_usd: StrictStr | StrictInt | None = None
+    models: list[StrictStr] | None = Field(None, max_length=MAX_LIST_ENTRIES)
+    allowed_ips: list[StrictStr] | None = Field(None, max_length=MAX_LIST_ENTRIES)
+
+    @field_validator("allowed_ips")
+    @classmethod
+    def _networks(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        networks = []
+        for entry in value:
+            try:
+                networks.append(str(ipaddress.ip_network(entry.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR block") from None
+        return networks
+
+
+class KeyCreate(_KeyFields):
+    name: StrictStr = Field(min_length=1, max_length=50)
+
+
+class KeyUpdate(_KeyFields):
+    name: StrictStr | None = Field(None, min_length=1, max_length=50)
+    enabled: StrictBool | None = None
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    key: ApiKey
+    secret: str  # shown once
+
+
+class KeyManager:
+    def __init__(self, keys: KeyRepo, catalog: Catalog, hasher: KeyHasher, *, now_ms: Callable[[], int]) -> None:
+        self._keys = keys
+        self._catalog = catalog
+        self._hash = hasher
+        self._now_ms = now_ms
+
+    def create(self, account: Account, body: Any) -> CreatedKey:
+        """A new key for the account; its secret is in the answer and nowhere else."""
+        data: KeyCreate = parse(KeyCreate, body)
+        secret = generate_key()
+        key = ApiKey(key_id=f"key_{uuid.uuid4().hex[:24]}", key_hash=self._hash(secret),
+                     account_id=account.account_id, name=_label(data.name), created_at=self._now_ms(),
+                     hint=key_hint(secret))
+        key = self._apply(account, key, data)
+        key = dataclasses.replace(key, quota_left=key.quota)  # nothing spent or reserved yet
+        self._keys.create(key)
+        return CreatedKey(key, secret)
+
+    def list(self, account_id: str) -> list[ApiKey]:
+        """The account's keys that are not revoked, oldest first."""
+        return [key for key in self._keys.list_for_account(account_id) if key.status != KeyStatus.REVOKED]
+
+    def get(self, account_id: str, key_id: str) -> ApiKey:
+        """The account's key; NotFound for a revoked key or another account's (never telling which)."""
+        key = self._keys.get_by_id(key_id)
+        if key is None or key.account_id != account_id or key.status == KeyStatus.REVOKED:
+            raise NotFound(f"No key `{key_id}`.", param="key_id")
+        return key
+
+    def update(self, account: Account, key_id: str, body: Any) -> ApiKey:
+        data: KeyUpdate = parse(KeyUpdate, body)
+        key = self.get(account.account_id, key_id)
+        if data.name is not None:
+            key = dataclasses.replace(key, name=_label(data.name))
+        if data.enabled is not None:
+            key = dataclasses.replace(key, status=KeyStatus.ACTIVE if data.enabled else KeyStatus.DISABLED)
+        return self._keys.save_settings(self._apply(account, key, data))
+
+    def revoke(self, account_id: str, key_id: str) -> None:
+        key = self.get(account_id, key_id)
+        self._keys.save_settings(dataclasses.replace(key, status=KeyStatus.REVOKED))
+
+    def regenerate(self, account_id: str, key_id: str) -> CreatedKey:
+        """A new secret for the key, same settings and counters; the old secret stops at once."""
+        key = self.get(account_id, key_id)
+        secret = generate_key()
+        return CreatedKey(self._keys.replace_hash(key, self._hash(secret), key_hint(secret)), secret)
+
+    def usable_groups(self, account: Account) -> list[Group]:
+        """The default group and the account's own, as they exist now."""
+        names = [DEFAULT_GROUP, *account.groups]
+        return [group for name in dict.fromkeys(names) if (group := self._catalog.group(name)) is not None]
+
+    def _apply(self, account: Account, key: ApiKey, data: _KeyFields) -> ApiKey:
+        """The key with the settings `data` gives (a field sent as null clears it)."""
+        given = data.model_fields_set
+        changes: dict[str, Any] = {}
+        if "group" in given:
+            changes["group"] = self._group(account, data.group)
+        if "expires_at" in given:
+            changes["expires_at"] = self._expiry(data.expires_at)
+        if "quota_usd" in given:
+            changes["quota"] = _quota(data.quota_usd)
+        if "models" in given:
+            changes["models"] = self._models(data.models or [])
+        if "allowed_ips" in given:
+            changes["cidrs"] = tuple(dict.fromkeys(data.allowed_ips or []))
+        return dataclasses.replace(key, **changes)
+
+    def _group(self, account: Account, name: str | None) -> str | None:
+        if name is None or name == DEFAULT_GROUP:
+            return None
+        if self._catalog.group(name) is None or name not in account.groups:
+            raise InvalidRequest(f"Unknown group `{name}`, or not one this account may use.", param="group",
+                                 code="invalid_group")
+        return name
+
+    def _expiry(self, expires_at: datetime | None) -> int | None:
+        if expires_at is None:
+            return None
+        if expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=UTC)
+        expires_ms = int(expires_at.timestamp() * 1000)
+        if expires_ms <= self._now_ms():
+            raise InvalidRequest("expires_at must be in the future.", param="expires_at", code="invalid_value")
+        return expires_ms
+
+    def _models(self, names: list[str]) -> tuple[str, ...]:
+        known = {model.name for model in self._catalog.models()}
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise InvalidRequest(f"Unknown model `{unknown[0]}`.", param="models", code="invalid_value")
+        return tuple(dict.fromkeys(names))
+
+
+def _label(name: str) -> str:
+    label = name.strip()
+    if not label:
+        raise InvalidRequest("name must not be blank.", param="name", code="invalid_value")
+    return label
+
+
+def _quota(value: str | int | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return usd_to_units(value, field="quota_usd")
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param="quota_usd", code="invalid_value") from None

@@ -1,0 +1,141 @@
+"""The wallet in memory, for unit tests. One lock makes each write atomic, as
+DynamoDB's transactions are."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+from chalicelib.core.domain import (
+    ApiKey,
+    Balance,
+    Hold,
+    HoldResult,
+    LedgerEntry,
+    Settlement,
+)
+from chalicelib.core.errors import Conflict, NotFound
+from chalicelib.storage.memory.key_repo import InMemoryKeyRepo
+from chalicelib.storage.ports import WalletRepo
+
+
+class InMemoryWalletRepo(WalletRepo):
+    def __init__(self, keys: InMemoryKeyRepo) -> None:
+        self._lock = threading.Lock()
+        self._available: dict[str, int] = {}
+        self._held: dict[str, int] = {}
+        self._status: dict[str, str] = {}
+        self._holds: dict[str, Hold] = {}
+        self._ledger: dict[str, dict[str, LedgerEntry]] = {}
+        self._keys = keys
+
+    def open(self, account_id: str) -> None:
+        with self._lock:
+            self._available.setdefault(account_id, 0)
+            self._held.setdefault(account_id, 0)
+            self._status.setdefault(account_id, "active")
+
+    def set_status(self, account_id: str, status: str) -> None:
+        with self._lock:
+            self._status[account_id] = status
+
+    def balance(self, account_id: str) -> Balance:
+        with self._lock:
+            return self._balance(account_id)
+
+    def credit(self, entry: LedgerEntry) -> Balance:
+        with self._lock:
+            if entry.account_id not in self._available:
+                raise NotFound(f"no account {entry.account_id}", param="account_id")
+            self._record(entry)
+            self._available[entry.account_id] += entry.amount
+            return self._balance(entry.account_id)
+
+    def hold(self, hold: Hold) -> HoldResult:
+        with self._lock:
+            available = self._available.get(hold.account_id, 0)
+            if available < hold.amount or self._status.get(hold.account_id) != "active":
+                return HoldResult.WALLET_SHORT
+            if hold.request_id in self._holds:
+                return HoldResult.WALLET_SHORT
+            key = self._keys.keys.get(hold.key_hash)
+            if key is None or not _key_can_hold(key, hold):
+                return HoldResult.KEY_REFUSED
+            self._available[hold.account_id] = available - hold.amount
+            self._held[hold.account_id] += hold.amount
+            self._holds[hold.request_id] = hold
+            self._keys.update(key.key_hash, reserved=key.reserved + hold.amount, last_used_at=hold.created_at,
+                              quota_left=key.quota_left - hold.amount if hold.key_quota else key.quota_left)
+            return HoldResult.HELD
+
+    def settle(self, hold: Hold, cost: int, entry: LedgerEntry) -> Settlement:
+        with self._lock:
+            held = self._close(hold) or 0
+            if entry.entry_id in self._ledger.get(hold.account_id, {}):
+                self._available[hold.account_id] += held
+                self._unreserve(hold, held, charged=0, entry=None)
+                return Settlement(charged=0, shortfall=0)  # settled before: only give the hold back
+            available = self._available[hold.account_id] + held
+            charged = min(cost, available)
+            self._available[hold.account_id] = available - charged
+            settlement = Settlement(charged=charged, shortfall=cost - charged)
+            if charged or settlement.shortfall:
+                self._record(dataclasses.replace(entry, amount=-charged, shortfall=settlement.shortfall))
+            self._unreserve(hold, held, charged=charged, entry=entry)
+            return settlement
+
+    def release(self, hold: Hold) -> bool:
+        with self._lock:
+            held = self._close(hold)
+            if held is None:
+                return False
+            self._available[hold.account_id] += held
+            self._unreserve(hold, held, charged=0, entry=None)
+            return True
+
+    def ledger(self, account_id: str) -> list[LedgerEntry]:
+        with self._lock:
+            entries = self._ledger.get(account_id, {})
+            return [entries[entry_id] for entry_id in sorted(entries)]
+
+    def expired_holds(self, now: int) -> list[Hold]:
+        with self._lock:
+            return [hold for hold in self._holds.values() if hold.expires_at <= now]
+
+    def _balance(self, account_id: str) -> Balance:
+        return Balance(self._available.get(account_id, 0), self._held.get(account_id, 0),
+                       self._status.get(account_id, "missing"))
+
+    def _close(self, hold: Hold) -> int | None:
+        """Remove the hold if open; the amount it reserved, or None if it was closed."""
+        if self._holds.pop(hold.request_id, None) is None:
+            return None
+        self._held[hold.account_id] -= hold.amount
+        return hold.amount
+
+    def _unreserve(self, hold: Hold, held: int, *, charged: int, entry: LedgerEntry | None) -> None:
+        key = self._keys.keys.get(hold.key_hash)
+        if key is None:
+            return
+        changes = {"reserved": key.reserved - held, "spent": key.spent + charged}
+        if entry is not None:
+            changes.update(requests=key.requests + 1, prompt_tokens=key.prompt_tokens + entry.prompt_tokens,
+                           completion_tokens=key.completion_tokens + entry.completion_tokens)
+        if hold.key_quota and key.quota_left is not None:
+            changes["quota_left"] = key.quota_left + held - charged
+        self._keys.update(key.key_hash, **changes)
+
+    def _record(self, entry: LedgerEntry) -> None:
+        entries = self._ledger.setdefault(entry.account_id, {})
+        if entry.entry_id in entries:
+            raise Conflict(f"ledger entry {entry.entry_id} already exists")
+        entries[entry.entry_id] = entry
+
+
+def _key_can_hold(key: ApiKey, hold: Hold) -> bool:
+    """The conditions DynamoDB checks on the key item when a hold is placed."""
+    if key.status != "active" or (key.expires_at is not None and key.expires_at <= hold.created_at):
+        return False
+    if hold.key_quota:
+        return key.quota_left is not None and key.quota_left >= hold.amount
+    return key.quota is None

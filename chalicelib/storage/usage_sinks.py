@@ -1,0 +1,26 @@
+"""Where usage events go: Firehose (landing in S3 as JSON lines), or a list in memory for tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.core.domain import UsageEvent
+
+
+class FirehoseUsageSink:
+    """Puts each event as one JSON line on a Firehose delivery stream."""
+
+    def __init__(self, client: Any, stream_name: str) -> None:
+        self._client = client
+        self._stream_name = stream_name
+
+    def put(self, event: UsageEvent) -> None:
+        self._client.put_record(DeliveryStreamName=self._stream_name, Record={"Data": event.to_json_line()})
+
+
+class InMemoryUsageSink:
+    def __init__(self) -> None:
+        self.events: list[UsageEvent] = []
+
+    def put(self, event: UsageEvent) -> None:
+        self.events.append(event)

@@ -1,0 +1,3 @@
+from tokenway_cli.main import main
+
+raise SystemExit(main())

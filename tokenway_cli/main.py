@@ -1,0 +1,277 @@
+"""Tokenway's operator CLI: a thin client of the admin API, so it works against any stage.
+
+The gateway's URL comes from --url or TOKENWAY_URL (default http://127.0.0.1:8000), the admin
+token from --admin-token or TOKENWAY_ADMIN_TOKEN (the environment keeps it out of the process
+list). Both go before the command. Each command prints one JSON object on stdout; errors go to
+stderr as one `error: …` line, with exit status 1 (gateway or network) or 2 (usage).
+
+    export TOKENWAY_URL=https://abc123.execute-api.us-east-1.amazonaws.com/api
+    export TOKENWAY_ADMIN_TOKEN=...
+
+    tokenway channel add deepseek --base-url https://api.deepseek.com/v1 --api-key sk-...
+    tokenway model add deepseek-chat --channel deepseek \\
+        --input-per-1m 0.28 --cached-input-per-1m 0.028 --output-per-1m 0.42 --context-window 128000
+    tokenway model add gpt-image-1 --channel openai --per-image 0.04
+    tokenway account create ops@example.com
+    tokenway wallet credit acct_0123 25.00 --note "first top-up"
+    tokenway wallet show acct_0123
+    tokenway key create acct_0123 laptop --group default
+    tokenway key list acct_0123
+    tokenway group add pro --multiplier 1.2 --models deepseek-chat,qwen-plus
+    tokenway account groups acct_0123 pro
+    tokenway account list --search example.com
+    tokenway account disable acct_0123
+    tokenway holds sweep
+
+USD amounts are sent exactly as typed; the gateway parses them as decimals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any, TextIO
+from urllib.parse import quote
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+TIMEOUT_S = 30.0
+
+# What a command asks of the admin API: (method, path, JSON body or None).
+Call = tuple[str, str, dict[str, Any] | None]
+
+GROUPS = {"channel": "upstream providers", "model": "the model catalog", "account": "customer accounts",
+          "wallet": "customer balances", "key": "customer API keys", "group": "groups (plans)",
+          "holds": "billing holds"}
+
+MODEL_OPTIONS = ("upstream_model", "input_per_1m", "output_per_1m", "cached_input_per_1m", "per_image",
+                 "max_output_tokens", "kind", "timeout_s", "context_window")
+
+
+def _segment(value: str) -> str:
+    """A path parameter, URL-encoded (slashes included)."""
+    return quote(value, safe="")
+
+
+def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
+    """The named options that were given on the command line."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def channel_add(args: argparse.Namespace) -> Call:
+    return "POST", "/admin/channels", {"name": args.name, "base_url": args.base_url, "api_key": args.api_key,
+                                       "kind": args.kind}
+
+
+def model_add(args: argparse.Namespace) -> Call:
+    return "POST", "/admin/models", {"name": args.name, "channel": args.channel, **_given(args, MODEL_OPTIONS)}
+
+
+def account_create(args: argparse.Namespace) -> Call:
+    return "POST", "/admin/accounts", {"email": args.email}
+
+
+def wallet_credit(args: argparse.Namespace) -> Call:
+    return "POST", f"/admin/accounts/{_segment(args.account_id)}/credit", {"amount_usd": args.usd,
+                                                                           **_given(args, ("note",))}
+
+
+def wallet_show(args: argparse.Namespace) -> Call:
+    return "GET", f"/admin/accounts/{_segment(args.account_id)}/wallet", None
+
+
+def key_create(args: argparse.Namespace) -> Call:
+    return "POST", f"/admin/accounts/{_segment(args.account_id)}/keys", {"name": args.name,
+                                                                         **_given(args, ("group",))}
+
+
+def key_list(args: argparse.Namespace) -> Call:
+    return "GET", f"/admin/accounts/{_segment(args.account_id)}/keys", None
+
+
+def account_list(args: argparse.Namespace) -> Call:
+    query = f"?search={quote(args.search, safe='')}" if args.search else ""
+    return "GET", f"/admin/accounts{query}", None
+
+
+def account_disable(args: argparse.Namespace) -> Call:
+    return "PATCH", f"/admin/accounts/{_segment(args.account_id)}", {"status": "disabled"}
+
+
+def account_enable(args: argparse.Namespace) -> Call:
+    return "PATCH", f"/admin/accounts/{_segment(args.account_id)}", {"status": "active"}
+
+
+def account_groups(args: argparse.Namespace) -> Call:
+    return "PATCH", f"/admin/accounts/{_segment(args.account_id)}", {"groups": args.groups}
+
+
+def group_add(args: argparse.Namespace) -> Call:
+    models = [name.strip() for name in (args.models or "").split(",") if name.strip()]
+    return "POST", "/admin/groups", {"name": args.name, "multiplier": args.multiplier, "models": models,
+                                     **_given(args, ("description",))}
+
+
+def group_list(args: argparse.Namespace) -> Call:
+    return "GET", "/admin/groups", None
+
+
+def holds_sweep(args: argparse.Namespace) -> Call:
+    return "POST", "/admin/holds/sweep", {}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tokenway", description="Operate a Tokenway gateway.")
+    parser.add_argument("--url", help=f"the gateway's base URL (env TOKENWAY_URL, default {DEFAULT_URL})")
+    parser.add_argument("--admin-token", help="the admin token (env TOKENWAY_ADMIN_TOKEN)")
+    groups = parser.add_subparsers(dest="command", required=True)
+    actions: dict[str, Any] = {}
+
+    def command(group: str, name: str, run: Any, help: str) -> argparse.ArgumentParser:
+        if group not in actions:
+            actions[group] = groups.add_parser(group, help=GROUPS[group]).add_subparsers(dest="action",
+                                                                                          required=True)
+        sub = actions[group].add_parser(name, help=help, description=help)
+        sub.set_defaults(run=run, usage_error=sub.error)
+        return sub
+
+    sub = command("channel", "add", channel_add, "add or replace an upstream channel")
+    sub.add_argument("name")
+    sub.add_argument("--base-url", required=True, help="e.g. https://api.openai.com/v1")
+    sub.add_argument("--api-key", required=True, help="the upstream provider's key")
+    sub.add_argument("--kind", default="openai", help="the upstream's API flavour (default openai)")
+
+    sub = command("model", "add", model_add, "add a model, or a route to it through another channel")
+    sub.add_argument("name")
+    sub.add_argument("--channel", required=True)
+    sub.add_argument("--upstream-model", help="the model's name at the upstream (default NAME)")
+    sub.add_argument("--input-per-1m", metavar="USD", help="USD per 1M input tokens")
+    sub.add_argument("--output-per-1m", metavar="USD", help="USD per 1M output tokens")
+    sub.add_argument("--cached-input-per-1m", metavar="USD", help="USD per 1M cached input tokens")
+    sub.add_argument("--per-image", metavar="USD", help="USD per image (image models)")
+    sub.add_argument("--max-output-tokens", type=int, metavar="N")
+    sub.add_argument("--kind", choices=["chat", "embedding", "image"])
+    sub.add_argument("--timeout-s", type=float, metavar="S", help="upstream timeout in seconds")
+    sub.add_argument("--context-window", type=int, metavar="N")
+
+    sub = command("account", "create", account_create, "create a customer account")
+    sub.add_argument("email")
+
+    sub = command("wallet", "credit", wallet_credit, "add USD to an account's wallet")
+    sub.add_argument("account_id")
+    sub.add_argument("usd", metavar="USD")
+    sub.add_argument("--note")
+
+    sub = command("wallet", "show", wallet_show, "show an account's balance")
+    sub.add_argument("account_id")
+
+    sub = command("account", "list", account_list, "list accounts, optionally searching email or id")
+    sub.add_argument("--search")
+
+    for name, run, help in (("disable", account_disable, "disable an account: its keys stop working"),
+                            ("enable", account_enable, "enable a disabled account")):
+        command("account", name, run, help).add_argument("account_id")
+
+    sub = command("account", "groups", account_groups, "set the groups (plans) an account may use")
+    sub.add_argument("account_id")
+    sub.add_argument("groups", nargs="*", metavar="GROUP")
+
+    sub = command("key", "create", key_create, "create an API key (shown only this once)")
+    sub.add_argument("account_id")
+    sub.add_argument("name")
+    sub.add_argument("--group")
+
+    command("key", "list", key_list, "list an account's keys (never their secrets)").add_argument("account_id")
+
+    sub = command("group", "add", group_add, "add or replace a group (plan)")
+    sub.add_argument("name")
+    sub.add_argument("--multiplier", default="1", help="price multiplier, e.g. 1.2 (default 1)")
+    sub.add_argument("--models", help="comma-separated models the group may use (default: all)")
+    sub.add_argument("--description")
+
+    command("group", "list", group_list, "list the groups (plans)")
+
+    command("holds", "sweep", holds_sweep, "release expired holds")
+    return parser
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    args = _parser().parse_args(argv)
+    if args.run is model_add and args.per_image is None:
+        missing = [flag for flag, value in (("--input-per-1m", args.input_per_1m),
+                                            ("--output-per-1m", args.output_per_1m)) if value is None]
+        if missing:
+            args.usage_error(f"{' and '.join(missing)} required (or --per-image for an image model)")
+    return args
+
+
+class CliError(Exception):
+    """A failure to report as one `error: …` line."""
+
+
+def _describe(response: httpx.Response) -> str:
+    """The gateway's error message and status, from its envelope when it sent one."""
+    try:
+        message = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = response.text.strip()[:200] or response.reason_phrase
+    return f"{' '.join(str(message).split())} (HTTP {response.status_code})"
+
+
+def _request(http: httpx.Client, url: str, token: str, call: Call) -> dict[str, Any]:
+    method, path, body = call
+    target = url.rstrip("/") + path
+    try:
+        response = http.request(method, target, json=body, timeout=TIMEOUT_S,
+                                headers={"Authorization": f"Bearer {token}"})
+    except (httpx.ReadTimeout, httpx.WriteTimeout):
+        raise CliError(f"the gateway at {url} did not answer within {TIMEOUT_S:g} s; "
+                       "the change may or may not have been made") from None
+    except (httpx.TransportError, httpx.InvalidURL) as exc:
+        raise CliError(f"cannot reach the gateway at {url}: {exc or type(exc).__name__}") from None
+    if not response.is_success:
+        raise CliError(_describe(response))
+    try:
+        return response.json()
+    except ValueError:
+        raise CliError(f"the gateway answered HTTP {response.status_code} with a body that is not JSON") from None
+
+
+def main(argv: list[str] | None = None, *, http: httpx.Client | None = None,
+         environ: Mapping[str, str] | None = None, stdout: TextIO | None = None,
+         stderr: TextIO | None = None) -> int:
+    environ = os.environ if environ is None else environ
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            args = _parse(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+
+    url = args.url or environ.get("TOKENWAY_URL") or DEFAULT_URL
+    token = args.admin_token or environ.get("TOKENWAY_ADMIN_TOKEN")
+    if not token:
+        print("error: no admin token: pass --admin-token or set TOKENWAY_ADMIN_TOKEN", file=stderr)
+        return 2
+
+    client = http or httpx.Client(timeout=TIMEOUT_S)
+    try:
+        result = _request(client, url, token, args.run(args))
+    except CliError as exc:
+        print(f"error: {str(exc).replace(token, '***')}", file=stderr)
+        return 1
+    finally:
+        if http is None:
+            client.close()
+    print(json.dumps(result, indent=2), file=stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
