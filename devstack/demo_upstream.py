@@ -201,6 +201,7 @@ class Exchange:
     usage_override: dict[str, int] | None = None  # keys: prompt, completion, cached, total
     omit_usage: bool = False
     cut_after_chunks: int | None = None  # abort a stream after this many content chunks
+    images_override: int | None = None  # return this many images, whatever `n` says
 
     @property
     def json(self) -> Any:
@@ -561,6 +562,8 @@ class DemoUpstream:
         if "model" in body and not isinstance(body["model"], str):
             raise RequestError(400, "'model' must be a string.", param="model")
         n = _int_param(body, "n", default=1, low=1, high=MAX_IMAGES)
+        if exchange.images_override is not None:
+            n = exchange.images_override
         response_format = body.get("response_format") or "url"
         if response_format not in ("url", "b64_json"):
             raise RequestError(400, f"Invalid value for 'response_format': {response_format!r}. Expected 'url' or "

@@ -11,7 +11,9 @@ stderr as one `error: …` line, with exit status 1 (gateway or network) or 2 (u
     tokenway channel add deepseek --base-url https://api.deepseek.com/v1 --api-key sk-...
     tokenway model add deepseek-chat --channel deepseek \\
         --input-per-1m 0.28 --cached-input-per-1m 0.028 --output-per-1m 0.42 --context-window 128000
-    tokenway model add gpt-image-1 --channel openai --per-image 0.04
+    tokenway model add dall-e-3 --channel openai --per-image 0.04 --image-price hd:1792x1024=0.12
+    tokenway model add my-gpt --channel openai --upstream-model gpt-4o --input-per-1m 2.50 \\
+        --output-per-1m 10 --max-output-tokens 16384 --cap-field max_completion_tokens --pass-through service_tier
     tokenway account create ops@example.com
     tokenway wallet credit acct_0123 25.00 --note "first top-up"
     tokenway wallet show acct_0123
@@ -50,7 +52,7 @@ GROUPS = {"channel": "upstream providers", "model": "the model catalog", "accoun
           "holds": "billing holds"}
 
 MODEL_OPTIONS = ("upstream_model", "input_per_1m", "output_per_1m", "cached_input_per_1m", "per_image",
-                 "max_output_tokens", "kind", "timeout_s", "context_window")
+                 "max_output_tokens", "kind", "timeout_s", "context_window", "cap_field")
 
 
 def _segment(value: str) -> str:
@@ -69,7 +71,21 @@ def channel_add(args: argparse.Namespace) -> Call:
 
 
 def model_add(args: argparse.Namespace) -> Call:
-    return "POST", "/admin/models", {"name": args.name, "channel": args.channel, **_given(args, MODEL_OPTIONS)}
+    body = {"name": args.name, "channel": args.channel, **_given(args, MODEL_OPTIONS)}
+    if args.image_price:
+        body["image_prices"] = args.image_price
+    if args.pass_through is not None:
+        body["pass_through"] = [name.strip() for name in args.pass_through.split(",") if name.strip()]
+    return "POST", "/admin/models", body
+
+
+def _image_price(text: str) -> dict[str, str]:
+    """`QUALITY:SIZE=USD`, e.g. `hd:1792x1024=0.12`, as the admin API takes it."""
+    where, _, usd = text.partition("=")
+    quality, _, size = where.partition(":")
+    if not (quality and size and usd):
+        raise argparse.ArgumentTypeError(f"takes QUALITY:SIZE=USD (e.g. hd:1792x1024=0.12), not {text!r}")
+    return {"quality": quality, "size": size, "per_image": usd}
 
 
 def account_create(args: argparse.Namespace) -> Call:
@@ -153,8 +169,18 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--input-per-1m", metavar="USD", help="USD per 1M input tokens")
     sub.add_argument("--output-per-1m", metavar="USD", help="USD per 1M output tokens")
     sub.add_argument("--cached-input-per-1m", metavar="USD", help="USD per 1M cached input tokens")
-    sub.add_argument("--per-image", metavar="USD", help="USD per image (image models)")
-    sub.add_argument("--max-output-tokens", type=int, metavar="N")
+    sub.add_argument("--per-image", metavar="USD",
+                     help="USD per image of the default quality and size, standard 1024x1024 (image models)")
+    sub.add_argument("--image-price", action="append", type=_image_price, metavar="QUALITY:SIZE=USD",
+                     help="USD per image of another quality and size, e.g. hd:1792x1024=0.12 (repeatable)")
+    sub.add_argument("--max-output-tokens", type=int, metavar="N",
+                     help="the most output one request may ask for (a new chat model: 4096)")
+    sub.add_argument("--cap-field", choices=["max_tokens", "max_completion_tokens"],
+                     help="the request field the provider reads the output cap from (default: the provider's, "
+                          "else max_tokens)")
+    sub.add_argument("--pass-through", metavar="FIELD,...",
+                     help="price-changing request fields the model's prices cover and the gateway passes on, "
+                          "e.g. service_tier,reasoning_effort (\"\" clears them; default: none)")
     sub.add_argument("--kind", choices=["chat", "embedding", "image"])
     sub.add_argument("--timeout-s", type=float, metavar="S", help="upstream timeout in seconds")
     sub.add_argument("--context-window", type=int, metavar="N")

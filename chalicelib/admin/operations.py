@@ -5,20 +5,30 @@ from __future__ import annotations
 import hmac
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
-from chalicelib.catalog.catalog import BUILTIN_MODELS, Catalog
+from chalicelib.catalog.catalog import (
+    BUILTIN_MODELS,
+    DEFAULT_MAX_OUTPUT_TOKENS,
+    PRICE_CHANGING_FIELDS,
+    Catalog,
+    default_cap_field,
+)
 from chalicelib.core.domain import (
+    DEFAULT_IMAGE_QUALITY,
+    DEFAULT_IMAGE_SIZE,
     PPM,
     Account,
     ApiKey,
     Balance,
     Channel,
     Group,
+    ImagePrice,
     LedgerEntry,
     ModelEntry,
     ModelKind,
@@ -55,6 +65,12 @@ class ChannelInput(_Input):
         return value.rstrip("/")
 
 
+class ImagePriceInput(_Input):
+    quality: StrictStr = Field(min_length=1, max_length=32)
+    size: StrictStr = Field(min_length=1, max_length=32)
+    per_image: _Usd
+
+
 class ModelInput(_Input):
     name: StrictStr = Field(min_length=1, max_length=128)
     channel: StrictStr = Field(min_length=1)
@@ -65,9 +81,17 @@ class ModelInput(_Input):
     output_per_1m: _Usd | None = None
     cached_input_per_1m: _Usd | None = None
     per_image: _Usd | None = None
+    # Prices of other image qualities and sizes: each given one is set, the others kept.
+    image_prices: list[ImagePriceInput] | None = Field(None, max_length=100)
+    # A new chat model without one gets DEFAULT_MAX_OUTPUT_TOKENS.
     max_output_tokens: int | None = Field(None, gt=0)
     context_window: int | None = Field(None, gt=0)
     timeout_s: float | None = Field(None, gt=0, le=900)
+    # Where the provider reads the output cap; a new model gets its provider's
+    # (a channel named after one) or `max_tokens`.
+    cap_field: Literal["max_tokens", "max_completion_tokens"] | None = None
+    # Price-changing request fields the model's prices cover (replaces the list; [] clears it).
+    pass_through: list[StrictStr] | None = Field(None, max_length=50)
 
 
 class AccountInput(_Input):
@@ -102,6 +126,35 @@ def _units(value: Any, field: str) -> int:
 
 def _price(value: Any, field: str, current: int | None) -> int | None:
     return current if value is None else _units(value, field)
+
+
+def _image_prices(given: list[ImagePriceInput] | None, prices: Prices) -> Prices:
+    """`prices` with the given image prices set; the default quality and size is `per_image`."""
+    if not given:
+        return prices
+    table = {(entry.quality, entry.size): entry.price for entry in prices.image_prices}
+    per_image = prices.per_image
+    for entry in given:
+        price = _units(entry.per_image, "image_prices")
+        if (entry.quality, entry.size) == (DEFAULT_IMAGE_QUALITY, DEFAULT_IMAGE_SIZE):
+            per_image = price
+        else:
+            table[entry.quality, entry.size] = price
+    return replace(prices, per_image=per_image,
+                   image_prices=tuple(ImagePrice(quality, size, price) for (quality, size), price in table.items()))
+
+
+def _pass_through(fields: list[str] | None, kind: ModelKind) -> tuple[str, ...] | None:
+    """The price-changing fields a model passes through, each one the gateway knows."""
+    if fields is None:
+        return None
+    known = PRICE_CHANGING_FIELDS[kind]
+    unknown = [name for name in fields if name not in known]
+    if unknown:
+        listed = ", ".join(sorted(known)) or "none"
+        raise InvalidRequest(f"`{unknown[0]}` is not a price-changing field of {kind.value} models "
+                             f"(those are: {listed}).", param="pass_through")
+    return tuple(dict.fromkeys(fields))
 
 
 class Admin:
@@ -140,24 +193,34 @@ class Admin:
         route = Route(data.channel, data.upstream_model or data.name)
         routes = [r for r in (existing.routes if existing else ()) if r.channel != data.channel]
         current = existing.prices if existing else Prices()
-        prices = Prices(
+        prices = _image_prices(data.image_prices, Prices(
             input_per_1m=_price(data.input_per_1m, "input_per_1m", current.input_per_1m),
             output_per_1m=_price(data.output_per_1m, "output_per_1m", current.output_per_1m),
             cached_input_per_1m=_price(data.cached_input_per_1m, "cached_input_per_1m",
                                        current.cached_input_per_1m),
             per_image=_price(data.per_image, "per_image", current.per_image),
-        )
+            image_prices=current.image_prices,
+        ))
         kind = data.kind or (existing.kind if existing else ModelKind.IMAGE if prices.per_image else ModelKind.CHAT)
+        if kind is ModelKind.IMAGE and existing is None and data.per_image is None:
+            # It is also the price of a request that names no quality or size.
+            raise InvalidRequest("A new image model needs per_image, the price of one image of the default "
+                                 "quality and size (standard, 1024x1024).", param="per_image")
+        pass_through = _pass_through(data.pass_through, kind)
+        max_output = data.max_output_tokens or (existing.max_output_tokens if existing else None)
         model = ModelEntry(
             name=data.name,
             kind=kind,
             prices=prices,
             routes=(*routes, route) if existing else (route,),
             context_window=data.context_window or (existing.context_window if existing else None),
-            max_output_tokens=data.max_output_tokens or (existing.max_output_tokens if existing else None),
+            # Every chat model has an output cap, which the gateway holds for and sends upstream.
+            max_output_tokens=max_output or (DEFAULT_MAX_OUTPUT_TOKENS if kind is ModelKind.CHAT else None),
             use_case=existing.use_case if existing else "",
             timeout_s=data.timeout_s or (existing.timeout_s if existing else None),
             owned_by=existing.owned_by if existing else "tokenway",
+            cap_field=data.cap_field or (existing.cap_field if existing else default_cap_field(data.channel)),
+            pass_through=pass_through if pass_through is not None else (existing.pass_through if existing else ()),
         )
         self._catalog_repo.put_model(model)
         self._catalog.invalidate()

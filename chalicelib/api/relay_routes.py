@@ -6,10 +6,15 @@ from chalice import Blueprint, Response
 
 from chalicelib.api.http import ANY_CONTENT_TYPE, client_ip, error_response, json_response, openai_errors, read_json
 from chalicelib.core.errors import GatewayError
+from chalicelib.core.validation import parse
 from chalicelib.deps import get_gateway, now_ms
 from chalicelib.relay.relay import RelayResult
+from chalicelib.relay.schemas import ChatRequest, EmbeddingsRequest, ImagesRequest
 
 relay_routes = Blueprint(__name__)
+
+# Each relay service and the request it takes.
+_COMMANDS = {"chat": ChatRequest, "embeddings": EmbeddingsRequest, "images": ImagesRequest}
 
 
 def _relay(endpoint: str) -> Response:
@@ -19,7 +24,8 @@ def _relay(endpoint: str) -> Response:
     try:
         key = gateway.keys.authenticate(request.headers.get("authorization"), now_ms=now_ms())
         body = read_json(request.raw_body, max_bytes=gateway.settings.max_body_bytes)
-        result = getattr(gateway.relay, endpoint)(key, body, request_id, client_ip=client_ip(request))
+        command = parse(_COMMANDS[endpoint], body)
+        result = getattr(gateway.relay, endpoint)(key, command, request_id, client_ip=client_ip(request))
     except GatewayError as exc:
         # A refused or failed request is never charged, and says so.
         return error_response(exc, headers={"X-Request-Id": request_id, "X-Tokenway-Cost-USD": "0.00"})

@@ -86,8 +86,12 @@ def model_json(model: ModelEntry) -> dict[str, Any]:
         "cached_input_per_1m": units_to_usd(prices.cached_rate),
         "output_per_1m": units_to_usd(prices.output_per_1m),
         "per_image": units_to_usd(prices.per_image),
+        "image_prices": [{"quality": entry.quality, "size": entry.size, "per_image": units_to_usd(entry.price)}
+                         for entry in prices.image_prices],
         "context_window": model.context_window,
         "max_output_tokens": model.max_output_tokens,
+        "cap_field": model.cap_field,
+        "pass_through": list(model.pass_through),
         "timeout_s": model.timeout_s,
     }
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from chalicelib.core.domain import PPM, ApiKey, Hold, HoldResult, LedgerEntry, Settlement
+from chalicelib.billing.pricing import Usage, charge
+from chalicelib.core.domain import PPM, ApiKey, Hold, HoldResult, LedgerEntry, Prices, Settlement
 from chalicelib.core.errors import InsufficientQuota, PermissionDenied, StorageError
-from chalicelib.core.money import TOKENS_PER_PRICE, ceil_div
 from chalicelib.keys.auth import check_usable
 from chalicelib.storage.ports import KeyRepo, WalletRepo
 
@@ -27,26 +27,36 @@ class Reservation:
 
 @dataclass(frozen=True)
 class Quote:
-    """The most a request may cost: `fixed` (units × 1M) plus `output_rate` per output
-    token, times the plan's multiplier, rounded up once."""
+    """The most a request may use: `usage` before any output (the prompt estimate, the
+    images), plus up to `output_tokens` per choice for `choices` choices; priced by
+    `pricing.charge`, the same rule that settles it."""
 
-    fixed: int
-    output_rate: int = 0
+    prices: Prices
+    usage: Usage = Usage()
     output_tokens: int = 0
+    choices: int = 1
     multiplier_ppm: int = PPM
     # Fewer output tokens than this and the request is not worth sending.
     min_output_tokens: int = 1
 
     def amount(self, output_tokens: int) -> int:
-        exact = self.fixed + self.output_rate * output_tokens
-        return ceil_div(exact * self.multiplier_ppm, TOKENS_PER_PRICE * PPM)
+        """What the request costs if it uses its whole quote with this output cap."""
+        usage = replace(self.usage, completion_tokens=self.usage.completion_tokens + output_tokens * self.choices)
+        return charge(self.prices, usage, self.multiplier_ppm)
 
     def affordable_output(self, available: int) -> int:
-        """The largest output cap whose amount fits in `available` (may be negative)."""
-        if self.output_rate == 0:
-            return self.output_tokens if self.amount(0) <= available else -1
-        budget = available * TOKENS_PER_PRICE * PPM // self.multiplier_ppm  # in units × 1M, before the multiplier
-        return min(self.output_tokens, (budget - self.fixed) // self.output_rate)
+        """The largest output cap (up to the quoted one) whose amount fits in `available`; -1 if none."""
+        if self.amount(0) > available:
+            return -1
+        # `amount` grows with the cap: search it, so that the hold is priced by the one rule.
+        low, high = 0, self.output_tokens
+        while low < high:
+            middle = (low + high + 1) // 2
+            if self.amount(middle) <= available:
+                low = middle
+            else:
+                high = middle - 1
+        return low
 
 
 class Billing:

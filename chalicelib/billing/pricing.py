@@ -1,22 +1,37 @@
 """What a request may cost before it runs, and what it did cost after.
 
+`charge` is the one rule that turns prices, usage and a plan's multiplier into
+units: the exact sum of every part, rounded up to the next unit once. The hold
+(a Quote of the most a request may use) and the settlement (the usage the
+upstream reported) both go through it.
+
 Before the call the gateway estimates the prompt without a tokenizer: one
 token per 3 ASCII characters and one per other character (CJK text runs
 about one token per character), plus 4 tokens of framing per message and
-765 per image part. The estimate errs high, so the hold usually covers the
-bill; when it does not, settlement charges the rest from the wallet.
+765 per image part. Every other field sent upstream that a provider may turn
+into prompt (tools, functions, response_format, …) is counted by its JSON
+text. The estimate errs high, so the hold usually covers the bill; when it
+does not, settlement charges the rest from the wallet and records the shortfall.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.core.domain import PPM, Prices
+from chalicelib.core.errors import InvalidRequest
 from chalicelib.core.money import TOKENS_PER_PRICE, ceil_div
 
 TOKENS_PER_MESSAGE = 4
 TOKENS_PER_IMAGE_PART = 765
+
+# Chat fields that never reach the model as prompt: the model's name, the output
+# cap (held for separately) and how the answer is delivered.
+_NOT_PROMPT = frozenset({"model", "messages", "max_tokens", "max_completion_tokens", "n", "stream",
+                         "stream_options"})
 
 
 @dataclass(frozen=True)
@@ -27,6 +42,18 @@ class Usage:
     cached_tokens: int = 0
     completion_tokens: int = 0
     images: int = 0
+
+
+def charge(prices: Prices, usage: Usage, multiplier_ppm: int = PPM) -> int:
+    """What the usage costs in units at a plan's multiplier: summed exactly, rounded up once."""
+    cached = min(usage.cached_tokens, usage.prompt_tokens)
+    exact = (  # in units × 1M
+        (usage.prompt_tokens - cached) * prices.input_per_1m
+        + cached * prices.cached_rate
+        + usage.completion_tokens * prices.output_per_1m
+        + usage.images * prices.per_image * TOKENS_PER_PRICE
+    )
+    return ceil_div(exact * multiplier_ppm, TOKENS_PER_PRICE * PPM)
 
 
 def text_tokens(text: str) -> int:
@@ -43,6 +70,24 @@ def prompt_tokens(messages: list[Any]) -> int:
         if isinstance(message, dict):
             for key, value in message.items():
                 total += _value_tokens(value) if key != "role" else 1
+    return total
+
+
+def chat_prompt_tokens(body: Mapping[str, Any]) -> int:
+    """Estimated prompt tokens of a whole chat body: its messages, and every other field
+    sent upstream except the model, the output cap and the delivery options."""
+    total = 0
+    for name, value in body.items():
+        if name in _NOT_PROMPT and name != "messages" or value is None or isinstance(value, bool | int | float):
+            continue  # numbers and flags tune sampling; they are not prompt text
+        try:
+            if name == "messages":
+                total += prompt_tokens(value)
+            else:
+                total += text_tokens(value if isinstance(value, str) else
+                                     json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+        except RecursionError:
+            raise InvalidRequest(f"'{name}' is nested too deeply.", param=name, code="invalid_value") from None
     return total
 
 
@@ -63,7 +108,7 @@ def _part_tokens(part: Any) -> int:
 
 
 def embedding_input_tokens(value: Any) -> int:
-    """Estimated tokens of an embeddings `input`: text, texts, or token arrays."""
+    """Estimated tokens of a validated embeddings `input`: text, texts, or token arrays."""
     if isinstance(value, str):
         return text_tokens(value)
     if isinstance(value, list):
@@ -71,33 +116,40 @@ def embedding_input_tokens(value: Any) -> int:
     return 0
 
 
-def token_charge(prices: Prices, usage: Usage) -> int:
-    """The exact charge of the usage, in units × 1M (not yet rounded)."""
-    cached = min(usage.cached_tokens, usage.prompt_tokens)
-    return (
-        (usage.prompt_tokens - cached) * prices.input_per_1m
-        + cached * prices.cached_rate
-        + usage.completion_tokens * prices.output_per_1m
-    )
+def read_usage(usage: Any) -> Usage | None:
+    """Read an upstream's `usage` object in any shape a supported provider sends; None if it
+    carries no token count at all (then the gateway's estimate is charged).
 
-
-def cost(prices: Prices, usage: Usage, multiplier_ppm: int = PPM) -> int:
-    """What the usage costs in units at a plan's multiplier, rounded up once."""
-    exact = token_charge(prices, usage) + usage.images * prices.per_image * TOKENS_PER_PRICE
-    return ceil_div(exact * multiplier_ppm, TOKENS_PER_PRICE * PPM)
-
-
-def usage_from_openai(usage: Any) -> Usage | None:
-    """Read an OpenAI-format `usage` object (with the DeepSeek and OpenAI cache fields)."""
+    - OpenAI chat and embeddings, Qwen, Doubao, GLM: `prompt_tokens`, `completion_tokens`,
+      `prompt_tokens_details.cached_tokens`;
+    - DeepSeek: `prompt_cache_hit_tokens`; Kimi: a top-level `cached_tokens`;
+    - OpenAI Responses and image models: `input_tokens`, `output_tokens`,
+      `input_tokens_details.cached_tokens` (input includes the cached part);
+    - Anthropic: `input_tokens` without the cache, `cache_read_input_tokens` and
+      `cache_creation_input_tokens` beside it, `output_tokens`.
+    """
     if not isinstance(usage, dict):
         return None
-    prompt = _count(usage.get("prompt_tokens"))
-    completion = _count(usage.get("completion_tokens"))
-    details = usage.get("prompt_tokens_details")
-    cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else 0
-    cached = cached or _count(usage.get("prompt_cache_hit_tokens"))
-    return Usage(prompt_tokens=prompt, cached_tokens=cached, completion_tokens=completion)
+    if not any(_is_count(usage.get(name)) for name in ("prompt_tokens", "completion_tokens", "input_tokens",
+                                                       "output_tokens")):
+        return None
+    cache_read = _count(usage.get("cache_read_input_tokens"))
+    cache_write = _count(usage.get("cache_creation_input_tokens"))
+    prompt = _count(usage.get("prompt_tokens")) or (_count(usage.get("input_tokens")) + cache_read + cache_write)
+    completion = _count(usage.get("completion_tokens")) or _count(usage.get("output_tokens"))
+    cached = (_detail(usage, "prompt_tokens_details") or _detail(usage, "input_tokens_details")
+              or _count(usage.get("prompt_cache_hit_tokens")) or _count(usage.get("cached_tokens")) or cache_read)
+    return Usage(prompt_tokens=prompt, cached_tokens=min(cached, prompt), completion_tokens=completion)
+
+
+def _detail(usage: dict[str, Any], name: str) -> int:
+    details = usage.get(name)
+    return _count(details.get("cached_tokens")) if isinstance(details, dict) else 0
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    return value if _is_count(value) else 0

@@ -8,6 +8,12 @@ same name. Groups (plans) come from the operator too; the `default` group,
 every model at list price, exists unless the operator redefines it. A model
 is routable when one of its channels exists and speaks a protocol the gateway
 has an adapter for.
+
+Every chat model has a maximum output (DEFAULT_MAX_OUTPUT_TOKENS unless set)
+and names the field its provider reads the output cap from: the gateway always
+sends the cap it held for, in that field. Request fields that change a
+provider's price beyond what the catalog's prices cover (PRICE_CHANGING_FIELDS)
+are refused unless the model lists them in `pass_through`.
 """
 
 from __future__ import annotations
@@ -15,14 +21,38 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from chalicelib.core.domain import DEFAULT_GROUP, Channel, Group, ModelEntry, ModelKind, Prices, Route
+from chalicelib.core.domain import (
+    DEFAULT_GROUP,
+    Channel,
+    Group,
+    ImagePrice,
+    ModelEntry,
+    ModelKind,
+    Prices,
+    Route,
+)
 from chalicelib.core.errors import ModelNotFound
 from chalicelib.core.money import usd_to_units
 from chalicelib.storage.ports import CatalogRepo
 
 SUPPORTED_CHANNEL_KINDS = frozenset({"openai"})
+
+# The output cap of a chat model added without one.
+DEFAULT_MAX_OUTPUT_TOKENS = 4096
+
+# Request fields with which a provider charges more (or differently) than the
+# model's token and image prices say, by endpoint kind. Unless a model lists
+# one in `pass_through`, a request carrying it is refused with 400.
+PRICE_CHANGING_FIELDS: dict[ModelKind, frozenset[str]] = {
+    ModelKind.CHAT: frozenset({"service_tier", "reasoning_effort", "audio", "modalities", "web_search_options",
+                               "prediction"}),
+    ModelKind.EMBEDDING: frozenset(),
+    # Providers' own image counts; `n` is priced, these are not.
+    ModelKind.IMAGE: frozenset({"num_images", "number_of_images", "num_outputs", "sample_count", "samples",
+                                "batch_size", "image_num", "max_images", "sequential_image_generation"}),
+}
 
 
 @dataclass(frozen=True)
@@ -30,6 +60,9 @@ class Provider:
     name: str
     base_url: str
     kind: str = "openai"
+    # Where its chat API reads the output cap: DeepSeek, Qwen, Kimi, Doubao and GLM
+    # read `max_tokens` and ignore `max_completion_tokens`.
+    cap_field: str = "max_tokens"
 
 
 PROVIDERS = {
@@ -40,10 +73,16 @@ PROVIDERS = {
         Provider("kimi", "https://api.moonshot.ai/v1"),
         Provider("doubao", "https://ark.cn-beijing.volces.com/api/v3"),
         Provider("glm", "https://open.bigmodel.cn/api/paas/v4"),
-        Provider("openai", "https://api.openai.com/v1"),
+        Provider("openai", "https://api.openai.com/v1", cap_field="max_completion_tokens"),
         Provider("anthropic", "https://api.anthropic.com/v1", kind="anthropic"),
     )
 }
+
+
+def default_cap_field(channel: str) -> str:
+    """The cap field of a model added on `channel`: its provider's, if the channel is named after one."""
+    provider = PROVIDERS.get(channel)
+    return provider.cap_field if provider else "max_tokens"
 
 GENERAL = "General chat / quick tasks"
 REASONING = "Complex reasoning / coding"
@@ -53,20 +92,32 @@ MULTI_TURN = "Multi-turn conversations"
 
 
 def _model(name: str, provider: str, upstream: str, kind: ModelKind, *, input: str = "0", output: str = "0",
-           cached: str | None = None, per_image: str = "0", context: int | None = None,
-           max_output: int | None = None, use_case: str = "") -> ModelEntry:
+           cached: str | None = None, per_image: str = "0", image_prices: dict[tuple[str, str], str] | None = None,
+           context: int | None = None, max_output: int | None = None, use_case: str = "") -> ModelEntry:
     prices = Prices(
         input_per_1m=usd_to_units(input),
         output_per_1m=usd_to_units(output),
         cached_input_per_1m=usd_to_units(cached) if cached is not None else None,
         per_image=usd_to_units(per_image),
+        image_prices=tuple(ImagePrice(quality, size, usd_to_units(usd))
+                           for (quality, size), usd in (image_prices or {}).items()),
     )
     return ModelEntry(name=name, kind=kind, prices=prices, routes=(Route(provider, upstream),),
-                      context_window=context, max_output_tokens=max_output, use_case=use_case, owned_by=provider)
+                      context_window=context, max_output_tokens=max_output, use_case=use_case, owned_by=provider,
+                      cap_field=PROVIDERS[provider].cap_field)
 
+
+# DALL-E 3 list prices per image beyond the default (standard, 1024x1024: $0.04).
+DALL_E_3_PRICES = {
+    ("standard", "1024x1792"): "0.08",
+    ("standard", "1792x1024"): "0.08",
+    ("hd", "1024x1024"): "0.08",
+    ("hd", "1024x1792"): "0.12",
+    ("hd", "1792x1024"): "0.12",
+}
 
 # List prices in USD per 1M input / cached input / output tokens, or per image
-# (standard quality, 1024x1024). Operators override any of them with `model add`.
+# (by quality and size). Operators override any of them with `model add`.
 BUILTIN_MODELS = {
     model.name: model
     for model in (
@@ -90,7 +141,7 @@ BUILTIN_MODELS = {
                output="15.00", context=200_000, max_output=64_000, use_case=f"{REASONING}; {MULTI_TURN}"),
         _model("text-embedding-3-small", "openai", "text-embedding-3-small", ModelKind.EMBEDDING, input="0.02",
                context=8_191, use_case="Embeddings for search and retrieval"),
-        _model("dall-e-3", "openai", "dall-e-3", ModelKind.IMAGE, per_image="0.04",
+        _model("dall-e-3", "openai", "dall-e-3", ModelKind.IMAGE, per_image="0.04", image_prices=DALL_E_3_PRICES,
                use_case="Image generation"),
     )
 }
@@ -178,7 +229,15 @@ class Catalog:
                 return
             channels, models, groups = self._repo.load()
             self._channels = {**self._env_channels, **{c.name: c for c in channels}}
-            self._models = {**BUILTIN_MODELS, **{m.name: m for m in models}}
+            self._models = {**BUILTIN_MODELS, **{m.name: _with_max_output(m) for m in models}}
             self._groups = {DEFAULT_GROUP: Group(DEFAULT_GROUP, description="Every model at list price"),
                             **{g.name: g for g in groups}}
             self._loaded_at = now
+
+
+def _with_max_output(model: ModelEntry) -> ModelEntry:
+    """A chat model stored without a maximum output gets the default one: the gateway
+    must always be able to tell the upstream, and hold for, an output cap."""
+    if model.kind is ModelKind.CHAT and not model.max_output_tokens:
+        return replace(model, max_output_tokens=DEFAULT_MAX_OUTPUT_TOKENS)
+    return model

@@ -15,6 +15,19 @@ class ModelKind(enum.StrEnum):
     IMAGE = "image"
 
 
+DEFAULT_IMAGE_QUALITY = "standard"
+DEFAULT_IMAGE_SIZE = "1024x1024"
+
+
+@dataclass(frozen=True)
+class ImagePrice:
+    """The price of one image of a quality and size, in units."""
+
+    quality: str
+    size: str
+    price: int
+
+
 @dataclass(frozen=True)
 class Prices:
     """List prices in units: per 1M tokens, or per image."""
@@ -22,11 +35,23 @@ class Prices:
     input_per_1m: int = 0
     output_per_1m: int = 0
     cached_input_per_1m: int | None = None  # None: cached input costs the full input price
+    # One image of the default quality and size (`standard`, `1024x1024`), which is
+    # also what a request naming neither asks for.
     per_image: int = 0
+    # Images of other qualities and sizes; a combination not listed has no price.
+    image_prices: tuple[ImagePrice, ...] = ()
 
     @property
     def cached_rate(self) -> int:
         return self.input_per_1m if self.cached_input_per_1m is None else self.cached_input_per_1m
+
+    def image_price(self, quality: str | None, size: str | None) -> int | None:
+        """The price of one image of this quality and size (None: the defaults); None if unpriced."""
+        quality, size = quality or DEFAULT_IMAGE_QUALITY, size or DEFAULT_IMAGE_SIZE
+        if (quality, size) == (DEFAULT_IMAGE_QUALITY, DEFAULT_IMAGE_SIZE):
+            return self.per_image
+        return next((entry.price for entry in self.image_prices if (entry.quality, entry.size) == (quality, size)),
+                    None)
 
 
 @dataclass(frozen=True)
@@ -47,6 +72,10 @@ class Route:
     upstream_model: str
 
 
+# The two fields in which chat providers read the output cap.
+CAP_FIELDS = ("max_tokens", "max_completion_tokens")
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     """A public model name with its prices, limits and the channels that serve it, in order."""
@@ -56,10 +85,15 @@ class ModelEntry:
     prices: Prices
     routes: tuple[Route, ...] = ()
     context_window: int | None = None
-    max_output_tokens: int | None = None
+    max_output_tokens: int | None = None  # every chat model has one (see the catalog)
     use_case: str = ""
     timeout_s: float | None = None
     owned_by: str = "tokenway"
+    # The field in which the model's provider reads the output cap (one of CAP_FIELDS).
+    cap_field: str = "max_tokens"
+    # Request fields that change the provider's price, which this model's prices
+    # cover and which are therefore passed on; any other such field is refused.
+    pass_through: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

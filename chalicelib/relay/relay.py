@@ -1,16 +1,29 @@
 """The relay: price, hold, call the upstream, settle, record — for chat, embeddings and images.
 
-Nothing here knows about Chalice. A streamed chat returns an iterator of SSE
-events; whoever serves it may buffer it (Lambda behind API Gateway) or send
-each event as it comes. Settlement happens when that iterator finishes or is
-closed, so the charge is exact either way.
+Nothing here knows about Chalice. The services take validated requests (see
+schemas.py). A streamed chat returns an iterator of SSE events; whoever serves
+it may buffer it (Lambda behind API Gateway) or send each event as it comes,
+and must exhaust or close it: settlement happens when that iterator finishes or
+is closed, so the charge is exact either way.
+
+What is sent upstream is what was held for:
+- the prompt estimate covers every field of the body (see pricing.chat_prompt_tokens);
+- the output cap held for is always sent, in the field the model's provider reads;
+- a field that changes the provider's price beyond the model's prices is refused,
+  unless the model passes it through (catalog.PRICE_CHANGING_FIELDS);
+- images are priced by quality and size; an unpriced combination is refused.
 
 Charge policy:
 - a call that fails before the upstream answers costs nothing, and its hold is released;
 - a completed call costs its usage as the upstream reports it, at the model's prices;
   when the upstream reports none, the gateway's own estimate of prompt and output;
 - a stream cut after content reached the client costs the prompt and the content
-  delivered (estimated), never more than was held; cut before any content, nothing.
+  delivered (estimated), never more than was held; cut before any content, nothing;
+- the client is told what the wallet was charged; usage beyond what the wallet
+  holds is recorded as a shortfall in the ledger entry and the usage event.
+
+Once a request is held, every way out of it settles or releases the hold at once
+and records a usage event, an unexpected exception included (which then propagates).
 """
 
 from __future__ import annotations
@@ -19,31 +32,30 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.billing import pricing
 from chalicelib.billing.holds import Billing, Quote, Reservation
 from chalicelib.billing.pricing import Usage
-from chalicelib.catalog.catalog import Catalog, ResolvedRoute
-from chalicelib.core.domain import PPM, ApiKey, ModelEntry, ModelKind, UsageEvent
-from chalicelib.core.errors import InvalidRequest, PermissionDenied, ProviderError
-from chalicelib.core.money import TOKENS_PER_PRICE, units_to_usd
-from chalicelib.core.validation import parse
+from chalicelib.catalog.catalog import DEFAULT_MAX_OUTPUT_TOKENS, Catalog, ResolvedRoute
+from chalicelib.core.domain import CAP_FIELDS, PPM, ApiKey, ModelEntry, ModelKind, Prices, UsageEvent
+from chalicelib.core.errors import GatewayError, InternalError, InvalidRequest, PermissionDenied, ProviderError
+from chalicelib.core.money import units_to_usd
 from chalicelib.keys.auth import check_allowed
 from chalicelib.providers.port import ProviderAdapter
+from chalicelib.relay.fields import choice_text, image_price, openai_usage, refuse_unpriced_fields
 from chalicelib.relay.schemas import ChatRequest, EmbeddingsRequest, ImagesRequest
 from chalicelib.storage.ports import UsageSink
 from chalicelib.usage.events import emit
 
-DEFAULT_MAX_OUTPUT_TOKENS = 4096
-
 
 @dataclass
 class RelayResult:
-    """A relay answer: a JSON body, or a stream of SSE events. `cost_units` is known
-    once the body is returned or the stream is exhausted."""
+    """A relay answer: a JSON body, or a stream of SSE events. `cost_units`, what the
+    wallet was charged, is known once the body is returned or the stream is exhausted."""
 
     request_id: str
     body: dict[str, Any] | None = None
@@ -63,10 +75,12 @@ class _Call:
     key: ApiKey
     endpoint: str
     model: ModelEntry
+    prices: Prices  # the model's, with the image price of this request's quality and size
     stream: bool
     started: float
     routes: list[ResolvedRoute]
     reservation: Reservation | None = None
+    closed: bool = False  # its hold settled or released
     route: ResolvedRoute | None = None
     ttft_ms: int | None = None
     prompt_estimate: int = 0
@@ -101,67 +115,73 @@ class Relay:
                      for model in sorted(allowed, key=lambda m: m.name)],
         }
 
-    def chat(self, key: ApiKey, body: Any, request_id: str, *, client_ip: str | None = None) -> RelayResult:
-        request: ChatRequest = parse(ChatRequest, body)
+    def chat(self, key: ApiKey, request: ChatRequest, request_id: str, *,
+             client_ip: str | None = None) -> RelayResult:
+        """A chat completion, plain or streamed."""
         call = self._start(request_id, key, client_ip, "chat.completions", request.model, ModelKind.CHAT,
                            request.stream)
-        prices = call.model.prices
-        prompt_estimate = pricing.prompt_tokens(request.messages)
-        if request.tools:
-            prompt_estimate += pricing.text_tokens(json.dumps(request.tools))
+        body = request.upstream_body()
+        refuse_unpriced_fields(call.model, body)
+        call.prompt_estimate = pricing.chat_prompt_tokens(body)
         model_cap = call.model.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS
-        asked = request.max_completion_tokens or request.max_tokens
+        asked = request.output_cap
         quote = Quote(
-            fixed=prompt_estimate * prices.input_per_1m,
-            output_rate=prices.output_per_1m * request.n,
+            call.prices, Usage(prompt_tokens=call.prompt_estimate),
             # A cap above the model's maximum is not held for: the model cannot use it.
             output_tokens=min(asked, model_cap) if asked else model_cap,
-            multiplier_ppm=call.multiplier_ppm,
+            choices=request.n, multiplier_ppm=call.multiplier_ppm,
         )
-        call.prompt_estimate = prompt_estimate
         reservation = self._reserve(call, quote)
+        with self._closing(call):
+            # The upstream may write no more than was held for, whatever the client asked
+            # and in whichever field: the cap goes in the one field its provider reads.
+            for field in CAP_FIELDS:
+                body.pop(field, None)
+            body[call.model.cap_field] = reservation.output_tokens
+            if request.stream:
+                # Always ask for usage, so that a stream is charged exactly.
+                body["stream_options"] = {**(request.stream_options or {}), "include_usage": True}
+                events = self._call_upstream(call, "/chat/completions", body)
+                result = RelayResult(request_id)
+                result.events = self._relay_stream(call, events, result, wants_usage=request.wants_usage)
+                return result
+            payload = self._call_upstream(call, "/chat/completions", body)
+            usage = pricing.read_usage(payload.get("usage")) or Usage(
+                prompt_tokens=call.prompt_estimate,
+                completion_tokens=sum(pricing.text_tokens(choice_text(c)) for c in payload.get("choices") or []),
+            )
+            return self._complete(call, payload, usage)
 
-        upstream_body = dict(body)
-        if reservation.output_tokens < quote.output_tokens:
-            # The wallet affords less output than asked: ask the upstream for no more.
-            cap_field = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
-            upstream_body[cap_field] = reservation.output_tokens
-        if request.stream:
-            # Always ask for usage, so that a stream is charged exactly.
-            upstream_body["stream_options"] = {**(request.stream_options or {}), "include_usage": True}
-            events = self._call_upstream(call, "/chat/completions", upstream_body)
-            result = RelayResult(request_id)
-            result.events = self._relay_stream(call, events, result, wants_usage=request.wants_usage)
-            return result
-
-        payload = self._call_upstream(call, "/chat/completions", upstream_body)
-        usage = pricing.usage_from_openai(payload.get("usage")) or Usage(
-            prompt_tokens=prompt_estimate,
-            completion_tokens=sum(pricing.text_tokens(_choice_text(c)) for c in payload.get("choices") or []),
-        )
-        return self._complete(call, payload, usage)
-
-    def embeddings(self, key: ApiKey, body: Any, request_id: str, *, client_ip: str | None = None) -> RelayResult:
-        request: EmbeddingsRequest = parse(EmbeddingsRequest, body)
+    def embeddings(self, key: ApiKey, request: EmbeddingsRequest, request_id: str, *,
+                   client_ip: str | None = None) -> RelayResult:
+        """Embeddings of a validated `input` (every item costs at least one token)."""
         call = self._start(request_id, key, client_ip, "embeddings", request.model, ModelKind.EMBEDDING,
                            stream=False)
-        estimate = pricing.embedding_input_tokens(request.input)
-        self._reserve(call, Quote(fixed=estimate * call.model.prices.input_per_1m,
+        body = request.upstream_body()
+        refuse_unpriced_fields(call.model, body)
+        call.prompt_estimate = pricing.embedding_input_tokens(request.input)
+        self._reserve(call, Quote(call.prices, Usage(prompt_tokens=call.prompt_estimate),
                                   multiplier_ppm=call.multiplier_ppm))
-        payload = self._call_upstream(call, "/embeddings", dict(body))
-        usage = pricing.usage_from_openai(payload.get("usage")) or Usage(prompt_tokens=estimate)
-        return self._complete(call, payload, usage)
+        with self._closing(call):
+            payload = self._call_upstream(call, "/embeddings", body)
+            usage = pricing.read_usage(payload.get("usage")) or Usage(prompt_tokens=call.prompt_estimate)
+            return self._complete(call, payload, usage)
 
-    def images(self, key: ApiKey, body: Any, request_id: str, *, client_ip: str | None = None) -> RelayResult:
-        request: ImagesRequest = parse(ImagesRequest, body)
+    def images(self, key: ApiKey, request: ImagesRequest, request_id: str, *,
+               client_ip: str | None = None) -> RelayResult:
+        """Image generation, priced per image of the requested quality and size."""
         call = self._start(request_id, key, client_ip, "images.generations", request.model, ModelKind.IMAGE,
                            stream=False)
-        self._reserve(call, Quote(fixed=request.n * call.model.prices.per_image * TOKENS_PER_PRICE,
-                                  multiplier_ppm=call.multiplier_ppm))
-        payload = self._call_upstream(call, "/images/generations", dict(body))
-        data = payload.get("data")
-        images = min(len(data), request.n) if isinstance(data, list) else request.n
-        return self._complete(call, payload, Usage(images=images))
+        body = request.upstream_body()
+        refuse_unpriced_fields(call.model, body)
+        call.prices = replace(call.prices, per_image=image_price(call.model, request))
+        self._reserve(call, Quote(call.prices, Usage(images=request.n), multiplier_ppm=call.multiplier_ppm))
+        with self._closing(call):
+            payload = self._call_upstream(call, "/images/generations", body)
+            data = payload.get("data")
+            # The images the upstream returned are what it charges for, whatever was asked.
+            images = len(data) if isinstance(data, list) else request.n
+            return self._complete(call, payload, Usage(images=images))
 
     # The steps every request shares.
 
@@ -179,12 +199,23 @@ class Relay:
             raise PermissionDenied(f"The plan `{group.name}` does not include the model `{model.name}`.",
                                    param="model", code="model_not_allowed")
         check_allowed(key, model=model.name, client_ip=client_ip)
-        return _Call(request_id, key, endpoint, model, stream, started=self._monotonic(), routes=routes,
-                     multiplier_ppm=group.multiplier_ppm)
+        return _Call(request_id, key, endpoint, model, model.prices, stream, started=self._monotonic(),
+                     routes=routes, multiplier_ppm=group.multiplier_ppm)
 
     def _reserve(self, call: _Call, quote: Quote) -> Reservation:
         call.reservation = self._billing.reserve(call.request_id, call.key, quote, timeout_s=self._timeout(call))
         return call.reservation
+
+    @contextmanager
+    def _closing(self, call: _Call) -> Iterator[None]:
+        """Until the request is settled, any way out of it releases its hold and records it."""
+        try:
+            yield
+        except BaseException as exc:
+            if not call.closed:
+                status, error_type = _failure(exc)
+                self._release(call, status=status, error_type=error_type)
+            raise
 
     def _timeout(self, call: _Call) -> float:
         return call.model.timeout_s or self._default_timeout_s
@@ -204,74 +235,103 @@ class Relay:
             except ProviderError as exc:
                 if exc.retryable and index + 1 < len(routes):
                     continue
-                self._release(call, status=exc.status, error_type=exc.type)
                 raise
         raise AssertionError("catalog.routes() never returns an empty list")
 
-    def _release(self, call: _Call, *, status: int, error_type: str) -> None:
+    def _release(self, call: _Call, *, status: int, error_type: str | None) -> None:
         """A request that delivered nothing: its hold goes back, and it is recorded at no cost."""
         assert call.reservation is not None
+        call.closed = True
         self._billing.release(call.reservation)
-        self._record(call, status=status, error_type=error_type, usage=Usage(), cost=0, shortfall=0)
+        self._record(call, status=status, error_type=error_type, usage=Usage(), charged=0, shortfall=0)
 
     def _complete(self, call: _Call, payload: dict[str, Any], usage: Usage) -> RelayResult:
-        cost = self._settle(call, usage, status=200)
+        charged = self._settle(call, usage, status=200)
         payload["model"] = call.model.name
-        if isinstance(payload.get("usage"), dict):
-            payload["usage"]["cost_usd"] = units_to_usd(cost)
-        return RelayResult(call.request_id, body=payload, cost_units=cost)
+        reported = payload.get("usage")
+        if isinstance(reported, dict):
+            openai_usage(reported, usage, call.model.kind)
+            reported["cost_usd"] = units_to_usd(charged)
+        return RelayResult(call.request_id, body=payload, cost_units=charged)
 
     def _settle(self, call: _Call, usage: Usage, *, status: int, error_type: str | None = None,
                 cap: int | None = None) -> int:
+        """Charge the usage (at most `cap`); what the wallet was actually charged."""
         assert call.reservation is not None
-        cost = pricing.cost(call.model.prices, usage, call.multiplier_ppm)
+        cost = pricing.charge(call.prices, usage, call.multiplier_ppm)
         if cap is not None:
             cost = min(cost, cap)
-        settlement = self._billing.settle(call.reservation, cost, model=call.model.name, key_id=call.key.key_id,
-                                          prompt_tokens=usage.prompt_tokens,
-                                          completion_tokens=usage.completion_tokens)
-        self._record(call, status=status, error_type=error_type, usage=usage, cost=cost,
+        call.closed = True
+        try:
+            settlement = self._billing.settle(call.reservation, cost, model=call.model.name,
+                                              key_id=call.key.key_id, prompt_tokens=usage.prompt_tokens,
+                                              completion_tokens=usage.completion_tokens)
+        except BaseException as exc:
+            # Not charged: the hold goes back (or to the sweeper, if storage is down).
+            self._billing.release(call.reservation)
+            failed_status, failed_type = _failure(exc)
+            self._record(call, status=failed_status, error_type=failed_type, usage=usage, charged=0, shortfall=0)
+            raise
+        self._record(call, status=status, error_type=error_type, usage=usage, charged=settlement.charged,
                      shortfall=settlement.shortfall)
-        return cost
+        return settlement.charged
 
     def _relay_stream(self, call: _Call, events: Iterator[dict[str, Any]], result: RelayResult, *,
                       wants_usage: bool) -> Iterator[str]:
         usage: Usage | None = None
         delivered: list[str] = []
-        error: ProviderError | None = None
-        finished = False
+        # The last event carrying usage, for a client that asked for it: held back until
+        # the stream is settled, so that it can say what the wallet was charged.
+        usage_event: dict[str, Any] | None = None
+        status, error_type = 499, "client_closed_request"
         try:
             for event in events:
-                reported = pricing.usage_from_openai(event.get("usage"))
+                reported = pricing.read_usage(event.get("usage"))
                 if reported is not None:
                     usage = reported
-                    if wants_usage:
-                        event["usage"]["cost_usd"] = units_to_usd(
-                            pricing.cost(call.model.prices, usage, call.multiplier_ppm))
-                if not wants_usage:
-                    event.pop("usage", None)
-                    if not event.get("choices"):
-                        continue  # the usage-only chunk the client did not ask for
-                texts = [_choice_text(choice) for choice in event.get("choices") or []]
+                texts = [choice_text(choice) for choice in event.get("choices") or []]
                 if call.ttft_ms is None and any(texts):
                     call.ttft_ms = self._elapsed_ms(call)
                 delivered.extend(texts)
                 event["model"] = call.model.name
-                yield f"data: {json.dumps(event, separators=(',', ':'))}\n\n"
-            finished = True
+                if not wants_usage:
+                    event.pop("usage", None)
+                    if not event.get("choices"):
+                        continue  # the usage-only chunk the client did not ask for
+                if usage_event is not None:
+                    yield _sse(usage_event)
+                    usage_event = None
+                if wants_usage and reported is not None:
+                    usage_event = event
+                    continue
+                yield _sse(event)
+            status, error_type = 200, None
+            result.cost_units = self._settle_stream(call, usage, delivered, finished=True, status=200)
+            if usage_event is not None:
+                usage_event["usage"]["cost_usd"] = result.cost_usd
+                yield _sse(usage_event)
             yield "data: [DONE]\n\n"
         except ProviderError as exc:
-            error = exc
-            yield f"data: {json.dumps(exc.envelope(), separators=(',', ':'))}\n\n"
+            status, error_type = exc.status, exc.type
+            result.cost_units = self._settle_stream(call, usage, delivered, finished=False, status=status,
+                                                    error_type=error_type)
+            if usage_event is not None:
+                usage_event["usage"]["cost_usd"] = result.cost_usd
+                yield _sse(usage_event)
+            yield _sse(exc.envelope())
+        except Exception as exc:
+            status, error_type = _failure(exc)
+            raise
         finally:
-            # Runs also when the consumer stops early (a client that hung up).
-            result.cost_units = self._settle_stream(call, usage, delivered, finished, error)
+            # Runs also when the consumer stops early (a client that hung up), or on an
+            # unexpected error, which propagates once the hold is closed.
+            if not call.closed:
+                result.cost_units = self._settle_stream(call, usage, delivered, finished=False, status=status,
+                                                        error_type=error_type)
 
-    def _settle_stream(self, call: _Call, usage: Usage | None, delivered: list[str], finished: bool,
-                       error: ProviderError | None) -> int:
+    def _settle_stream(self, call: _Call, usage: Usage | None, delivered: list[str], *, finished: bool,
+                       status: int, error_type: str | None = None) -> int:
         assert call.reservation is not None
-        status, error_type = (200, None) if finished else (
-            (error.status, error.type) if error else (499, "client_closed_request"))
         completion_estimate = sum(pricing.text_tokens(text) for text in delivered)
         if usage is None and not finished and not completion_estimate:
             self._release(call, status=status, error_type=error_type)
@@ -281,7 +341,7 @@ class Relay:
         cap = None if finished else call.reservation.hold.amount
         return self._settle(call, usage, status=status, error_type=error_type, cap=cap)
 
-    def _record(self, call: _Call, *, status: int, error_type: str | None, usage: Usage, cost: int,
+    def _record(self, call: _Call, *, status: int, error_type: str | None, usage: Usage, charged: int,
                 shortfall: int) -> None:
         emit(self._usage_sink, UsageEvent(
             time=datetime.fromtimestamp(self._wall_clock(), tz=UTC).isoformat(timespec="milliseconds"),
@@ -298,7 +358,7 @@ class Relay:
             cached_tokens=usage.cached_tokens,
             completion_tokens=usage.completion_tokens,
             images=usage.images,
-            cost_units=cost,
+            cost_units=charged,
             shortfall_units=shortfall,
             latency_ms=self._elapsed_ms(call),
             ttft_ms=call.ttft_ms,
@@ -308,15 +368,12 @@ class Relay:
         return int((self._monotonic() - call.started) * 1000)
 
 
-def _choice_text(choice: Any) -> str:
-    """The text a chat choice carries (a full message or a stream delta), for estimates."""
-    if not isinstance(choice, dict):
-        return ""
-    part = choice.get("delta") or choice.get("message") or {}
-    if not isinstance(part, dict):
-        return ""
-    texts = [part.get("content"), part.get("reasoning_content")]
-    for call in part.get("tool_calls") or []:
-        if isinstance(call, dict) and isinstance(call.get("function"), dict):
-            texts.append(call["function"].get("arguments"))
-    return "".join(text for text in texts if isinstance(text, str))
+def _failure(exc: BaseException) -> tuple[int, str]:
+    """The status and error type a request that ended with `exc` is recorded with."""
+    if isinstance(exc, GatewayError):
+        return exc.status, exc.type
+    return InternalError.status, InternalError.type
+
+
+def _sse(event: dict[str, Any]) -> str:
+    return f"data: {json.dumps(event, separators=(',', ':'))}\n\n"

@@ -1,16 +1,27 @@
-"""The relay's request bodies, validated. Unknown fields are kept and passed upstream."""
+"""The relay's request bodies, validated: the typed commands its services take.
+
+Unknown fields are kept (pydantic `extra="allow"`) and passed upstream; `upstream_body`
+gives back what the client sent, without defaults it did not send.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+
+# OpenAI's limit on the items of an embeddings `input` array.
+MAX_EMBEDDING_INPUTS = 2048
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: StrictStr = Field(min_length=1)
+
+    def upstream_body(self) -> dict[str, Any]:
+        """The body as the client sent it, unknown fields included."""
+        return self.model_dump(exclude_unset=True)
 
 
 class ChatRequest(_Body):
@@ -26,12 +37,50 @@ class ChatRequest(_Body):
     def wants_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.get("include_usage"))
 
+    @property
+    def output_cap(self) -> int | None:
+        """The output cap the client asked for, in whichever field it used."""
+        return self.max_completion_tokens or self.max_tokens
+
 
 class EmbeddingsRequest(_Body):
-    input: StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]]
+    # A non-empty string, or 1 to 2048 non-empty strings, token ids, or non-empty arrays of token ids.
+    input: Any
+
+    @field_validator("input")
+    @classmethod
+    def _openai_input(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value:
+                raise ValueError("must not be an empty string")
+            return value
+        if not isinstance(value, list):
+            raise ValueError("must be a string, an array of strings, an array of token ids, or an array of "
+                             "token id arrays")
+        if not value:
+            raise ValueError("must not be an empty array")
+        if len(value) > MAX_EMBEDDING_INPUTS:
+            raise ValueError(f"must have at most {MAX_EMBEDDING_INPUTS} items")
+        if all(isinstance(item, str) for item in value):
+            if not all(value):
+                raise ValueError("must not contain empty strings")
+        elif all(_is_token(item) for item in value):
+            pass
+        elif all(isinstance(item, list) for item in value):
+            if not all(item and all(_is_token(token) for token in item) for item in value):
+                raise ValueError("token id arrays must be non-empty arrays of non-negative integers")
+        else:
+            raise ValueError("must be a string, an array of strings, an array of token ids, or an array of "
+                             "token id arrays")
+        return value
+
+
+def _is_token(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 class ImagesRequest(_Body):
     prompt: StrictStr = Field(min_length=1)
     n: StrictInt = Field(1, ge=1, le=10)
-
+    size: StrictStr | None = None
+    quality: StrictStr | None = None

@@ -4,6 +4,7 @@
     upstream.start()
     upstream.fail_next(http_error(429, "slow down"), times=2)
     upstream.fail_next(usage(prompt=10, completion=5, cached=4), path="/chat/completions")
+    upstream.fail_next(writes(20_000, cap_field="max_tokens"), times=30)
     ...
     upstream.requests[-1].json["model"]
     upstream.stop()
@@ -19,7 +20,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from devstack.demo_upstream import DemoUpstream, Exchange, Headers, _Handler
+from devstack.demo_upstream import DemoUpstream, Exchange, Headers, _Handler, content_text, count_tokens
 
 _DEFAULT_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
 
@@ -72,6 +73,17 @@ class NoUsage(Fault):
     pass
 
 
+@dataclass(frozen=True)
+class Writes(Fault):
+    tokens: int
+    cap_field: str
+
+
+@dataclass(frozen=True)
+class Images(Fault):
+    count: int
+
+
 def http_error(status: int, message: str = "scripted upstream error", type: str | None = None,
                code: str | None = None, param: str | None = None,
                headers: dict[str, str] | None = None) -> HttpError:
@@ -113,7 +125,19 @@ def no_usage() -> NoUsage:
     return NoUsage()
 
 
-for _factory in (http_error, delay, malformed, cut_stream, close, usage, no_usage):
+def writes(tokens: int, cap_field: str = "max_tokens") -> Writes:
+    """Answer a chat normally but report ``tokens`` completion tokens per choice, unless the request caps the
+    output in ``cap_field`` (the only cap field this provider reads): then the cap. The prompt is counted as usual."""
+    return Writes(tokens, cap_field)
+
+
+def images(count: int) -> Images:
+    """Answer an image request with ``count`` images, whatever ``n`` asked for (as a provider honouring its own
+    count field would)."""
+    return Images(count)
+
+
+for _factory in (http_error, delay, malformed, cut_stream, close, usage, no_usage, writes, images):
     setattr(Fault, _factory.__name__, staticmethod(_factory))
 
 
@@ -206,4 +230,19 @@ class FakeUpstream(DemoUpstream):
                                        "cached": fault.cached, "total": fault.total}
         elif isinstance(fault, NoUsage):
             exchange.omit_usage = True
+        elif isinstance(fault, Writes):
+            exchange.usage_override = _written(exchange.json, fault)
+        elif isinstance(fault, Images):
+            exchange.images_override = fault.count
         return False
+
+
+def _written(body: Any, fault: Writes) -> dict[str, int]:
+    """The usage of a provider that writes ``fault.tokens`` unless capped in the one field it reads."""
+    body = body if isinstance(body, dict) else {}
+    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    prompt = sum(count_tokens(content_text(m.get("content"))) for m in messages if isinstance(m, dict))
+    cap = body.get(fault.cap_field)
+    n = body.get("n") if isinstance(body.get("n"), int) else 1
+    completion = (min(cap, fault.tokens) if isinstance(cap, int) and not isinstance(cap, bool) else fault.tokens) * n
+    return {"prompt": prompt, "completion": completion, "cached": 0, "total": prompt + completion}

@@ -7,12 +7,20 @@ import threading
 import pytest
 
 from chalicelib.billing.holds import Billing, Quote
-from chalicelib.core.domain import ApiKey, LedgerEntry
+from chalicelib.billing.pricing import Usage, charge
+from chalicelib.core.domain import ApiKey, LedgerEntry, Prices
 from chalicelib.core.errors import InsufficientQuota
 from chalicelib.storage.memory.key_repo import InMemoryKeyRepo
 from chalicelib.storage.memory.wallet_repo import InMemoryWalletRepo
 
 KEY = ApiKey(key_id="key_1", key_hash="h1", account_id="acct_1", name="k", created_at=0, hint="")
+# One unit per input token, ten per output token.
+PRICES = Prices(input_per_1m=10**6, output_per_1m=10 * 10**6)
+
+
+def units(amount: int) -> Quote:
+    """A quote of `amount` units and no output."""
+    return Quote(PRICES, Usage(prompt_tokens=amount))
 
 
 @pytest.fixture
@@ -41,20 +49,20 @@ def billing(wallets, keys, clock):
 
 
 def test_a_hold_moves_money_from_available_to_held(billing, wallets):
-    reservation = billing.reserve("r1", KEY, Quote(fixed=400 * 10**6), timeout_s=1)
+    reservation = billing.reserve("r1", KEY, units(400), timeout_s=1)
     assert reservation.hold.amount == 400
     assert (wallets.balance("acct_1").available, wallets.balance("acct_1").held) == (600, 400)
 
 
 def test_settling_charges_the_cost_and_returns_the_rest(billing, wallets):
-    reservation = billing.reserve("r1", KEY, Quote(fixed=400 * 10**6), timeout_s=1)
+    reservation = billing.reserve("r1", KEY, units(400), timeout_s=1)
     settlement = billing.settle(reservation, 150, model="m", key_id="key_1")
     assert (settlement.charged, settlement.shortfall) == (150, 0)
     assert wallets.balance("acct_1").available == 850 and wallets.balance("acct_1").held == 0
 
 
 def test_settling_twice_charges_once(billing, wallets):
-    reservation = billing.reserve("r1", KEY, Quote(fixed=400 * 10**6), timeout_s=1)
+    reservation = billing.reserve("r1", KEY, units(400), timeout_s=1)
     billing.settle(reservation, 150, model="m", key_id="key_1")
     again = billing.settle(reservation, 150, model="m", key_id="key_1")
     assert again.charged == 0
@@ -63,29 +71,29 @@ def test_settling_twice_charges_once(billing, wallets):
 
 
 def test_an_unaffordable_output_cap_is_lowered_to_what_the_wallet_affords(billing):
-    # fixed 100 units; 10 units per output token; 1000 available → 90 tokens
-    quote = Quote(fixed=100 * 10**6, output_rate=10 * 10**6, output_tokens=500)
+    # 100 units of prompt; 10 units per output token; 1000 available → 90 tokens
+    quote = Quote(PRICES, Usage(prompt_tokens=100), output_tokens=500)
     reservation = billing.reserve("r1", KEY, quote, timeout_s=1)
     assert reservation.output_tokens == 90 and reservation.hold.amount == 1_000
 
 
 def test_a_request_that_cannot_afford_its_minimum_is_refused(billing, wallets):
     with pytest.raises(InsufficientQuota):
-        billing.reserve("r1", KEY, Quote(fixed=1_001 * 10**6), timeout_s=1)
+        billing.reserve("r1", KEY, units(1_001), timeout_s=1)
     assert wallets.balance("acct_1").held == 0
 
 
 def test_the_sweeper_releases_expired_holds_only(billing, wallets, clock):
-    billing.reserve("old", KEY, Quote(fixed=100 * 10**6), timeout_s=1)
+    billing.reserve("old", KEY, units(100), timeout_s=1)
     clock["now"] += 2_500  # past 1 s timeout + 1 s grace
-    billing.reserve("new", KEY, Quote(fixed=100 * 10**6), timeout_s=1)
+    billing.reserve("new", KEY, units(100), timeout_s=1)
     assert billing.sweep() == 1
     assert wallets.balance("acct_1").held == 100
     assert billing.sweep() == 0
 
 
 def test_a_late_settle_after_the_sweeper_still_charges_once_from_available(billing, wallets, clock):
-    reservation = billing.reserve("r1", KEY, Quote(fixed=100 * 10**6), timeout_s=1)
+    reservation = billing.reserve("r1", KEY, units(100), timeout_s=1)
     clock["now"] += 10_000
     billing.sweep()
     settlement = billing.settle(reservation, 60, model="m", key_id="key_1")
@@ -101,7 +109,7 @@ def test_concurrent_requests_never_overdraw_and_the_ledger_sums_to_the_balance(b
     def one(n: int) -> None:
         barrier.wait()
         try:
-            reservation = billing.reserve(f"r{n}", KEY, Quote(fixed=100 * 10**6), timeout_s=1)
+            reservation = billing.reserve(f"r{n}", KEY, units(100), timeout_s=1)
         except InsufficientQuota:
             refused.append(n)
             return
@@ -117,3 +125,27 @@ def test_concurrent_requests_never_overdraw_and_the_ledger_sums_to_the_balance(b
     assert len(refused) == 40
     assert balance.available == 0 and balance.held == 0
     assert sum(entry.amount for entry in wallets.ledger("acct_1")) == balance.total
+
+
+def test_a_request_that_uses_exactly_its_quote_is_charged_exactly_its_hold(billing, wallets):
+    # One rule prices the hold and the settlement: fine prices, a plan multiplier and
+    # several choices round the same way in both.
+    prices = Prices(input_per_1m=333, cached_input_per_1m=33, output_per_1m=777)
+    quote = Quote(prices, Usage(prompt_tokens=12_345), output_tokens=321, choices=3, multiplier_ppm=1_234_567)
+    reservation = billing.reserve("r1", KEY, quote, timeout_s=1)
+    used = Usage(prompt_tokens=12_345, completion_tokens=321 * 3)
+    assert reservation.hold.amount == charge(prices, used, 1_234_567) == quote.amount(321)
+    assert billing.settle(reservation, charge(prices, used, 1_234_567), model="m", key_id="key_1").charged == \
+        reservation.hold.amount
+
+
+@pytest.mark.parametrize("available", [0, 1, 7, 99, 100, 101, 555, 999, 1_000, 10**6])
+def test_the_affordable_output_is_the_largest_cap_whose_hold_fits(available):
+    quote = Quote(Prices(input_per_1m=10**6, output_per_1m=3_300_000), Usage(prompt_tokens=7), output_tokens=500,
+                  choices=2, multiplier_ppm=1_500_000)
+    tokens = quote.affordable_output(available)
+    if quote.amount(0) > available:
+        assert tokens == -1
+        return
+    assert quote.amount(tokens) <= available
+    assert tokens == 500 or quote.amount(tokens + 1) > available

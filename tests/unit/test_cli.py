@@ -112,6 +112,39 @@ def test_an_image_model_needs_only_its_per_image_price(gateway: Gateway) -> None
     assert_sent(run, "POST", "/admin/models", {"name": "gpt-image-1", "channel": "openai", "per_image": "0.04"})
 
 
+def test_model_add_sets_the_cap_field_and_pass_through_fields(gateway: Gateway) -> None:
+    run = gateway.run("model", "add", "o3", "--channel", "openai", "--input-per-1m", "2", "--output-per-1m", "8",
+                      "--cap-field", "max_completion_tokens", "--pass-through", "service_tier, reasoning_effort")
+    assert_sent(run, "POST", "/admin/models", {
+        "name": "o3", "channel": "openai", "input_per_1m": "2", "output_per_1m": "8",
+        "cap_field": "max_completion_tokens", "pass_through": ["service_tier", "reasoning_effort"],
+    })
+
+
+def test_an_empty_pass_through_clears_the_list(gateway: Gateway) -> None:
+    run = gateway.run("model", "add", "o3", "--channel", "openai", "--input-per-1m", "2", "--output-per-1m", "8",
+                      "--pass-through", "")
+    assert run.code == 0 and run.body["pass_through"] == []
+
+
+def test_an_image_model_has_prices_by_quality_and_size(gateway: Gateway) -> None:
+    run = gateway.run("model", "add", "dall-e-3", "--channel", "openai", "--per-image", "0.04",
+                      "--image-price", "hd:1024x1024=0.08", "--image-price", "hd:1792x1024=0.12")
+    assert_sent(run, "POST", "/admin/models", {
+        "name": "dall-e-3", "channel": "openai", "per_image": "0.04",
+        "image_prices": [{"quality": "hd", "size": "1024x1024", "per_image": "0.08"},
+                         {"quality": "hd", "size": "1792x1024", "per_image": "0.12"}],
+    })
+
+
+@pytest.mark.parametrize("argv", [
+    ["--image-price", "hd=0.08"], ["--image-price", "hd:1024x1024"], ["--per-image", "1", "--cap-field", "max"],
+])
+def test_malformed_model_options_are_usage_errors(gateway: Gateway, argv: list[str]) -> None:
+    run = gateway.run("model", "add", "m", "--channel", "c", *argv)
+    assert run.code == 2 and run.sent == []
+
+
 @pytest.mark.parametrize("prices", [[], ["--input-per-1m", "1"], ["--output-per-1m", "2"]])
 def test_a_token_priced_model_needs_both_prices(gateway: Gateway, prices: list[str]) -> None:
     run = gateway.run("model", "add", "m", "--channel", "c", *prices)

@@ -16,7 +16,19 @@ import pytest
 from openai import OpenAI
 
 from devstack.demo_upstream import DemoUpstream, count_tokens, truncate_tokens
-from tests.fakes.upstream import FakeUpstream, Fault, close, cut_stream, delay, http_error, malformed, no_usage, usage
+from tests.fakes.upstream import (
+    FakeUpstream,
+    Fault,
+    close,
+    cut_stream,
+    delay,
+    http_error,
+    images,
+    malformed,
+    no_usage,
+    usage,
+    writes,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HELLO = [{"role": "user", "content": "Hello, world!"}]
@@ -426,6 +438,23 @@ def test_no_usage_leaves_usage_out_of_replies_and_streams(upstream, http):
     chunks = [json.loads(e) for e in events[:-1]]
     assert all("usage" not in c and c["choices"] for c in chunks)
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_writes_reports_its_tokens_unless_capped_in_the_one_field_it_reads(upstream, http):
+    upstream.fail_next(writes(20_000, cap_field="max_tokens"), times=3)
+    ignored = http.post("/chat/completions", json={"model": "m", "messages": HELLO, "max_completion_tokens": 1})
+    capped = http.post("/chat/completions", json={"model": "m", "messages": HELLO, "max_tokens": 3, "n": 2})
+    uncapped = http.post("/chat/completions", json={"model": "m", "messages": HELLO})
+    assert ignored.json()["usage"]["completion_tokens"] == 20_000
+    assert capped.json()["usage"]["completion_tokens"] == 6
+    assert uncapped.json()["usage"]["completion_tokens"] == 20_000
+    assert ignored.json()["usage"]["prompt_tokens"] == count_tokens("Hello, world!")
+
+
+def test_images_answers_with_its_count_whatever_n_says(upstream, http):
+    upstream.fail_next(images(8))
+    answer = http.post("/images/generations", json={"model": "i", "prompt": "a cat", "n": 1})
+    assert len(answer.json()["data"]) == 8
 
 
 def test_the_request_log_records_method_path_headers_and_json_body(upstream, client):

@@ -4,11 +4,11 @@ import pytest
 
 from chalicelib.billing.pricing import (
     Usage,
-    cost,
+    charge,
     embedding_input_tokens,
     prompt_tokens,
+    read_usage,
     text_tokens,
-    usage_from_openai,
 )
 from chalicelib.core.domain import Prices
 from chalicelib.core.money import units_to_usd, usd_to_units
@@ -36,24 +36,44 @@ def test_token_costs_are_exact_and_rounded_up_once_per_request():
     prices = Prices(input_per_1m=usd_to_units("0.28"), cached_input_per_1m=usd_to_units("0.028"),
                     output_per_1m=usd_to_units("0.42"))
     usage = Usage(prompt_tokens=1000, cached_tokens=400, completion_tokens=333)
-    assert cost(prices, usage) == 600 * 280 + 400 * 28 + 333 * 420
+    assert charge(prices, usage) == 600 * 280 + 400 * 28 + 333 * 420
     # A price finer than a unit per token: 7 tokens × 0.1 unit = 0.7 → 1 unit, rounded once.
     fine = Prices(input_per_1m=100_000)
-    assert cost(fine, Usage(prompt_tokens=7)) == 1
-    assert cost(fine, Usage(prompt_tokens=10)) == 1
+    assert charge(fine, Usage(prompt_tokens=7)) == 1
+    assert charge(fine, Usage(prompt_tokens=10)) == 1
 
 
 def test_images_cost_their_unit_price():
-    assert cost(Prices(per_image=usd_to_units("0.04")), Usage(images=3)) == 120_000_000
+    assert charge(Prices(per_image=usd_to_units("0.04")), Usage(images=3)) == 120_000_000
 
 
 def test_usage_reads_openai_and_deepseek_cache_fields():
-    assert usage_from_openai({"prompt_tokens": 9, "completion_tokens": 2,
-                              "prompt_tokens_details": {"cached_tokens": 4}}) == Usage(9, 4, 2)
-    assert usage_from_openai({"prompt_tokens": 9, "completion_tokens": 2, "prompt_cache_hit_tokens": 5,
-                              "prompt_cache_miss_tokens": 4}) == Usage(9, 5, 2)
-    assert usage_from_openai(None) is None
-    assert usage_from_openai({"prompt_tokens": "9", "completion_tokens": -1}) == Usage(0, 0, 0)
+    assert read_usage({"prompt_tokens": 9, "completion_tokens": 2,
+                       "prompt_tokens_details": {"cached_tokens": 4}}) == Usage(9, 4, 2)
+    assert read_usage({"prompt_tokens": 9, "completion_tokens": 2, "prompt_cache_hit_tokens": 5,
+                       "prompt_cache_miss_tokens": 4}) == Usage(9, 5, 2)
+    assert read_usage(None) is None
+
+
+@pytest.mark.parametrize("usage, read", [
+    # OpenAI Responses and image models: input includes its cached part.
+    ({"input_tokens": 9, "output_tokens": 2, "input_tokens_details": {"cached_tokens": 4}}, Usage(9, 4, 2)),
+    # Anthropic: input is what was not read from (or written to) the cache.
+    ({"input_tokens": 5, "cache_read_input_tokens": 4, "output_tokens": 2}, Usage(9, 4, 2)),
+    ({"input_tokens": 5, "cache_creation_input_tokens": 3, "cache_read_input_tokens": 4, "output_tokens": 2},
+     Usage(12, 4, 2)),
+    # Kimi: cached tokens at the top level.
+    ({"prompt_tokens": 9, "completion_tokens": 2, "cached_tokens": 4}, Usage(9, 4, 2)),
+    ({"prompt_tokens": 9, "total_tokens": 9}, Usage(9, 0, 0)),  # embeddings
+])
+def test_usage_reads_every_shape_a_supported_provider_sends(usage, read):
+    assert read_usage(usage) == read
+
+
+@pytest.mark.parametrize("usage", [{}, {"total_tokens": 12}, {"prompt_tokens": "9", "completion_tokens": -1},
+                                   {"input_tokens": None}, [], "12"])
+def test_a_usage_without_any_token_count_is_no_usage(usage):
+    assert read_usage(usage) is None
 
 
 def test_estimates_count_ascii_by_three_and_other_characters_one_each():

@@ -20,13 +20,10 @@ from chalicelib.core.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from chalicelib.core.validation import parse
+from chalicelib.relay.schemas import ChatRequest
 from tests.unit.conftest import CHAT, World, chat_reply, chunk, sse
-
-HELLO = [{"role": "user", "content": "Hello"}]
-
-
-def chat(world: World, request_id: str = "req_1", **body):
-    return world.relay.chat(world.key, {"model": "test-chat", "messages": HELLO, **body}, request_id)
+from tests.unit.relay_requests import HELLO, chat, embed, images
 
 
 def test_a_completed_chat_is_charged_its_reported_usage_at_the_model_prices(world):
@@ -52,7 +49,7 @@ def test_the_upstream_gets_its_model_id_and_unknown_fields_and_the_client_gets_t
     sent = world.sent_json()
     assert sent["model"] == "upstream-chat"
     assert (sent["temperature"], sent["seed"], sent["vendor_extension"]) == (0.2, 7, {"x": 1})
-    assert "max_tokens" not in sent  # the wallet affords the full default cap
+    assert sent["max_tokens"] == 1000  # the model's maximum output, held for and always sent
     assert world.sent[-1].headers["authorization"] == "Bearer upstream-secret"
     assert result.body["model"] == "test-chat"
 
@@ -66,11 +63,23 @@ def test_a_wallet_short_of_the_full_output_cap_lowers_max_tokens_to_what_it_affo
     assert world.sent_json()["max_tokens"] == 100
 
 
-def test_a_lowered_cap_uses_the_field_the_client_used(world):
+def test_a_cap_goes_in_the_field_the_provider_reads_whichever_field_the_client_used(world):
+    world.fund("1")
+    chat(world, max_completion_tokens=500)
+    sent = world.sent_json()
+    assert sent["max_tokens"] == 500 and "max_completion_tokens" not in sent  # test-chat reads max_tokens
+
+    world.catalog_repo.put_model(ModelEntry(**{**CHAT.__dict__, "cap_field": "max_completion_tokens"}))
+    chat(world, "req_2", max_tokens=300)
+    sent = world.sent_json()
+    assert sent["max_completion_tokens"] == 300 and "max_tokens" not in sent
+
+
+def test_a_lowered_cap_goes_in_the_field_the_provider_reads(world):
     world.fund("0.0003")
     chat(world, max_completion_tokens=500)
     sent = world.sent_json()
-    assert sent["max_completion_tokens"] < 500 and "max_tokens" not in sent
+    assert sent["max_tokens"] < 500 and "max_completion_tokens" not in sent
 
 
 def test_a_wallet_that_cannot_afford_one_output_token_is_refused_before_the_upstream_is_called(world):
@@ -160,11 +169,13 @@ def test_usage_beyond_the_hold_is_charged_up_to_the_balance_and_the_shortfall_re
 
     result = chat(world, max_tokens=1)
 
-    assert result.cost_units == 10 * 1000 + 1000 * 2000
+    # The client is told what left its wallet; the rest is the recorded shortfall.
+    assert result.cost_units == 30_000 and result.body["usage"]["cost_usd"] == "0.00003"
     assert world.balance().available == 0 and world.balance().held == 0
     charge = world.ledger()[-1]
-    assert charge.amount == -30_000 and charge.shortfall == result.cost_units - 30_000
-    assert world.usage.events[-1].shortfall_units == charge.shortfall
+    assert charge.amount == -30_000 and charge.shortfall == 10 * 1000 + 1000 * 2000 - 30_000
+    event = world.usage.events[-1]
+    assert (event.cost_units, event.shortfall_units) == (30_000, charge.shortfall)
 
 
 def test_an_answer_without_usage_is_charged_the_estimate(world):
@@ -181,12 +192,12 @@ def test_an_answer_without_usage_is_charged_the_estimate(world):
 def test_the_model_must_exist_be_routable_and_fit_the_endpoint(world):
     world.fund("1")
     with pytest.raises(ModelNotFound):
-        world.relay.chat(world.key, {"model": "nope", "messages": HELLO}, "r")
+        chat(world, model="nope")
     world.catalog_repo.put_model(ModelEntry(**{**CHAT.__dict__, "name": "orphan", "routes": (Route("gone", "x"),)}))
     with pytest.raises(ModelNotFound):
-        world.relay.chat(world.key, {"model": "orphan", "messages": HELLO}, "r")
+        chat(world, model="orphan")
     with pytest.raises(InvalidRequest) as caught:
-        world.relay.chat(world.key, {"model": "test-embed", "messages": HELLO}, "r")
+        chat(world, model="test-embed")
     assert caught.value.param == "model"
     assert world.sent == [] and world.balance().held == 0
 
@@ -203,7 +214,7 @@ def test_the_model_must_exist_be_routable_and_fit_the_endpoint(world):
 ])
 def test_a_malformed_body_names_the_bad_parameter(world, body, param):
     with pytest.raises(InvalidRequest) as caught:
-        world.relay.chat(world.key, body, "r")
+        parse(ChatRequest, body)
     assert caught.value.param == param
     assert world.sent == []
 
@@ -227,7 +238,7 @@ def test_embeddings_are_charged_their_prompt_tokens(world):
         "object": "list", "model": "upstream-embed", "usage": {"prompt_tokens": 1000, "total_tokens": 1000},
         "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}]})
 
-    result = world.relay.embeddings(world.key, {"model": "test-embed", "input": ["Hello world"]}, "r")
+    result = embed(world, input=["Hello world"])
 
     assert result.cost_units == 1000 * 20  # $0.02 per 1M → 20 units per token
     assert result.body["model"] == "test-embed"
@@ -238,7 +249,7 @@ def test_images_are_charged_per_image_returned(world):
     world.fund("1")
     world.handler = lambda r: httpx.Response(200, json={"created": 1, "data": [{"url": "u1"}, {"url": "u2"}]})
 
-    result = world.relay.images(world.key, {"model": "test-image", "prompt": "a cat", "n": 2}, "r")
+    result = images(world, n=2)
 
     assert result.cost_units == 2 * 40_000_000
     assert world.balance().available == 10**9 - 80_000_000
@@ -247,7 +258,7 @@ def test_images_are_charged_per_image_returned(world):
 def test_an_image_request_the_wallet_cannot_afford_is_refused(world):
     world.fund("0.05")
     with pytest.raises(InsufficientQuota):
-        world.relay.images(world.key, {"model": "test-image", "prompt": "a cat", "n": 2}, "r")
+        images(world, n=2)
     assert world.sent == []
 
 
@@ -342,10 +353,10 @@ def test_the_ledger_sums_to_the_balance_after_mixed_outcomes(world):
     assert sum(entry.amount for entry in world.ledger()) == balance.total
 
 
-def test_a_cap_above_the_model_maximum_holds_only_the_maximum(world):
+def test_a_cap_above_the_model_maximum_holds_and_asks_for_only_the_maximum(world):
     world.fund("0.0021")  # affords the model's 1000-token maximum (2 000 000 units) and the prompt
     chat(world, max_tokens=50_000)
-    assert world.sent_json()["max_tokens"] == 50_000  # passed on untouched: the wallet affords what it can use
+    assert world.sent_json()["max_tokens"] == 1000
 
 
 # Key and plan limits.
@@ -364,7 +375,8 @@ def test_a_key_outside_its_allowlists_is_refused_before_anything_is_held(world, 
     world.fund("1")
     limited(world, **changes)
     with pytest.raises(PermissionDenied) as caught:
-        world.relay.chat(world.key, {"model": "test-chat", "messages": HELLO}, "r", client_ip="192.168.0.9")
+        world.relay.chat(world.key, parse(ChatRequest, {"model": "test-chat", "messages": HELLO}), "r",
+                         client_ip="192.168.0.9")
     assert caught.value.code == code and caught.value.status == 403
     assert world.sent == [] and world.balance().held == 0
 
@@ -372,7 +384,8 @@ def test_a_key_outside_its_allowlists_is_refused_before_anything_is_held(world, 
 def test_an_allowed_address_and_model_pass(world):
     world.fund("1")
     limited(world, models=("test-chat",), cidrs=("192.168.0.0/16",))
-    world.relay.chat(world.key, {"model": "test-chat", "messages": HELLO}, "r", client_ip="192.168.0.9")
+    world.relay.chat(world.key, parse(ChatRequest, {"model": "test-chat", "messages": HELLO}), "r",
+                         client_ip="192.168.0.9")
     assert len(world.sent) == 1
 
 
@@ -384,7 +397,7 @@ def test_a_plan_prices_with_its_multiplier_and_limits_its_models(world):
     assert result.cost_units == 30_000  # 20 000 at list price × 1.5
     assert world.ledger()[-1].amount == -30_000
     with pytest.raises(PermissionDenied) as caught:
-        world.relay.embeddings(world.key, {"model": "test-embed", "input": "x"}, "r2")
+        embed(world, "r2", input="x")
     assert caught.value.code == "model_not_allowed"
 
 
@@ -418,7 +431,7 @@ def test_a_key_changed_after_it_was_read_is_refused_when_held(world, changes, er
     stale = world.key
     world.keys.update("hash_1", **changes)
     with pytest.raises(error) as caught:
-        world.relay.chat(stale, {"model": "test-chat", "messages": HELLO}, "r")
+        world.relay.chat(stale, parse(ChatRequest, {"model": "test-chat", "messages": HELLO}), "r")
     assert caught.value.code == code
     assert world.sent == [] and world.balance().held == 0
 

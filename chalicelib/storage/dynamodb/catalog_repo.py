@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.core.domain import Channel, Group, ModelEntry, ModelKind, Prices, Route
+from chalicelib.core.domain import Channel, Group, ImagePrice, ModelEntry, ModelKind, Prices, Route
 from chalicelib.storage.dynamodb.common import read_all, storage_errors, to_item
 from chalicelib.storage.ports import CatalogRepo
 
@@ -29,13 +29,15 @@ class DynamoCatalogRepo(CatalogRepo):
             "kind": "model",
             "name": model.name,
             "model_kind": model.kind.value,
-            "prices": {k: v for k, v in model.prices.__dict__.items() if v is not None},
+            "prices": _prices_item(model.prices),
             "routes": [route.__dict__ for route in model.routes],
             "context_window": model.context_window,
             "max_output_tokens": model.max_output_tokens,
             "use_case": model.use_case,
             "timeout_s": Decimal(str(model.timeout_s)) if model.timeout_s is not None else None,
             "owned_by": model.owned_by,
+            "cap_field": model.cap_field,
+            "pass_through": list(model.pass_through),
         }
         with storage_errors("save the model"):
             self._client.put_item(TableName=self._table, Item=to_item(values))
@@ -58,13 +60,15 @@ class DynamoCatalogRepo(CatalogRepo):
             ModelEntry(
                 name=v["name"],
                 kind=ModelKind(v["model_kind"]),
-                prices=Prices(**v["prices"]),
+                prices=_prices(v["prices"]),
                 routes=tuple(Route(**route) for route in v.get("routes", [])),
                 context_window=v.get("context_window"),
                 max_output_tokens=v.get("max_output_tokens"),
                 use_case=v.get("use_case", ""),
                 timeout_s=float(v["timeout_s"]) if "timeout_s" in v else None,
                 owned_by=v.get("owned_by", "tokenway"),
+                cap_field=v.get("cap_field", "max_tokens"),
+                pass_through=tuple(v.get("pass_through", ())),
             )
             for v in items["model"]
         ]
@@ -80,3 +84,24 @@ class DynamoCatalogRepo(CatalogRepo):
         for values in read_all(self._client.scan, "read the catalog", TableName=self._table, ConsistentRead=True):
             by_kind.setdefault(values["kind"], []).append(values)
         return by_kind
+
+
+def _prices_item(prices: Prices) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "input_per_1m": prices.input_per_1m,
+        "output_per_1m": prices.output_per_1m,
+        "cached_input_per_1m": prices.cached_input_per_1m,
+        "per_image": prices.per_image,
+        "image_prices": [{"quality": e.quality, "size": e.size, "price": e.price} for e in prices.image_prices],
+    }
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _prices(values: dict[str, Any]) -> Prices:
+    return Prices(
+        input_per_1m=values.get("input_per_1m", 0),
+        output_per_1m=values.get("output_per_1m", 0),
+        cached_input_per_1m=values.get("cached_input_per_1m"),
+        per_image=values.get("per_image", 0),
+        image_prices=tuple(ImagePrice(**entry) for entry in values.get("image_prices", ())),
+    )
