@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Environment variables that hold each built-in provider's API key. Supplying
@@ -34,6 +36,12 @@ class Settings(BaseSettings):
     # Optional HMAC pepper for key hashes. Changing it invalidates every key.
     key_pepper: SecretStr | None = None
 
+    # Channel API keys are sealed at rest under one key-encryption key: the KMS key
+    # `kms_key_id` (by default the template's alias `alias/<prefix>-secrets`), or, on one
+    # machine, the key in `secrets_key_file` (created with mode 0600 on first use).
+    kms_key_id: str | None = None
+    secrets_key_file: Path | None = None
+
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
     upstream_timeout_s: float = Field(120.0, gt=0)
     # How long a looked-up key and the catalog are reused before re-reading.
@@ -58,6 +66,17 @@ class Settings(BaseSettings):
     zhipuai_api_key: SecretStr | None = Field(None, validation_alias="ZHIPUAI_API_KEY")
     openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY")
     anthropic_api_key: SecretStr | None = Field(None, validation_alias="ANTHROPIC_API_KEY")
+
+    @model_validator(mode="after")
+    def _one_key_keeper(self) -> Settings:
+        if self.kms_key_id and self.secrets_key_file:
+            raise ValueError("set TOKENWAY_KMS_KEY_ID or TOKENWAY_SECRETS_KEY_FILE, not both")
+        return self
+
+    @property
+    def secrets_kms_key_id(self) -> str:
+        """The KMS key that seals channel keys, when no key file is set."""
+        return self.kms_key_id or f"alias/{self.resource_prefix}-secrets"
 
     def table_name(self, table: str) -> str:
         """The DynamoDB table name of one logical table (`accounts`, `keys`, …)."""

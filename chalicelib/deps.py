@@ -30,6 +30,10 @@ from chalicelib.storage.dynamodb.key_repo import DynamoKeyRepo
 from chalicelib.storage.dynamodb.login_attempt_repo import DynamoLoginAttemptRepo
 from chalicelib.storage.dynamodb.session_repo import DynamoSessionRepo
 from chalicelib.storage.dynamodb.wallet_repo import DynamoWalletRepo
+from chalicelib.storage.ports import KeyWrapper
+from chalicelib.storage.secrets.envelope import SecretSealer
+from chalicelib.storage.secrets.kms import KmsKeyWrapper
+from chalicelib.storage.secrets.local import LocalKeyWrapper
 from chalicelib.storage.usage_sinks import FirehoseUsageSink
 
 
@@ -58,6 +62,13 @@ def aws_client(session: boto3.session.Session, settings: Settings, service: str)
                           config=config)
 
 
+def key_wrapper(settings: Settings, session: boto3.session.Session) -> KeyWrapper:
+    """The keeper of the key that seals channel keys: the local key file if one is set, else KMS."""
+    if settings.secrets_key_file is not None:
+        return LocalKeyWrapper.from_file(settings.secrets_key_file)
+    return KmsKeyWrapper(aws_client(session, settings, "kms"), settings.secrets_kms_key_id)
+
+
 def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
                   session: boto3.session.Session | None = None) -> Gateway:
     """Wire the services; `http` and the boto3 `session` may be given (tests, benchmarks)."""
@@ -73,7 +84,8 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
         ledger=settings.table_name("ledger"),
         keys=settings.table_name("keys"),
     )
-    catalog_repo = DynamoCatalogRepo(dynamodb, settings.table_name("catalog"))
+    catalog_repo = DynamoCatalogRepo(dynamodb, settings.table_name("catalog"),
+                                     sealer=SecretSealer(key_wrapper(settings, session)))
     http = http or httpx.Client(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
     adapters: Adapters = {"openai": OpenAICompatAdapter(http)}
     catalog = Catalog(catalog_repo, settings.provider_keys(), ttl_s=settings.catalog_cache_ttl_s,

@@ -2,7 +2,9 @@
 
 Starts the AWS emulator on 127.0.0.1:${AWS_EMULATOR_PORT:-4566}, provisions it
 from infra/template.yaml, and serves the gateway with `chalice local` on
-127.0.0.1:${PORT:-8000}. When no provider key is set it also starts the demo
+127.0.0.1:${PORT:-8000}. Channel keys are sealed under the key file
+${TOKENWAY_SECRETS_KEY_FILE:-.data/secrets.key}, created on the first run (or,
+with TOKENWAY_KMS_KEY_ID set, under that key on the emulator). When no provider key is set it also starts the demo
 upstream and seeds a funded demo account, so the manual's snippets run as
 written. Ctrl-C stops everything it started.
 """
@@ -25,6 +27,7 @@ import httpx
 from chalicelib.catalog.catalog import BUILTIN_MODELS
 from chalicelib.config import Settings
 from chalicelib.core.money import units_to_usd
+from chalicelib.storage.secrets.local import load_key_file
 from devstack.demo_upstream import DemoUpstream
 from devstack.emulator import Emulator, provision
 from tokenway_cli import main as cli
@@ -32,6 +35,7 @@ from tokenway_cli import main as cli
 ROOT = Path(__file__).resolve().parents[1]
 STAGE_PREFIX = "tokenway-dev"  # .chalice/config.json, stage dev
 DEMO_CREDIT_USD = "5.00"
+DATA_DIR = ROOT / ".data"  # what the one-machine gateway keeps on disk: the key file
 LOCAL_AWS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
@@ -57,7 +61,7 @@ def main() -> int:
         provision(emulator.client, ROOT / "infra" / "template.yaml", STAGE_PREFIX)
         print(f"AWS emulator      {emulator.endpoint_url}  (tables, bucket and stream from infra/template.yaml)")
         env = {**os.environ, "TOKENWAY_AWS_ENDPOINT_URL": emulator.endpoint_url,
-               "TOKENWAY_ADMIN_TOKEN": admin_token}
+               "TOKENWAY_ADMIN_TOKEN": admin_token, **_secrets_key()}
         gateway = subprocess.Popen(
             [str(Path(sys.executable).with_name("chalice")), "local", "--host", host, "--port", str(port),
              "--stage", "dev", "--no-autoreload"],
@@ -86,6 +90,21 @@ def main() -> int:
         if demo is not None:
             demo.stop()
         emulator.stop()
+
+
+def _secrets_key() -> dict[str, str]:
+    """The gateway's setting for sealing channel keys: the key file, made now if it is new, so a
+    broken one stops the launch with its reason; or the KMS key named in the environment."""
+    if os.environ.get("TOKENWAY_KMS_KEY_ID"):
+        print(f"Channel keys      sealed with the emulator's KMS key {os.environ['TOKENWAY_KMS_KEY_ID']}")
+        return {}
+    key_file = Path(os.environ.get("TOKENWAY_SECRETS_KEY_FILE") or DATA_DIR / "secrets.key")
+    try:
+        load_key_file(key_file)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"cannot use the key file for channel keys: {exc}") from None
+    print(f"Channel keys      sealed with the key in {key_file}")
+    return {"TOKENWAY_SECRETS_KEY_FILE": str(key_file)}
 
 
 def _wait_until_serving(url: str, gateway: subprocess.Popen[bytes], timeout_s: float = 60) -> None:

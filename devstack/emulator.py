@@ -1,6 +1,6 @@
 """Local AWS for development and tests: an in-process moto server, provisioned from infra/template.yaml.
 
-`Emulator` serves DynamoDB, S3, Firehose, IAM and CloudFormation on loopback.
+`Emulator` serves DynamoDB, S3, Firehose, IAM, KMS and CloudFormation on loopback.
 `provision` creates the stack from the production template, and creates with
 boto3 the resources moto's CloudFormation cannot, so the local resources have
 the names, keys and indexes that AWS would give them.
@@ -80,7 +80,7 @@ class _QuietHandler(MotoRequestHandler):
 
 
 class Emulator:
-    """An in-process moto server that serves DynamoDB, S3, Firehose, IAM and CloudFormation on loopback.
+    """An in-process moto server that serves DynamoDB, S3, Firehose, IAM, KMS and CloudFormation on loopback.
 
     moto's state belongs to the process, not to the server: every emulator
     started in one process sees the same tables, buckets and stacks.
@@ -366,10 +366,20 @@ def _enable_time_to_live(clients: ClientsFactory, properties: dict[str, Any], na
         )
 
 
+def _put_key_policy(clients: ClientsFactory, properties: dict[str, Any], key_id: str) -> None:
+    # moto's CloudFormation keeps a KeyPolicy given as an object (as templates give it) unserialized,
+    # and its KMS then fails every call on the key with a 500; KMS's own API takes the JSON text.
+    policy = properties.get("KeyPolicy")
+    if policy is not None:
+        policy_text = policy if isinstance(policy, str) else json.dumps(policy)
+        clients("kms").put_key_policy(KeyId=key_id, PolicyName="default", Policy=policy_text)
+
+
 # Resource type → a step applying properties that moto's CloudFormation accepts
-# but ignores, given the resolved properties and the physical id.
+# but ignores or keeps wrongly, given the resolved properties and the physical id.
 _BOTO3_COMPLETERS: dict[str, Callable[[ClientsFactory, dict[str, Any], str], None]] = {
     "AWS::DynamoDB::Table": _enable_time_to_live,
+    "AWS::KMS::Key": _put_key_policy,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -53,7 +53,9 @@ class _Input(BaseModel):
 class ChannelInput(_Input):
     name: StrictStr = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
     base_url: StrictStr
-    api_key: StrictStr = Field(min_length=1)
+    # Sent as a header value: printable ASCII without spaces, so no HTTP library ever refuses it
+    # (h11, for one, would put the whole value in its error message). Never in a repr.
+    api_key: StrictStr = Field(min_length=1, max_length=4096, pattern=r"^[!-~]+$", repr=False)
     kind: Literal["openai", "anthropic"] = "openai"
 
     @field_validator("base_url")
@@ -69,6 +71,26 @@ class ImagePriceInput(_Input):
     quality: StrictStr = Field(min_length=1, max_length=32)
     size: StrictStr = Field(min_length=1, max_length=32)
     per_image: _Usd
+
+
+@dataclass(frozen=True)
+class AddedChannel:
+    """A channel as the admin API shows it: its key only as a hint."""
+
+    name: str
+    base_url: str
+    kind: str
+    api_key_hint: str
+
+
+def secret_hint(secret: str) -> str:
+    """What may be shown of an upstream key: its first five and last four characters, fewer for a short key
+    (`sk-up…wxyz`), so that at most a third of it is ever shown."""
+    if len(secret) >= 27:
+        return f"{secret[:5]}…{secret[-4:]}"
+    if len(secret) >= 12:
+        return f"…{secret[-4:]}"
+    return "…"
 
 
 class ModelInput(_Input):
@@ -176,12 +198,13 @@ class Admin:
         if not hmac.compare_digest(token.encode(), self._token.encode()):
             raise AdminAuthError("Invalid admin token.")
 
-    def add_channel(self, body: Any) -> Channel:
+    def add_channel(self, body: Any) -> AddedChannel:
+        """Create or replace a channel; its key is stored sealed and shown back only as a hint."""
         data: ChannelInput = parse(ChannelInput, body)
         channel = Channel(name=data.name, base_url=data.base_url, api_key=data.api_key, kind=data.kind)
         self._catalog_repo.put_channel(channel)
         self._catalog.invalidate()
-        return channel
+        return AddedChannel(channel.name, channel.base_url, channel.kind, secret_hint(channel.api_key))
 
     def add_model(self, body: Any) -> ModelEntry:
         """Create or update a model; naming a channel it already has updates that route,

@@ -39,7 +39,8 @@ def _authorized() -> tuple[Gateway, Any]:
 def add_channel() -> Response:
     gateway, body = _authorized()
     channel = gateway.admin.add_channel(body)
-    return json_response({"name": channel.name, "base_url": channel.base_url, "kind": channel.kind}, status=201)
+    return json_response({"name": channel.name, "base_url": channel.base_url, "kind": channel.kind,
+                          "api_key_hint": channel.api_key_hint}, status=201)
 
 
 @admin_routes.route("/admin/models", methods=["POST"], content_types=ANY_CONTENT_TYPE)

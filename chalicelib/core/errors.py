@@ -20,6 +20,7 @@ GatewayError
 │   ├── UpstreamUnavailable     502 upstream_error (5xx, refused connection, malformed body)
 │   └── UpstreamTimeout         504 upstream_error / upstream_timeout
 ├── StorageError                503 api_error / storage_unavailable
+│   └── SecretUnreadable        a stored secret that does not decrypt (its channel is skipped, not served)
 └── InternalError               500 api_error (anything unexpected; details are logged, not sent)
 """
 
@@ -142,6 +143,11 @@ class StorageError(GatewayError):
     status = 503
     type = "api_error"
     code = "storage_unavailable"
+
+
+class SecretUnreadable(StorageError):
+    """A sealed secret that does not open: altered, moved from its owner, or sealed under another key.
+    Storage reports it and leaves the owner out; it never reaches a client."""
 
 
 class InternalError(GatewayError):

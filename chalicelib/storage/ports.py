@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from chalicelib.core.domain import (
@@ -90,7 +92,8 @@ class CatalogRepo(ABC):
     """Operator-configured channels and models (the built-in catalog lives in code)."""
 
     @abstractmethod
-    def put_channel(self, channel: Channel) -> None: ...
+    def put_channel(self, channel: Channel) -> None:
+        """Store the channel, its API key sealed (never in plain text); StorageError if it cannot be sealed."""
 
     @abstractmethod
     def put_model(self, model: ModelEntry) -> None: ...
@@ -100,7 +103,34 @@ class CatalogRepo(ABC):
 
     @abstractmethod
     def load(self) -> tuple[list[Channel], list[ModelEntry], list[Group]]:
-        """Every configured channel, model and group, in one read."""
+        """Every configured channel, model and group, in one read. A channel whose key does not open
+        (altered, moved to another name, sealed under another key) is left out, and the reason logged."""
+
+
+@dataclass(frozen=True)
+class DataKey:
+    """A fresh 256-bit key for one secret, in the clear and wrapped under the key-encryption key."""
+
+    plaintext: bytes = field(repr=False)
+    wrapped: bytes
+
+
+class KeyWrapper(ABC):
+    """The keeper of the key-encryption key (KMS, or a local key file): it makes data keys and unwraps them,
+    and the key-encryption key itself never leaves it. `context` (the secret's owner) is bound to each
+    wrapped key: unwrapping under another context fails."""
+
+    # Stored beside each wrapped key, so a secret sealed by another keeper is reported as such.
+    name: str
+
+    @abstractmethod
+    def generate(self, context: Mapping[str, str]) -> DataKey:
+        """A new data key; StorageError if the keeper cannot be reached."""
+
+    @abstractmethod
+    def unwrap(self, wrapped: bytes, context: Mapping[str, str]) -> bytes:
+        """The data key; SecretUnreadable if it was not wrapped by this keeper under this context,
+        StorageError if the keeper cannot be reached."""
 
 
 class WalletRepo(ABC):

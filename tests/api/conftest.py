@@ -60,6 +60,7 @@ def stack(emulator: Emulator) -> Iterator[Stack]:
         resource_prefix=PREFIX, aws_endpoint_url=emulator.endpoint_url, aws_region="us-east-1",
         admin_token=ADMIN_TOKEN, key_cache_ttl_s=0, catalog_cache_ttl_s=0, upstream_timeout_s=10,
         signups_per_ip=100_000,  # every test customer signs up from 127.0.0.1
+        kms_key_id=outputs["SecretsKeyAlias"],  # channel keys sealed with the template's KMS key
     )
     deps.use_gateway(deps.build_gateway(settings))
     from app import app

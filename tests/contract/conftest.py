@@ -3,6 +3,7 @@ DynamoDB (moto), with tables provisioned from infra/template.yaml."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,8 @@ from chalicelib.storage.memory.login_attempt_repo import InMemoryLoginAttemptRep
 from chalicelib.storage.memory.session_repo import InMemorySessionRepo
 from chalicelib.storage.memory.wallet_repo import InMemoryWalletRepo
 from chalicelib.storage.ports import AccountRepo, CatalogRepo, KeyRepo, LoginAttemptRepo, SessionRepo, WalletRepo
+from chalicelib.storage.secrets.envelope import SecretSealer
+from chalicelib.storage.secrets.local import KEY_BYTES, LocalKeyWrapper
 from devstack.emulator import provision
 from tests.conftest import TEMPLATE
 
@@ -67,7 +70,7 @@ def _dynamodb(client: Any) -> Repos:
         DynamoKeyRepo(client, name("keys")),
         DynamoWalletRepo(client, accounts=name("accounts"), holds=name("holds"), ledger=name("ledger"),
                          keys=name("keys")),
-        DynamoCatalogRepo(client, name("catalog")),
+        DynamoCatalogRepo(client, name("catalog"), sealer=SecretSealer(LocalKeyWrapper(os.urandom(KEY_BYTES)))),
         sessions=DynamoSessionRepo(client, name("sessions")),
         login_attempts=DynamoLoginAttemptRepo(client, name("login-attempts")),
         dynamodb=client,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import threading
@@ -17,6 +18,7 @@ from devstack.emulator import DEFAULT_TEMPLATE, Emulator, ProvisioningError, pro
 OUTPUT_NAMES = {
     "AccountsTableName", "KeysTableName", "LedgerTableName", "HoldsTableName", "CatalogTableName",
     "UsageBucketName", "UsageStreamName", "EmailsTableName", "SessionsTableName", "LoginAttemptsTableName",
+    "SecretsKeyArn", "SecretsKeyAlias",
 }
 USAGE_PREFIX = "usage/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/"
 
@@ -98,6 +100,18 @@ def test_provisioning_creates_the_tables_bucket_and_stream(provisioned: Provisio
     # The role is the stack's, so its ARN resolved from a real resource.
     role_name = destination["RoleARN"].rsplit("/", 1)[1]
     assert provisioned.emulator.client("iam").get_role(RoleName=role_name)["Role"]["Arn"] == destination["RoleARN"]
+
+
+def test_the_secrets_key_is_aliased_from_the_prefix_and_rotated(provisioned: Provisioned) -> None:
+    kms = provisioned.emulator.client("kms")
+    assert provisioned.outputs["SecretsKeyAlias"] == f"alias/{provisioned.prefix}-secrets"
+    key = kms.describe_key(KeyId=provisioned.outputs["SecretsKeyAlias"])["KeyMetadata"]
+    assert key["Arn"] == provisioned.outputs["SecretsKeyArn"]
+    assert key["KeyUsage"] == "ENCRYPT_DECRYPT" and key["KeySpec"] == "SYMMETRIC_DEFAULT"
+    assert kms.get_key_rotation_status(KeyId=key["KeyId"])["KeyRotationEnabled"] is True
+    # The key policy leaves access to the account's IAM policies, as the template says.
+    policy = json.loads(kms.get_key_policy(KeyId=key["KeyId"], PolicyName="default")["Policy"])
+    assert [s["Principal"] for s in policy["Statement"]] == [{"AWS": "arn:aws:iam::123456789012:root"}]
 
 
 def test_the_console_tables_have_their_keys_and_time_to_live(provisioned: Provisioned) -> None:

@@ -1,27 +1,47 @@
-"""The operator's catalog on DynamoDB: table `catalog`."""
+"""The operator's catalog on DynamoDB: table `catalog`.
+
+A channel's API key is stored sealed (storage/secrets), in base64: `api_key_sealed`
+(the AES-256-GCM ciphertext), `api_key_data_key` (its data key, wrapped by KMS or
+the local key file), and `api_key_wrapped_by` (`kms` or `local`). A channel item written
+before keys were sealed carries `api_key` in plain text: it is still read, and
+sealed in place the first time it is.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import logging
 from decimal import Decimal
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from chalicelib.core.domain import Channel, Group, ImagePrice, ModelEntry, ModelKind, Prices, Route
-from chalicelib.storage.dynamodb.common import read_all, storage_errors, to_item
+from chalicelib.core.errors import StorageError
+from chalicelib.storage.dynamodb.common import is_condition_failure, read_all, storage_errors, to_item
 from chalicelib.storage.ports import CatalogRepo
+from chalicelib.storage.secrets.channels import ChannelKeys
+from chalicelib.storage.secrets.envelope import Sealed, SecretSealer
+
+log = logging.getLogger(__name__)
 
 
 class DynamoCatalogRepo(CatalogRepo):
     """Table `catalog`: partition `kind` ("channel", "model" or "group"), sort key `name`."""
 
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(self, client: Any, table: str, *, sealer: SecretSealer) -> None:
         self._client = client
         self._table = table
+        self._keys = ChannelKeys(sealer)
 
     def put_channel(self, channel: Channel) -> None:
+        sealed = self._keys.seal(channel.name, channel.api_key)
         with storage_errors("save the channel"):
+            # The whole item is replaced, so a key once stored in plain text goes with it.
             self._client.put_item(TableName=self._table, Item=to_item({
                 "kind": "channel", "name": channel.name, "base_url": channel.base_url,
-                "api_key": channel.api_key, "channel_kind": channel.kind,
+                "channel_kind": channel.kind, **_sealed_values(sealed),
             }))
 
     def put_model(self, model: ModelEntry) -> None:
@@ -52,10 +72,7 @@ class DynamoCatalogRepo(CatalogRepo):
     def load(self) -> tuple[list[Channel], list[ModelEntry], list[Group]]:
         # The catalog is small: one scan reads channels and models together.
         items = self._scan()
-        channels = [
-            Channel(name=v["name"], base_url=v["base_url"], api_key=v["api_key"], kind=v.get("channel_kind", "openai"))
-            for v in items["channel"]
-        ]
+        channels = [channel for channel in map(self._channel, items["channel"]) if channel is not None]
         models = [
             ModelEntry(
                 name=v["name"],
@@ -78,6 +95,43 @@ class DynamoCatalogRepo(CatalogRepo):
             for v in items["group"]
         ]
         return channels, models, groups
+
+    def _channel(self, values: dict[str, Any]) -> Channel | None:
+        """The channel with its key opened; None if the key does not open (reported by ChannelKeys)."""
+        name = values["name"]
+        if "api_key_sealed" in values:
+            api_key = self._keys.open(name, _sealed(values))
+            if api_key is None:
+                return None
+        else:
+            api_key = values["api_key"]
+            self._seal_in_place(name, api_key)
+        return Channel(name=name, base_url=values["base_url"], api_key=api_key,
+                       kind=values.get("channel_kind", "openai"))
+
+    def _seal_in_place(self, name: str, api_key: str) -> None:
+        """Replace a key stored in plain text with its sealed form. Best effort: on failure the
+        channel is still served, and the next load tries again."""
+        try:
+            sealed = self._keys.seal(name, api_key)
+            values = to_item({":plain": api_key, **{f":{k}": v for k, v in _sealed_values(sealed).items()}})
+            self._client.update_item(
+                TableName=self._table, Key=to_item({"kind": "channel", "name": name}),
+                UpdateExpression="SET api_key_sealed = :api_key_sealed, api_key_data_key = :api_key_data_key, "
+                                 "api_key_wrapped_by = :api_key_wrapped_by REMOVE api_key",
+                # A channel the operator re-added since this read keeps its new key: only the
+                # plain-text item read here is replaced.
+                ConditionExpression="api_key = :plain",
+                ExpressionAttributeValues=values,
+            )
+            log.info("channel `%s`: its API key, stored in plain text, is now sealed", name)
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                log.warning("channel `%s`: its API key is stored in plain text and could not be sealed (%s)",
+                            name, exc.response.get("Error", {}).get("Code"))
+        except (BotoCoreError, StorageError) as exc:
+            log.warning("channel `%s`: its API key is stored in plain text and could not be sealed (%s)",
+                        name, type(exc).__name__)
 
     def _scan(self) -> dict[str, list[dict[str, Any]]]:
         by_kind: dict[str, list[dict[str, Any]]] = {"channel": [], "model": [], "group": []}
@@ -105,3 +159,19 @@ def _prices(values: dict[str, Any]) -> Prices:
         per_image=values.get("per_image", 0),
         image_prices=tuple(ImagePrice(**entry) for entry in values.get("image_prices", ())),
     )
+
+
+# Base64 text rather than binary attributes: items stay plain JSON for exports and tools.
+def _sealed_values(sealed: Sealed) -> dict[str, Any]:
+    return {"api_key_sealed": base64.b64encode(sealed.ciphertext).decode(),
+            "api_key_data_key": base64.b64encode(sealed.wrapped_key).decode(),
+            "api_key_wrapped_by": sealed.wrapped_by}
+
+
+def _sealed(values: dict[str, Any]) -> Sealed:
+    try:
+        ciphertext = base64.b64decode(values["api_key_sealed"], validate=True)
+        wrapped_key = base64.b64decode(values["api_key_data_key"], validate=True)
+    except (KeyError, TypeError, binascii.Error):
+        ciphertext = wrapped_key = b""  # does not open; reported as unreadable
+    return Sealed(ciphertext, wrapped_key, str(values.get("api_key_wrapped_by", "")))
