@@ -13,7 +13,7 @@ stderr as one `error: …` line, with exit status 1 (gateway or network) or 2 (u
         --input-per-1m 0.28 --cached-input-per-1m 0.028 --output-per-1m 0.42 --context-window 128000
     tokenway model add gpt-image-1 --channel openai --per-image 0.04
     tokenway account create ops@example.com
-    tokenway wallet credit acct_0123 25.00 --note "first top-up"
+    tokenway wallet credit acct_0123 25.00 --note "first top-up" --reference invoice-2041
     tokenway wallet show acct_0123
     tokenway key create acct_0123 laptop --group default
     tokenway key list acct_0123
@@ -78,7 +78,7 @@ def account_create(args: argparse.Namespace) -> Call:
 
 def wallet_credit(args: argparse.Namespace) -> Call:
     return "POST", f"/admin/accounts/{_segment(args.account_id)}/credit", {"amount_usd": args.usd,
-                                                                           **_given(args, ("note",))}
+                                                                           **_given(args, ("note", "reference"))}
 
 
 def wallet_show(args: argparse.Namespace) -> Call:
@@ -162,10 +162,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("account", "create", account_create, "create a customer account")
     sub.add_argument("email")
 
-    sub = command("wallet", "credit", wallet_credit, "add USD to an account's wallet")
+    sub = command("wallet", "credit", wallet_credit, "add USD to an account's wallet, once per reference")
     sub.add_argument("account_id")
     sub.add_argument("usd", metavar="USD")
     sub.add_argument("--note")
+    sub.add_argument("--reference", help="credits once: repeating the command with it changes nothing "
+                                         "(default: a new credit each time)")
 
     sub = command("wallet", "show", wallet_show, "show an account's balance")
     sub.add_argument("account_id")
