@@ -13,6 +13,7 @@ from botocore.config import Config as BotoConfig
 
 from chalicelib.admin.operations import Admin
 from chalicelib.billing.holds import Billing
+from chalicelib.billing.wallet import Wallet
 from chalicelib.catalog.catalog import Catalog
 from chalicelib.config import Settings
 from chalicelib.identity.accounts import Accounts
@@ -45,6 +46,7 @@ class Gateway:
     keys: KeyAuthenticator
     relay: Relay
     billing: Billing
+    wallet: Wallet
     admin: Admin
     console: ConsoleAuth
     accounts: Accounts
@@ -92,6 +94,7 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
                       channel_kinds=frozenset(adapters))
     hasher = KeyHasher(settings.key_pepper.get_secret_value() if settings.key_pepper else None)
     billing = Billing(wallets, keys_repo, now_ms=now_ms, hold_ttl_ms=settings.hold_grace_s * 1000)
+    wallet = Wallet(wallets, now_ms=now_ms)
     relay = Relay(
         catalog, billing, adapters,
         FirehoseUsageSink(aws_client(session, settings, "firehose"), settings.usage_stream_name),
@@ -101,7 +104,8 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
     admin = Admin(
         token=settings.admin_token.get_secret_value() if settings.admin_token else None,
         accounts=accounts_repo,
-        wallets=wallets, catalog_repo=catalog_repo, catalog=catalog, key_manager=key_manager, now_ms=now_ms,
+        wallets=wallets, wallet=wallet, catalog_repo=catalog_repo, catalog=catalog, key_manager=key_manager,
+        now_ms=now_ms,
     )
     console = ConsoleAuth(DynamoSessionRepo(dynamodb, settings.table_name("sessions")), accounts_repo, now_ms,
                           ttl_s=settings.session_ttl_s)
@@ -113,6 +117,7 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
         keys=KeyAuthenticator(keys_repo, hasher, ttl_s=settings.key_cache_ttl_s),
         relay=relay,
         billing=billing,
+        wallet=wallet,
         admin=admin,
         console=console,
         accounts=Accounts(accounts_repo, console, limiter, PasswordHasher(), now_ms),

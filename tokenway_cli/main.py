@@ -15,7 +15,7 @@ stderr as one `error: …` line, with exit status 1 (gateway or network) or 2 (u
     tokenway model add my-gpt --channel openai --upstream-model gpt-4o --input-per-1m 2.50 \\
         --output-per-1m 10 --max-output-tokens 16384 --cap-field max_completion_tokens --pass-through service_tier
     tokenway account create ops@example.com
-    tokenway wallet credit acct_0123 25.00 --note "first top-up"
+    tokenway wallet credit acct_0123 25.00 --note "first top-up" --reference invoice-2041
     tokenway wallet show acct_0123
     tokenway key create acct_0123 laptop --group default
     tokenway key list acct_0123
@@ -94,7 +94,7 @@ def account_create(args: argparse.Namespace) -> Call:
 
 def wallet_credit(args: argparse.Namespace) -> Call:
     return "POST", f"/admin/accounts/{_segment(args.account_id)}/credit", {"amount_usd": args.usd,
-                                                                           **_given(args, ("note",))}
+                                                                           **_given(args, ("note", "reference"))}
 
 
 def wallet_show(args: argparse.Namespace) -> Call:
@@ -188,10 +188,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("account", "create", account_create, "create a customer account")
     sub.add_argument("email")
 
-    sub = command("wallet", "credit", wallet_credit, "add USD to an account's wallet")
+    sub = command("wallet", "credit", wallet_credit, "add USD to an account's wallet, once per reference")
     sub.add_argument("account_id")
     sub.add_argument("usd", metavar="USD")
     sub.add_argument("--note")
+    sub.add_argument("--reference", help="credits once: repeating the command with it changes nothing "
+                                         "(default: a new credit each time)")
 
     sub = command("wallet", "show", wallet_show, "show an account's balance")
     sub.add_argument("account_id")

@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
+from chalicelib.billing.wallet import MAX_NOTE_LENGTH, MAX_REFERENCE_LENGTH, Wallet
 from chalicelib.catalog.catalog import (
     BUILTIN_MODELS,
     DEFAULT_MAX_OUTPUT_TOKENS,
@@ -27,9 +28,10 @@ from chalicelib.core.domain import (
     ApiKey,
     Balance,
     Channel,
+    Credited,
+    CreditKind,
     Group,
     ImagePrice,
-    LedgerEntry,
     ModelEntry,
     ModelKind,
     Prices,
@@ -122,7 +124,9 @@ class AccountInput(_Input):
 
 class CreditInput(_Input):
     amount_usd: _Usd
-    note: StrictStr | None = Field(None, max_length=200)
+    note: StrictStr | None = Field(None, max_length=MAX_NOTE_LENGTH)
+    # The same reference credits once; without one, each call is a new credit.
+    reference: StrictStr | None = Field(None, min_length=1, max_length=MAX_REFERENCE_LENGTH)
 
 
 class GroupInput(_Input):
@@ -180,11 +184,13 @@ def _pass_through(fields: list[str] | None, kind: ModelKind) -> tuple[str, ...] 
 
 
 class Admin:
-    def __init__(self, *, token: str | None, accounts: AccountRepo, wallets: WalletRepo, catalog_repo: CatalogRepo,
-                 catalog: Catalog, key_manager: KeyManager, now_ms: Callable[[], int]) -> None:
+    def __init__(self, *, token: str | None, accounts: AccountRepo, wallets: WalletRepo, wallet: Wallet,
+                 catalog_repo: CatalogRepo, catalog: Catalog, key_manager: KeyManager,
+                 now_ms: Callable[[], int]) -> None:
         self._token = token
         self._accounts = accounts
         self._wallets = wallets
+        self._wallet = wallet
         self._catalog_repo = catalog_repo
         self._catalog = catalog
         self._key_manager = key_manager
@@ -260,17 +266,16 @@ class Admin:
         self._accounts.create(account)
         return account
 
-    def credit(self, account_id: str, body: Any) -> Balance:
+    def credit(self, account_id: str, body: Any) -> Credited:
+        """Credit the wallet, once per reference (a fresh one when none is given)."""
         data: CreditInput = parse(CreditInput, body)
         amount = _units(data.amount_usd, "amount_usd")
         if amount == 0:
             raise InvalidRequest("amount_usd must be greater than zero.", param="amount_usd")
-        self._account(account_id)
-        now = self._now_ms()
-        return self._wallets.credit(LedgerEntry(
-            account_id=account_id, entry_id=f"{now:013d}#credit_{uuid.uuid4().hex}", kind="credit",
-            amount=amount, created_at=now, note=data.note or "operator credit",
-        ))
+        if data.reference is not None and not data.reference.strip():
+            raise InvalidRequest("reference must not be blank.", param="reference")
+        reference = data.reference or f"operator-{uuid.uuid4().hex}"
+        return self._wallet.credit(account_id, amount, reference, CreditKind.OPERATOR, data.note or "operator credit")
 
     def wallet(self, account_id: str) -> Balance:
         self._account(account_id)

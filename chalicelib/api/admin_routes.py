@@ -8,7 +8,7 @@ from chalice import Blueprint, Response
 
 from chalicelib.api.console import console_principal
 from chalicelib.api.http import ANY_CONTENT_TYPE, json_response, openai_errors, read_json
-from chalicelib.api.render import account_json, group_json, key_json, model_json, wallet_json
+from chalicelib.api.render import account_json, credit_json, group_json, key_json, model_json, wallet_json
 from chalicelib.deps import Gateway, get_gateway
 from chalicelib.identity.sessions import COOKIE_NAME, SESSION_PREFIX
 from chalicelib.keys.auth import bearer_token
@@ -91,7 +91,7 @@ def change_account(account_id: str) -> Response:
 @openai_errors
 def credit_wallet(account_id: str) -> Response:
     gateway, body = _authorized()
-    return json_response(wallet_json(account_id, gateway.admin.credit(account_id, body)))
+    return json_response(credit_json(account_id, gateway.admin.credit(account_id, body)))
 
 
 @admin_routes.route("/admin/accounts/{account_id}/wallet", methods=["GET"])

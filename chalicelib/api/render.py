@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.core.domain import Account, ApiKey, Balance, Group, ModelEntry
+from chalicelib.core.domain import Account, ApiKey, Balance, Credited, Group, ModelEntry
 from chalicelib.core.money import units_to_usd
 
 
@@ -28,7 +28,7 @@ def key_json(key: ApiKey) -> dict[str, Any]:
         "last_used_at": iso(key.last_used_at),
         "expires_at": iso(key.expires_at),
         "quota_usd": None if key.quota is None else units_to_usd(key.quota),
-        "quota_left_usd": None if key.quota_left is None else units_to_usd(max(0, key.quota_left)),
+        "quota_left_usd": None if key.quota_left is None else units_to_usd(key.quota_left),
         "spent_usd": units_to_usd(key.spent),
         "models": list(key.models),
         "allowed_ips": list(key.cidrs),
@@ -64,6 +64,19 @@ def wallet_json(account_id: str, balance: Balance) -> dict[str, Any]:
         "balance_usd": units_to_usd(balance.total),
         "held_usd": units_to_usd(balance.held),
         "available_usd": units_to_usd(balance.available),
+        # What settlements could not charge (beyond their holds), in total: the operator's loss.
+        "shortfall_usd": units_to_usd(balance.shortfall),
+    }
+
+
+def credit_json(account_id: str, credited: Credited) -> dict[str, Any]:
+    """A credit's outcome: the wallet after it, and the credit (the first one, if `applied` is false)."""
+    entry = credited.entry
+    return {
+        **wallet_json(account_id, credited.balance),
+        "applied": credited.applied,
+        "credit": {"entry_id": entry.entry_id, "kind": entry.kind, "amount_usd": units_to_usd(entry.amount),
+                   "reference": entry.reference, "note": entry.note, "created_at": iso(entry.created_at)},
     }
 
 

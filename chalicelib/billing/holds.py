@@ -120,7 +120,10 @@ class Billing:
         )
         settlement = self._wallets.settle(hold, cost, entry)
         if settlement.shortfall:
-            log.warning("request %s cost %d units more than the wallet held", hold.request_id, settlement.shortfall)
+            # Beyond its hold, a request is charged only what the wallet and the key's quota
+            # still have; the rest is the operator's loss, totalled on the account.
+            log.warning("request %s of account %s (key %s): shortfall of %d units (cost %d, charged %d)",
+                        hold.request_id, hold.account_id, key_id, settlement.shortfall, cost, settlement.charged)
         return settlement
 
     def release(self, reservation: Reservation) -> None:
@@ -131,8 +134,12 @@ class Billing:
             log.exception("could not release hold %s; the sweeper will", reservation.hold.request_id)
 
     def sweep(self) -> int:
-        """Release every hold past its expiry (left by a crashed or timed-out run); how many."""
+        """Release every hold past its expiry (left by a crashed or timed-out run), on its key's
+        current item even if the key was regenerated since; how many."""
         released = 0
         for hold in self._wallets.expired_holds(self._now_ms()):
-            released += self._wallets.release(hold)
+            try:
+                released += self._wallets.release(hold)
+            except StorageError:
+                log.exception("could not release expired hold %s; the next sweep will", hold.request_id)
         return released

@@ -170,6 +170,9 @@ class Balance:
     available: int
     held: int
     status: str = "active"  # the account's
+    # Running total of what settlements could not charge (beyond the hold, more than
+    # the wallet had or the key's quota allowed): the operator's loss on this account.
+    shortfall: int = 0
 
     @property
     def total(self) -> int:
@@ -190,13 +193,24 @@ class Hold:
     key_quota: bool = False  # whether the amount also counts against the key's quota
 
 
+class CreditKind(enum.StrEnum):
+    """Where a credit comes from; the ledger entry's `kind`, and part of its id."""
+
+    OPERATOR = "operator"  # the admin API and CLI
+    PAYMENT = "payment"  # a payment provider's event
+    REFUND = "refund"
+    REDEMPTION = "redemption"  # a redemption code
+    BONUS = "bonus"  # a top-up tier's bonus
+
+
 @dataclass(frozen=True)
 class LedgerEntry:
     """One change of a wallet's balance: positive credits, negative charges."""
 
     account_id: str
+    # Begins with the entry's 13-digit epoch-ms time, so an account's entries sort oldest first.
     entry_id: str
-    kind: str  # "credit" | "charge"
+    kind: str  # "charge", or a CreditKind ("credit" on entries written before credit kinds)
     amount: int
     created_at: int  # epoch ms
     request_id: str | None = None
@@ -207,12 +221,24 @@ class LedgerEntry:
     note: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # A credit's reference (a payment event id, an operator's own): it credits once.
+    reference: str | None = None
 
 
 class HoldResult(enum.Enum):
     HELD = "held"
     WALLET_SHORT = "wallet_short"  # not enough available, or the account is not active
     KEY_REFUSED = "key_refused"  # the key is not active, has expired, is over its quota or is gone
+
+
+@dataclass(frozen=True)
+class Credited:
+    """The outcome of a credit: its ledger entry and the balance after it. `applied` is False
+    when the reference had credited before; `entry` is then that first credit's entry."""
+
+    entry: LedgerEntry
+    balance: Balance
+    applied: bool
 
 
 @dataclass(frozen=True)

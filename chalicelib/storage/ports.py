@@ -13,6 +13,7 @@ from chalicelib.core.domain import (
     Balance,
     Channel,
     ConsoleSession,
+    Credited,
     Group,
     Hold,
     HoldResult,
@@ -81,11 +82,14 @@ class KeyRepo(ABC):
     def save_settings(self, key: ApiKey) -> ApiKey:
         """Store the settings of `key` (name, group, status, expiry, quota, models, networks),
         keeping its counters; a quota set or changed restarts `quota_left` from what is spent
-        and reserved. The key as stored."""
+        and reserved. Saved on the key's current item, also if it was regenerated since `key`
+        was read. The key as stored."""
 
     @abstractmethod
     def replace_hash(self, key: ApiKey, key_hash: str, hint: str) -> ApiKey:
-        """Move the key to a new secret: the old hash stops working at once."""
+        """Move the key, with its settings and counters exactly as they are, to a new secret: the
+        old hash stops working at once, and holds placed under it still settle and release on the
+        key. Conflict if the key stays too busy to copy; NotFound if there is no such key."""
 
 
 class CatalogRepo(ABC):
@@ -134,13 +138,17 @@ class KeyWrapper(ABC):
 
 
 class WalletRepo(ABC):
-    """Balances, holds and the ledger. Every write keeps these invariants:
+    """Balances, holds, the ledger, and the key counters that move with them. Every write keeps
+    these invariants:
 
     - `available` never goes below zero;
+    - a key's spend never passes its quota: `quota_left` never goes below zero;
     - the sum of an account's ledger entries equals `available + held` once
       no hold is open (a hold moves money from available to held, and its
       settlement writes the one ledger entry of the charge);
-    - a hold is settled or released exactly once.
+    - a hold is settled or released exactly once, and counted on its key's current
+      item even if the key was regenerated meanwhile;
+    - a credit's claim credits once.
     """
 
     @abstractmethod
@@ -148,8 +156,10 @@ class WalletRepo(ABC):
         """The wallet's balance (zero for an unknown account)."""
 
     @abstractmethod
-    def credit(self, entry: LedgerEntry) -> Balance:
-        """Add `entry.amount` (> 0) to the wallet and record it; the new balance."""
+    def credit(self, entry: LedgerEntry, *, claim: str | None = None) -> Credited:
+        """Add `entry.amount` (> 0) to the wallet and record `entry`, once per `claim` across all
+        accounts (without one, once per entry id). If the claim was taken before, nothing is written
+        and the entry that took it comes back, with `applied` False. NotFound if no account."""
 
     @abstractmethod
     def hold(self, hold: Hold) -> HoldResult:
@@ -158,10 +168,11 @@ class WalletRepo(ABC):
 
     @abstractmethod
     def settle(self, hold: Hold, cost: int, entry: LedgerEntry) -> Settlement:
-        """Close the hold and charge `cost`: from the hold first, then from what is
-        available, never below zero. `entry` is the ledger entry to write, whose
-        amount and shortfall are filled in here. A second settle of the same hold
-        charges nothing more."""
+        """Close the hold and charge `cost`: from the hold first, then beyond it only as far as
+        both the wallet's available balance and the key's remaining quota allow; the rest is the
+        shortfall, recorded on `entry` and added to the account's running total. `entry` is the
+        ledger entry to write, whose amount and shortfall are filled in here. A second settle
+        of the same hold charges nothing more."""
 
     @abstractmethod
     def release(self, hold: Hold) -> bool:

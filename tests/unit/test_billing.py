@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
@@ -149,3 +150,22 @@ def test_the_affordable_output_is_the_largest_cap_whose_hold_fits(available):
         return
     assert quote.amount(tokens) <= available
     assert tokens == 500 or quote.amount(tokens + 1) > available
+
+def test_a_shortfall_is_logged_with_its_request_and_totalled_on_the_account(billing, wallets, caplog):
+    quote = Quote(Prices(input_per_1m=10**6), Usage(prompt_tokens=100))
+    reservation = billing.reserve("r-short", KEY, quote, timeout_s=1)
+    with caplog.at_level(logging.WARNING, logger="chalicelib.billing.holds"):
+        settlement = billing.settle(reservation, 1_500, model="m", key_id="key_1")
+    assert (settlement.charged, settlement.shortfall) == (1_000, 500)
+    assert wallets.balance("acct_1").shortfall == 500
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "r-short" in warning and "acct_1" in warning and "shortfall of 500 units" in warning
+
+
+def test_the_sweeper_releases_holds_of_a_key_regenerated_since_on_the_key(billing, wallets, keys, clock):
+    billing.reserve("r1", KEY, Quote(Prices(input_per_1m=10**6), Usage(prompt_tokens=100)), timeout_s=1)
+    keys.replace_hash(KEY, "h2", "sk-new…")
+    clock["now"] += 2_500
+    assert billing.sweep() == 1
+    assert keys.get_by_hash("h2").reserved == 0
+    assert (wallets.balance("acct_1").available, wallets.balance("acct_1").held) == (1_000, 0)

@@ -1,6 +1,7 @@
 import pytest
 
 from chalicelib.admin.operations import Admin
+from chalicelib.billing.wallet import Wallet
 from chalicelib.catalog.catalog import BUILTIN_MODELS, DEFAULT_MAX_OUTPUT_TOKENS, Catalog
 from chalicelib.core.domain import Channel, ModelEntry, ModelKind
 from chalicelib.core.errors import InvalidRequest
@@ -63,7 +64,7 @@ def admin_for(world: World) -> Admin:
     return Admin(token="t", accounts=InMemoryAccountRepo(world.wallets), wallets=world.wallets,
                  catalog_repo=world.catalog_repo, catalog=world.catalog,
                  key_manager=KeyManager(world.keys, world.catalog, KeyHasher(), now_ms=lambda: world.time_ms),
-                 now_ms=lambda: world.time_ms)
+                 wallet=Wallet(world.wallets, now_ms=lambda: world.time_ms), now_ms=lambda: world.time_ms)
 
 
 def test_an_operator_chat_model_without_a_max_output_gets_the_default_and_sends_it(world):

@@ -172,6 +172,15 @@ def test_wallet_credit_without_a_note(gateway: Gateway) -> None:
     assert_sent(run, "POST", "/admin/accounts/acct_1/credit", {"amount_usd": "0.1"})
 
 
+def test_wallet_credit_with_a_reference_prints_whether_it_applied(gateway: Gateway) -> None:
+    answer = {**WALLET, "applied": False, "credit": {"entry_id": "0000000005000#credit#operator#ab",
+                                                      "reference": "invoice-2041", "amount_usd": "25.00"}}
+    gateway.reply = httpx.Response(200, json=answer)
+    run = gateway.run("wallet", "credit", "acct_1", "25", "--reference", "invoice-2041")
+    assert_sent(run, "POST", "/admin/accounts/acct_1/credit", {"amount_usd": "25", "reference": "invoice-2041"})
+    assert run.printed == answer
+
+
 def test_wallet_show(gateway: Gateway) -> None:
     gateway.reply = httpx.Response(200, json=WALLET)
     run = gateway.run("wallet", "show", "acct_1")

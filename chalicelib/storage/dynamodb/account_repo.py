@@ -17,24 +17,23 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from chalicelib.core.domain import Account
-from chalicelib.core.errors import Conflict, EmailTaken, NotFound, StorageError
+from chalicelib.core.errors import Conflict, EmailTaken, NotFound
 from chalicelib.storage.dynamodb.common import (
+    ConditionFailed,
+    TransactionCancelled,
+    TransactItem,
     fields_of,
     from_item,
-    is_condition_failure,
     read_all,
     storage_errors,
     to_item,
+    transact,
 )
 from chalicelib.storage.ports import AccountRepo, matches_search, oldest_first
 
-_CREATE_ATTEMPTS = 4
 # No account has this id (ids start with `acct_`).
 _NO_ACCOUNT = "-"
-
 
 
 class DynamoAccountRepo(AccountRepo):
@@ -51,32 +50,25 @@ class DynamoAccountRepo(AccountRepo):
 
     def create(self, account: Account) -> None:
         values = {**dataclasses.asdict(account), "groups": list(account.groups), "available": 0, "held": 0}
-        request = [
-            {"Put": {"TableName": self._table, "Item": to_item(values),
-                     "ConditionExpression": "attribute_not_exists(account_id)"}},
-            # Invariant: one account per email.
-            {"Put": {"TableName": self._emails,
-                     "Item": to_item({"email": account.email.lower(), "account_id": account.account_id}),
-                     "ConditionExpression": "attribute_not_exists(email)"}},
-        ]
-        for attempt in range(_CREATE_ATTEMPTS):
-            try:
-                self._client.transact_write_items(TransactItems=request)
-                return
-            except ClientError as exc:
-                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-                if len(reasons) == 2 and reasons[1] == "ConditionalCheckFailed":
-                    raise EmailTaken(f"Another account has the email {account.email}.", param="email") from exc
-                if reasons and reasons[0] == "ConditionalCheckFailed":
-                    raise Conflict(f"account {account.account_id} already exists") from exc
-                # Another sign-up with the same email at the same moment: the retry
-                # finds its claim (or succeeds if that one failed).
-                if "TransactionConflict" in reasons and attempt + 1 < _CREATE_ATTEMPTS:
-                    self._sleep(0.01 * 2**attempt)
-                    continue
-                raise StorageError("storage failed to create the account") from exc
-            except BotoCoreError as exc:
-                raise StorageError("storage is unreachable (create the account)") from exc
+        try:
+            # Another sign-up with the same email at the same moment collides
+            # (TransactionConflict): `transact` tries again, and the retry finds
+            # that one's claim (or succeeds if it failed).
+            transact(self._client, [
+                TransactItem("account", {"Put": {
+                    "TableName": self._table, "Item": to_item(values),
+                    # Invariant: an account is created once; its wallet starts empty.
+                    "ConditionExpression": "attribute_not_exists(account_id)"}}),
+                TransactItem("email", {"Put": {
+                    "TableName": self._emails,
+                    "Item": to_item({"email": account.email.lower(), "account_id": account.account_id}),
+                    # Invariant: one account per email.
+                    "ConditionExpression": "attribute_not_exists(email)"}}),
+            ], action="create the account", sleep=self._sleep)
+        except TransactionCancelled as exc:
+            if "email" in exc:
+                raise EmailTaken(f"Another account has the email {account.email}.", param="email") from exc
+            raise Conflict(f"account {account.account_id} already exists") from exc
 
     def get(self, account_id: str) -> Account | None:
         # Consistent: a password change must end every session at once, so the
@@ -117,21 +109,19 @@ class DynamoAccountRepo(AccountRepo):
 
     def _update(self, account_id: str, expression: str, names: dict[str, str], values: dict[str, Any]) -> Account:
         try:
-            reply = self._client.update_item(
-                TableName=self._table,
-                Key=to_item({"account_id": account_id}),
-                UpdateExpression=expression,
-                ConditionExpression="attribute_exists(account_id)",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=to_item(values),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                raise NotFound(f"No account `{account_id}`.", param="account_id") from exc
-            raise StorageError("storage failed to update the account") from exc
-        except BotoCoreError as exc:
-            raise StorageError("storage is unreachable (update the account)") from exc
+            with storage_errors("update the account"):
+                reply = self._client.update_item(
+                    TableName=self._table,
+                    Key=to_item({"account_id": account_id}),
+                    UpdateExpression=expression,
+                    # Only an existing account is changed: an update must not create one.
+                    ConditionExpression="attribute_exists(account_id)",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=to_item(values),
+                    ReturnValues="ALL_NEW",
+                )
+        except ConditionFailed as exc:
+            raise NotFound(f"No account `{account_id}`.", param="account_id") from exc
         return _account(from_item(reply["Attributes"]))
 
 

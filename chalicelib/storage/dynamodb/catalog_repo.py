@@ -15,11 +15,9 @@ import logging
 from decimal import Decimal
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from chalicelib.core.domain import Channel, Group, ImagePrice, ModelEntry, ModelKind, Prices, Route
 from chalicelib.core.errors import StorageError
-from chalicelib.storage.dynamodb.common import is_condition_failure, read_all, storage_errors, to_item
+from chalicelib.storage.dynamodb.common import ConditionFailed, read_all, storage_errors, to_item
 from chalicelib.storage.ports import CatalogRepo
 from chalicelib.storage.secrets.channels import ChannelKeys
 from chalicelib.storage.secrets.envelope import Sealed, SecretSealer
@@ -115,23 +113,22 @@ class DynamoCatalogRepo(CatalogRepo):
         try:
             sealed = self._keys.seal(name, api_key)
             values = to_item({":plain": api_key, **{f":{k}": v for k, v in _sealed_values(sealed).items()}})
-            self._client.update_item(
-                TableName=self._table, Key=to_item({"kind": "channel", "name": name}),
-                UpdateExpression="SET api_key_sealed = :api_key_sealed, api_key_data_key = :api_key_data_key, "
-                                 "api_key_wrapped_by = :api_key_wrapped_by REMOVE api_key",
-                # A channel the operator re-added since this read keeps its new key: only the
-                # plain-text item read here is replaced.
-                ConditionExpression="api_key = :plain",
-                ExpressionAttributeValues=values,
-            )
+            with storage_errors("seal the channel's key"):
+                self._client.update_item(
+                    TableName=self._table, Key=to_item({"kind": "channel", "name": name}),
+                    UpdateExpression="SET api_key_sealed = :api_key_sealed, api_key_data_key = :api_key_data_key, "
+                                     "api_key_wrapped_by = :api_key_wrapped_by REMOVE api_key",
+                    # A channel the operator re-added since this read keeps its new key: only the
+                    # plain-text item read here is replaced.
+                    ConditionExpression="api_key = :plain",
+                    ExpressionAttributeValues=values,
+                )
             log.info("channel `%s`: its API key, stored in plain text, is now sealed", name)
-        except ClientError as exc:
-            if not is_condition_failure(exc):
-                log.warning("channel `%s`: its API key is stored in plain text and could not be sealed (%s)",
-                            name, exc.response.get("Error", {}).get("Code"))
-        except (BotoCoreError, StorageError) as exc:
+        except ConditionFailed:
+            pass  # re-added meanwhile, sealed
+        except StorageError as exc:
             log.warning("channel `%s`: its API key is stored in plain text and could not be sealed (%s)",
-                        name, type(exc).__name__)
+                        name, exc.message)
 
     def _scan(self) -> dict[str, list[dict[str, Any]]]:
         by_kind: dict[str, list[dict[str, Any]]] = {"channel": [], "model": [], "group": []}

@@ -1,27 +1,43 @@
 """API keys on DynamoDB: table `keys`, key `key_hash` (the relay's one lookup), with
-indexes `account-index` (account_id, created_at) and `key-id-index` (key_id)."""
+indexes `account-index` (account_id, created_at) and `key-id-index` (key_id).
+
+Two kinds of item share the table:
+- a key: its settings and counters, and `revision`, moved on by every write to the item
+  (settings here, holds and settlements in the wallet), so that a copy of it can be made
+  on condition that nothing changed since it was read;
+- a forwarding item `{key_hash, moved_to}`, left at the old hash when a key is
+  regenerated. It has no `key_id`, `status` or `account_id`, so it is in neither index,
+  no secret authenticates with it and no hold can be placed on it; it lets a request in
+  flight during the regeneration settle or release on the key's current item.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from chalicelib.core.domain import ApiKey
-from chalicelib.core.errors import Conflict, NotFound, StorageError
+from chalicelib.core.errors import Conflict, NotFound
 from chalicelib.storage.dynamodb.common import (
+    ConditionFailed,
+    TransactionCancelled,
+    TransactItem,
     fields_of,
     from_item,
-    is_condition_failure,
     put_new,
     read_all,
     storage_errors,
     to_item,
+    transact,
 )
 from chalicelib.storage.ports import KeyRepo
 
 _SETTINGS = ("name", "group", "status", "expires_at", "quota", "models", "cidrs")
-_SAVE_ATTEMPTS = 5
+_SAVE_ATTEMPTS = 8
+# A key regenerated more often than this while one request was in flight loses that
+# request's counts on the key (its account still pays).
+MAX_FORWARDS = 16
 
 
 def key_item(key: ApiKey) -> dict[str, Any]:
@@ -33,20 +49,23 @@ def key_from_item(values: dict[str, Any]) -> ApiKey:
                               "cidrs": tuple(values.get("cidrs", ()))})
 
 
+def is_forward(values: dict[str, Any]) -> bool:
+    """Whether a keys item is the forwarding item a regenerated key left at its old hash."""
+    return "moved_to" in values
+
+
 class DynamoKeyRepo(KeyRepo):
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(self, client: Any, table: str, *, sleep: Callable[[float], None] = time.sleep) -> None:
         self._client = client
         self._table = table
+        self._sleep = sleep
 
     def create(self, key: ApiKey) -> None:
-        put_new(self._client, self._table, key_item(key), "key_hash", "key already exists")
+        put_new(self._client, self._table, {**key_item(key), "revision": 0}, "key_hash", "key already exists")
 
     def get_by_hash(self, key_hash: str, *, consistent: bool = False) -> ApiKey | None:
-        with storage_errors("read the key"):
-            reply = self._client.get_item(TableName=self._table, Key=to_item({"key_hash": key_hash}),
-                                          ConsistentRead=consistent)
-        item = reply.get("Item")
-        return key_from_item(from_item(item)) if item else None
+        values = self._read(key_hash, consistent=consistent)
+        return None if values is None or is_forward(values) else key_from_item(values)
 
     def get_by_id(self, key_id: str) -> ApiKey | None:
         items = read_all(self._client.query, "read the key", TableName=self._table, IndexName="key-id-index",
@@ -60,10 +79,8 @@ class DynamoKeyRepo(KeyRepo):
         return [key_from_item(item) for item in items]
 
     def save_settings(self, key: ApiKey) -> ApiKey:
-        for _ in range(_SAVE_ATTEMPTS):
-            current = self.get_by_hash(key.key_hash, consistent=True)
-            if current is None:
-                raise NotFound(f"No key `{key.key_id}`.", param="key_id")
+        for attempt in range(_SAVE_ATTEMPTS):
+            current = key_from_item(self._current(key))
             sets: dict[str, Any] = {name: getattr(key, name) for name in _SETTINGS if getattr(key, name) is not None}
             removes = [name for name in _SETTINGS if getattr(key, name) is None]
             unchanged: dict[str, int] = {}
@@ -74,40 +91,74 @@ class DynamoKeyRepo(KeyRepo):
                 # condition makes sure no request moved either in between.
                 sets["quota_left"] = key.quota - current.spent - current.reserved
                 unchanged = {"spent": current.spent, "reserved": current.reserved}
-            names = {f"#{name}": name for name in [*sets, *removes, *unchanged]}
+            names = {f"#{name}": name for name in [*sets, *removes, *unchanged, "key_id", "revision"]}
             values = {f":{name}": list(v) if isinstance(v, tuple) else v for name, v in sets.items()}
             values.update({f":was_{name}": v for name, v in unchanged.items()})
-            condition = " AND ".join(["attribute_exists(key_hash)", *(f"#{n} = :was_{n}" for n in unchanged)])
+            values[":one"] = 1
+            # Invariant: settings are written to a key, never to the forwarding item
+            # of a regenerated one (which has no key_id): the retry follows it.
+            condition = " AND ".join(["attribute_exists(#key_id)", *(f"#{n} = :was_{n}" for n in unchanged)])
             expression = "SET " + ", ".join(f"#{name} = :{name}" for name in sets)
             if removes:
                 expression += " REMOVE " + ", ".join(f"#{name}" for name in removes)
+            expression += " ADD #revision :one"
             try:
-                reply = self._client.update_item(
-                    TableName=self._table, Key=to_item({"key_hash": key.key_hash}), UpdateExpression=expression,
-                    ConditionExpression=condition, ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=to_item(values), ReturnValues="ALL_NEW")
+                with storage_errors("save the key"):
+                    reply = self._client.update_item(
+                        TableName=self._table, Key=to_item({"key_hash": current.key_hash}),
+                        UpdateExpression=expression, ConditionExpression=condition, ExpressionAttributeNames=names,
+                        ExpressionAttributeValues=to_item(values), ReturnValues="ALL_NEW")
                 return key_from_item(from_item(reply["Attributes"]))
-            except ClientError as exc:
-                if not is_condition_failure(exc):
-                    raise StorageError("storage failed to save the key") from exc
-            except BotoCoreError as exc:
-                raise StorageError("storage is unreachable (key)") from exc
+            except ConditionFailed:
+                self._sleep(0.005 * 2**attempt)
         raise Conflict("The key is in use; try again.")
 
     def replace_hash(self, key: ApiKey, key_hash: str, hint: str) -> ApiKey:
-        current = self.get_by_hash(key.key_hash, consistent=True)
-        if current is None:
-            raise NotFound(f"No key `{key.key_id}`.", param="key_id")
-        moved = ApiKey(**{**current.__dict__, "key_hash": key_hash, "hint": hint})
-        try:
-            self._client.transact_write_items(TransactItems=[
-                {"Put": {"TableName": self._table, "Item": to_item(key_item(moved)),
-                         "ConditionExpression": "attribute_not_exists(key_hash)"}},
-                {"Delete": {"TableName": self._table, "Key": to_item({"key_hash": current.key_hash}),
-                            "ConditionExpression": "attribute_exists(key_hash)"}},
-            ])
-        except ClientError as exc:
-            raise StorageError("storage failed to regenerate the key") from exc
-        except BotoCoreError as exc:
-            raise StorageError("storage is unreachable (key)") from exc
-        return moved
+        for attempt in range(_SAVE_ATTEMPTS):
+            item = self._current(key)
+            revision = item.get("revision")
+            moved = {**item, "key_hash": key_hash, "hint": hint, "revision": (revision or 0) + 1}
+            unchanged = {"ConditionExpression": "attribute_exists(#key_id) AND attribute_not_exists(#revision)"}
+            if revision is not None:
+                unchanged = {"ConditionExpression": "attribute_exists(#key_id) AND #revision = :revision",
+                             "ExpressionAttributeValues": {":revision": {"N": str(revision)}}}
+            try:
+                transact(self._client, [
+                    TransactItem("new", {"Put": {
+                        "TableName": self._table, "Item": to_item(moved),
+                        # Invariant: a hash names one key.
+                        "ConditionExpression": "attribute_not_exists(key_hash)"}}),
+                    TransactItem("current", {"Put": {
+                        "TableName": self._table,
+                        "Item": to_item({"key_hash": item["key_hash"], "moved_to": key_hash}),
+                        # Invariant: a key's counters and settings are exact across a
+                        # regeneration: the copy is of the item as it is now (no hold,
+                        # settlement or settings change since it was read).
+                        **unchanged,
+                        "ExpressionAttributeNames": {"#key_id": "key_id", "#revision": "revision"}}}),
+                ], action="regenerate the key", sleep=self._sleep)
+                return key_from_item(moved)
+            except TransactionCancelled as exc:
+                if "new" in exc:
+                    raise Conflict("key already exists") from exc
+                self._sleep(0.005 * 2**attempt)
+        raise Conflict("The key is in use; try again.")
+
+    def _read(self, key_hash: str, *, consistent: bool) -> dict[str, Any] | None:
+        with storage_errors("read the key"):
+            reply = self._client.get_item(TableName=self._table, Key=to_item({"key_hash": key_hash}),
+                                          ConsistentRead=consistent)
+        item = reply.get("Item")
+        return from_item(item) if item else None
+
+    def _current(self, key: ApiKey) -> dict[str, Any]:
+        """The key's item as it is now, following it if it was regenerated since `key` was read."""
+        key_hash = key.key_hash
+        for _ in range(MAX_FORWARDS):
+            values = self._read(key_hash, consistent=True)
+            if values is None:
+                break
+            if not is_forward(values):
+                return values
+            key_hash = values["moved_to"]
+        raise NotFound(f"No key `{key.key_id}`.", param="key_id")

@@ -1,24 +1,47 @@
 """The wallet on DynamoDB: balances, holds, the ledger and key counters, moved together by transactions.
 
 Where things live:
-- `accounts` item: `available` (spendable units) and `held` (reserved by requests in flight);
+- `accounts` item: `available` (spendable units), `held` (reserved by requests in flight)
+  and `shortfall` (running total of what settlements could not charge);
 - `holds` table: one item per open hold, key `request_id`;
-- `ledger` table: partition `account_id`, sort `entry_id`; one item per credit or charge;
+- `ledger` table: partition `account_id`, sort `entry_id` (the entry's 13-digit time first,
+  so an account's entries sort oldest first); one item per credit or charge. A credit's
+  claim is an item of the same table in a partition of its own, `account_id` = the
+  claim (`credit#<kind>#<sha256 of the reference>`, never an account id) and
+  `entry_id` = "claim", so it is unique across accounts and no account's ledger sees it;
 - `keys` item: `reserved` (held by its requests in flight), `spent`, `quota_left` (while a
-  quota is set), request and token counters, `last_used_at`.
+  quota is set: quota - spent - reserved), request and token counters, `last_used_at`,
+  `revision`. A regenerated key leaves `{key_hash, moved_to}` at its old hash.
 
 A hold's timeline:
 
     hold()     account: available -= amount, held += amount      (active, and available >= amount)
-               key: reserved += amount, quota_left -= amount     (active, unexpired, within quota)
+               key: reserved += amount, quota_left -= amount     (active, unexpired, quota_left >= amount)
                holds[request_id] created
        │
-       ├── settle()   holds[request_id] deleted; account: held -= amount, available += amount - charged;
-       │              ledger entry -charged; key: reserved -= amount, spent += charged,
-       │              quota_left += amount - charged, requests and tokens counted
-       └── release()  holds[request_id] deleted; account: held -= amount, available += amount;
-                      key: reserved -= amount, quota_left += amount
-                      (on an upstream failure, or by the sweeper once the hold expired)
+       ├── settle(cost)   charged = min(cost, amount + available, amount + quota_left): beyond the
+       │                  hold, only what both the wallet and the key's quota still have
+       │                  holds[request_id] deleted; account: held -= amount,
+       │                  available += amount - charged, shortfall += cost - charged;
+       │                  ledger entry -charged (with its shortfall); key: reserved -= amount,
+       │                  spent += charged, quota_left += amount - charged, requests and tokens
+       │                  counted             (available >= charged - amount, quota_left >= charged - amount)
+       └── release()      holds[request_id] deleted; account: held -= amount, available += amount;
+                          key: reserved -= amount, quota_left += amount
+                          (on an upstream failure, or by the sweeper once the hold expired)
+
+Settle and release write the key's counters on its current item: if the key was
+regenerated meanwhile, the condition on the old hash fails, the cancellation returns
+the forwarding item, and the retry writes at `moved_to`. Every refusal returns the
+refused item as it was (ReturnValuesOnConditionCheckFailure), so a retry needs no reads;
+the usual hold and settle are one transaction each.
+
+A credit's timeline (once per claim):
+
+    credit()   account: available += amount                      (the account exists)
+               ledger entry +amount                              (its id is new)
+               claim created, naming the entry                   (the claim is new)
+       └── the claim exists already: nothing is written; the entry that took it is returned
 """
 
 from __future__ import annotations
@@ -27,23 +50,24 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from chalicelib.core.domain import Balance, Hold, HoldResult, LedgerEntry, Settlement
+from chalicelib.core.domain import Balance, Credited, Hold, HoldResult, LedgerEntry, Settlement
 from chalicelib.core.errors import NotFound, StorageError
-from chalicelib.storage.dynamodb.common import from_item, read_all, storage_errors, to_item
+from chalicelib.storage.dynamodb.common import (
+    TransactionCancelled,
+    TransactItem,
+    from_item,
+    read_all,
+    storage_errors,
+    to_item,
+    transact,
+)
+from chalicelib.storage.dynamodb.key_repo import MAX_FORWARDS, is_forward
 from chalicelib.storage.ports import WalletRepo
 
-_MAX_SETTLE_ATTEMPTS = 6
-_MAX_CONFLICT_RETRIES = 4
-
-
-class _Cancelled(Exception):
-    """A transaction was cancelled; `failed` holds the roles of the items whose condition failed."""
-
-    def __init__(self, failed: set[str]) -> None:
-        super().__init__(failed)
-        self.failed = failed
+# Each retry follows something that changed: the hold closed, the balance or the
+# key's quota moved, the key regenerated (at most MAX_FORWARDS times).
+_MAX_ATTEMPTS = MAX_FORWARDS + 8
+_CLAIM_SORT = "claim"
 
 
 class DynamoWalletRepo(WalletRepo):
@@ -62,23 +86,32 @@ class DynamoWalletRepo(WalletRepo):
                 TableName=self._accounts,
                 Key=to_item({"account_id": account_id}),
                 ConsistentRead=True,
-                ProjectionExpression="available, held, #status",
+                ProjectionExpression="available, held, shortfall, #status",
                 ExpressionAttributeNames={"#status": "status"},
             )
         values = from_item(reply.get("Item", {}))
-        return Balance(values.get("available", 0), values.get("held", 0), values.get("status", "missing"))
+        return Balance(values.get("available", 0), values.get("held", 0), values.get("status", "missing"),
+                       values.get("shortfall", 0))
 
-    def credit(self, entry: LedgerEntry) -> Balance:
+    def credit(self, entry: LedgerEntry, *, claim: str | None = None) -> Credited:
+        items = [self._move(entry.account_id, available=entry.amount), self._put_entry(entry)]
+        if claim is not None:
+            items.append(TransactItem("claim", {"Put": {
+                "TableName": self._ledger,
+                "Item": to_item({"account_id": claim, "entry_id": _CLAIM_SORT, "claimed_by": entry.account_id,
+                                 "claimed_entry": entry.entry_id}),
+                # Invariant: a credit's reference credits once, across all accounts.
+                "ConditionExpression": "attribute_not_exists(entry_id)",
+            }}))
         try:
-            self._transact([
-                self._move(entry.account_id, available=entry.amount),
-                self._put_entry(entry),
-            ])
-        except _Cancelled as exc:
-            if "account" in exc.failed:
-                raise NotFound(f"no account {entry.account_id}", param="account_id") from exc
-            raise StorageError(f"ledger entry {entry.entry_id} already exists") from exc
-        return self.balance(entry.account_id)
+            self._transact(items, "credit the wallet")
+        except TransactionCancelled as exc:
+            if "account" in exc:
+                raise NotFound(f"No account `{entry.account_id}`.", param="account_id") from exc
+            first = self._claimed_entry(claim) if claim is not None else self._entry(entry.account_id,
+                                                                                      entry.entry_id)
+            return Credited(first, self.balance(first.account_id), applied=False)
+        return Credited(entry, self.balance(entry.account_id), applied=True)
 
     def hold(self, hold: Hold) -> HoldResult:
         try:
@@ -86,68 +119,67 @@ class DynamoWalletRepo(WalletRepo):
                 # Invariant: a balance never goes below zero. Only an active account holds.
                 self._move(hold.account_id, available=-hold.amount, held=hold.amount, need=hold.amount,
                            active=True),
-                {"_role": "hold", "Put": {
+                TransactItem("hold", {"Put": {
                     "TableName": self._holds,
                     "Item": to_item(hold.__dict__),
+                    # Invariant: a request holds once.
                     "ConditionExpression": "attribute_not_exists(request_id)",
-                }},
+                }}),
                 self._reserve_on_key(hold),
-            ])
-        except _Cancelled as exc:
-            return HoldResult.KEY_REFUSED if "key" in exc.failed else HoldResult.WALLET_SHORT
+            ], "hold")
+        except TransactionCancelled as exc:
+            return HoldResult.KEY_REFUSED if "key" in exc else HoldResult.WALLET_SHORT
         return HoldResult.HELD
 
     def settle(self, hold: Hold, cost: int, entry: LedgerEntry) -> Settlement:
         held = hold.amount  # becomes 0 if the hold turns out to be closed already
-        charged = cost
-        count_on_key = True
-        for _ in range(_MAX_SETTLE_ATTEMPTS):
+        key = _KeyTarget(hold.key_hash, hold.key_quota)
+        available: int | None = None  # as last seen, once the account refused
+        for _ in range(_MAX_ATTEMPTS):
+            limits = [available, key.quota_left if key.quota else None]
+            charged = min([cost, *(held + max(0, limit) for limit in limits if limit is not None)])
             shortfall = cost - charged
-            items = []
-            if held:
-                items.append(self._close_hold(hold))
+            items = [self._close_hold(hold)] if held else []
             # Invariant: a balance never goes below zero; what the hold does not
             # cover must be available.
             items.append(self._move(hold.account_id, available=held - charged, held=-held,
-                                    need=max(0, charged - held)))
+                                    need=charged - held, shortfall=shortfall))
             if charged or shortfall:
                 # Invariant: a request is charged once; its entry id is derived from the request.
                 items.append(self._put_entry(_fill(entry, charged, shortfall)))
-            if count_on_key:
-                items.append(self._settle_on_key(hold, held=held, charged=charged, entry=entry))
+            if key.key_hash is not None:
+                items.append(self._count_on_key(key, held=held, charged=charged, entry=entry))
             try:
-                self._transact(items)
+                self._transact(items, "settle")
                 return Settlement(charged=charged, shortfall=shortfall)
-            except _Cancelled as exc:
-                failed = exc.failed
-            if "entry" in failed:
-                # Settled before: charge nothing more, only give back a hold still open.
-                self.release(hold)
-                return Settlement(charged=0, shortfall=0)
-            if "hold" in failed:
-                held = 0  # released meanwhile (expired): charge from what is available
-            if "account" in failed:
-                charged = min(cost, held + self.balance(hold.account_id).available)
-            if "key" in failed:
-                count_on_key = False  # the key was deleted or regenerated; its account still pays
+            except TransactionCancelled as exc:
+                if "entry" in exc:
+                    # Settled before: charge nothing more, only give back a hold still open.
+                    self.release(hold)
+                    return Settlement(charged=0, shortfall=0)
+                if "hold" in exc:
+                    held = 0  # released meanwhile (expired): charge from what is available
+                if "account" in exc:
+                    available = _available(exc.failed["account"], hold)
+                if "key" in exc:
+                    key = key.follow(exc.failed["key"])
         raise StorageError(f"could not settle request {hold.request_id}")
 
     def release(self, hold: Hold) -> bool:
-        items = [
-            self._close_hold(hold),
-            self._move(hold.account_id, available=hold.amount, held=-hold.amount),
-            self._settle_on_key(hold, held=hold.amount, charged=0, entry=None),
-        ]
-        for _ in range(2):
+        key = _KeyTarget(hold.key_hash, hold.key_quota)
+        for _ in range(_MAX_ATTEMPTS):
+            items = [self._close_hold(hold), self._move(hold.account_id, available=hold.amount, held=-hold.amount)]
+            if key.key_hash is not None:
+                items.append(self._count_on_key(key, held=hold.amount, charged=0, entry=None))
             try:
-                self._transact(items)
+                self._transact(items, "release")
                 return True
-            except _Cancelled as exc:
-                if "hold" in exc.failed:
+            except TransactionCancelled as exc:
+                if "hold" in exc:
                     return False
-                if "key" not in exc.failed:
-                    raise StorageError(f"could not release request {hold.request_id}") from exc
-            items = items[:2]  # the key is gone: release the wallet's part alone
+                if "account" in exc:
+                    raise StorageError(f"account {hold.account_id} of request {hold.request_id} is missing") from exc
+                key = key.follow(exc.failed["key"])
         raise StorageError(f"could not release request {hold.request_id}")
 
     def ledger(self, account_id: str) -> list[LedgerEntry]:
@@ -161,14 +193,33 @@ class DynamoWalletRepo(WalletRepo):
                          FilterExpression="expires_at <= :now", ExpressionAttributeValues={":now": {"N": str(now)}})
         return [Hold(**item) for item in items]
 
-    # Transaction items. "_role" names each item for reading cancellation
-    # reasons; it is stripped before sending.
+    def _entry(self, account_id: str, entry_id: str) -> LedgerEntry:
+        with storage_errors("read the ledger"):
+            reply = self._client.get_item(TableName=self._ledger, ConsistentRead=True,
+                                          Key=to_item({"account_id": account_id, "entry_id": entry_id}))
+        if "Item" not in reply:
+            raise StorageError(f"ledger entry {entry_id} is missing")
+        return LedgerEntry(**from_item(reply["Item"]))
 
-    def _move(self, account_id: str, *, available: int, held: int = 0, need: int = 0,
-              active: bool = False) -> dict[str, Any]:
+    def _claimed_entry(self, claim: str) -> LedgerEntry:
+        """The ledger entry written with a claim (the claim and its entry are written together)."""
+        with storage_errors("read the claim"):
+            reply = self._client.get_item(TableName=self._ledger, ConsistentRead=True,
+                                          Key=to_item({"account_id": claim, "entry_id": _CLAIM_SORT}))
+        if "Item" not in reply:
+            raise StorageError(f"claim {claim} is missing")
+        values = from_item(reply["Item"])
+        return self._entry(values["claimed_by"], values["claimed_entry"])
+
+    # Transaction items, each named by its role for reading cancellations.
+
+    def _move(self, account_id: str, *, available: int, held: int = 0, need: int = 0, active: bool = False,
+              shortfall: int = 0) -> TransactItem:
+        # Money moves only on an existing account: an update must not create one.
         condition = "attribute_exists(account_id)"
         names = {"#available": "available", "#held": "held"}
         values = {":available": {"N": str(available)}, ":held": {"N": str(held)}}
+        expression = "SET #available = #available + :available, #held = #held + :held"
         if need > 0:
             condition += " AND #available >= :need"
             values[":need"] = {"N": str(need)}
@@ -176,38 +227,45 @@ class DynamoWalletRepo(WalletRepo):
             condition += " AND #status = :active"
             names["#status"] = "status"
             values[":active"] = {"S": "active"}
-        return {"_role": "account", "Update": {
+        if shortfall:
+            expression += " ADD #shortfall :shortfall"
+            names["#shortfall"] = "shortfall"
+            values[":shortfall"] = {"N": str(shortfall)}
+        return TransactItem("account", {"Update": {
             "TableName": self._accounts,
             "Key": to_item({"account_id": account_id}),
-            "UpdateExpression": "SET #available = #available + :available, #held = #held + :held",
+            "UpdateExpression": expression,
             "ConditionExpression": condition,
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
-        }}
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }})
 
-    def _close_hold(self, hold: Hold) -> dict[str, Any]:
-        # Invariant: a hold is settled or released exactly once.
-        return {"_role": "hold", "Delete": {
+    def _close_hold(self, hold: Hold) -> TransactItem:
+        return TransactItem("hold", {"Delete": {
             "TableName": self._holds,
             "Key": to_item({"request_id": hold.request_id}),
+            # Invariant: a hold is settled or released exactly once.
             "ConditionExpression": "attribute_exists(request_id)",
-        }}
+        }})
 
-    def _put_entry(self, entry: LedgerEntry) -> dict[str, Any]:
-        return {"_role": "entry", "Put": {
+    def _put_entry(self, entry: LedgerEntry) -> TransactItem:
+        return TransactItem("entry", {"Put": {
             "TableName": self._ledger,
             "Item": to_item(entry.__dict__),
+            # Invariant: an entry is written once (a charge's id comes from its request).
             "ConditionExpression": "attribute_not_exists(entry_id)",
-        }}
+        }})
 
-    def _reserve_on_key(self, hold: Hold) -> dict[str, Any]:
+    def _reserve_on_key(self, hold: Hold) -> TransactItem:
         """The key's part of a hold: it must be active and unexpired, and within its quota."""
         names = {"#status": "status", "#expires_at": "expires_at", "#reserved": "reserved",
-                 "#last_used_at": "last_used_at"}
+                 "#last_used_at": "last_used_at", "#revision": "revision"}
         values = {":active": {"S": "active"}, ":now": {"N": str(hold.created_at)},
-                  ":amount": {"N": str(hold.amount)}}
+                  ":amount": {"N": str(hold.amount)}, ":one": {"N": "1"}}
+        # A forwarding item has no status: a regenerated key's old secret cannot hold.
         condition = "#status = :active AND (attribute_not_exists(#expires_at) OR #expires_at > :now)"
-        add = "#reserved :amount"
+        add = "#reserved :amount, #revision :one"
         if hold.key_quota:
             # Invariant: a key never holds past its quota.
             names["#quota_left"] = "quota_left"
@@ -218,49 +276,73 @@ class DynamoWalletRepo(WalletRepo):
             # A quota set since the key was read: the caller reads it again.
             names["#quota"] = "quota"
             condition += " AND attribute_not_exists(#quota)"
-        return {"_role": "key", "Update": {
+        return TransactItem("key", {"Update": {
             "TableName": self._keys,
             "Key": to_item({"key_hash": hold.key_hash}),
             "UpdateExpression": f"SET #last_used_at = :now ADD {add}",
             "ConditionExpression": condition,
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
-        }}
+        }})
 
-    def _settle_on_key(self, hold: Hold, *, held: int, charged: int, entry: LedgerEntry | None) -> dict[str, Any]:
+    def _count_on_key(self, key: _KeyTarget, *, held: int, charged: int, entry: LedgerEntry | None) -> TransactItem:
         """The key's part of closing a hold: what it reserved goes, what was charged is spent."""
-        counters = {"reserved": -held, "spent": charged}
+        counters = {"reserved": -held, "spent": charged, "revision": 1}
         if entry is not None:
             counters.update(requests=1, prompt_tokens=entry.prompt_tokens, completion_tokens=entry.completion_tokens)
-        if hold.key_quota:
+        if key.quota:
             counters["quota_left"] = held - charged
-        return {"_role": "key", "Update": {
+        names = {f"#{name}": name for name in counters}
+        values = {f":{name}": {"N": str(value)} for name, value in counters.items()}
+        names.update({"#key_id": "key_id", "#quota": "quota"})
+        # The key's current item: a regenerated key's old hash holds a forwarding
+        # item (no key_id), which the retry follows.
+        condition = "attribute_exists(#key_id)"
+        if key.quota:
+            # `quota_left` is kept while, and only while, the key has a quota.
+            condition += " AND attribute_exists(#quota)"
+            if charged > held:
+                # Invariant: a key never spends past its quota (quota_left stays >= 0).
+                condition += " AND #quota_left >= :beyond"
+                values[":beyond"] = {"N": str(charged - held)}
+        else:
+            condition += " AND attribute_not_exists(#quota)"
+        return TransactItem("key", {"Update": {
             "TableName": self._keys,
-            "Key": to_item({"key_hash": hold.key_hash}),
+            "Key": to_item({"key_hash": key.key_hash}),
             "UpdateExpression": "ADD " + ", ".join(f"#{name} :{name}" for name in counters),
-            "ConditionExpression": "attribute_exists(key_hash)",
-            "ExpressionAttributeNames": {f"#{name}": name for name in counters},
-            "ExpressionAttributeValues": {f":{name}": {"N": str(value)} for name, value in counters.items()},
-        }}
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }})
 
-    def _transact(self, items: list[dict[str, Any]]) -> None:
-        request = [{k: v for k, v in item.items() if k != "_role"} for item in items]
-        for attempt in range(_MAX_CONFLICT_RETRIES + 1):
-            try:
-                self._client.transact_write_items(TransactItems=request)
-                return
-            except ClientError as exc:
-                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-                failed = {items[i]["_role"] for i, code in enumerate(reasons) if code == "ConditionalCheckFailed"}
-                if failed:
-                    raise _Cancelled(failed) from exc
-                # Another transaction touched the same item at the same moment: try again.
-                if "TransactionConflict" in reasons and attempt < _MAX_CONFLICT_RETRIES:
-                    self._sleep(0.01 * 2**attempt)
-                    continue
-                raise StorageError("storage failed to write the wallet") from exc
-            except BotoCoreError as exc:
-                raise StorageError("storage is unreachable (wallet)") from exc
+    def _transact(self, items: list[TransactItem], action: str) -> None:
+        transact(self._client, items, action=action, sleep=self._sleep)
+
+
+class _KeyTarget:
+    """Where a closing hold counts on its key, as far as the last refusal told."""
+
+    def __init__(self, key_hash: str | None, quota: bool, quota_left: int | None = None) -> None:
+        self.key_hash = key_hash
+        self.quota = quota
+        self.quota_left = quota_left
+
+    def follow(self, refused: dict[str, Any] | None) -> _KeyTarget:
+        """Where to count next, from the key item that refused the write as it was."""
+        if refused is None:
+            return _KeyTarget(None, False)  # no key under that hash: only its account pays
+        if is_forward(refused):
+            return _KeyTarget(refused["moved_to"], self.quota)
+        quota = "quota" in refused
+        return _KeyTarget(self.key_hash, quota, refused.get("quota_left", 0) if quota else None)
+
+
+def _available(refused: dict[str, Any] | None, hold: Hold) -> int:
+    if refused is None:
+        raise StorageError(f"account {hold.account_id} of request {hold.request_id} is missing")
+    return refused.get("available", 0)
 
 
 def _fill(entry: LedgerEntry, charged: int, shortfall: int) -> LedgerEntry:

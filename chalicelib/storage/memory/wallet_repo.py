@@ -1,32 +1,34 @@
-"""The wallet in memory, for unit tests. One lock makes each write atomic, as
-DynamoDB's transactions are."""
+"""The wallet in memory, for unit tests. The key repository's lock makes each write
+atomic, as DynamoDB's transactions are; see the DynamoDB wallet for the timelines."""
 
 from __future__ import annotations
 
 import dataclasses
-import threading
 
 from chalicelib.core.domain import (
     ApiKey,
     Balance,
+    Credited,
     Hold,
     HoldResult,
     LedgerEntry,
     Settlement,
 )
-from chalicelib.core.errors import Conflict, NotFound
+from chalicelib.core.errors import NotFound
 from chalicelib.storage.memory.key_repo import InMemoryKeyRepo
 from chalicelib.storage.ports import WalletRepo
 
 
 class InMemoryWalletRepo(WalletRepo):
     def __init__(self, keys: InMemoryKeyRepo) -> None:
-        self._lock = threading.Lock()
+        self._lock = keys.lock
         self._available: dict[str, int] = {}
         self._held: dict[str, int] = {}
+        self._shortfall: dict[str, int] = {}
         self._status: dict[str, str] = {}
         self._holds: dict[str, Hold] = {}
         self._ledger: dict[str, dict[str, LedgerEntry]] = {}
+        self._claims: dict[str, tuple[str, str]] = {}  # claim → (account_id, entry_id)
         self._keys = keys
 
     def open(self, account_id: str) -> None:
@@ -43,13 +45,21 @@ class InMemoryWalletRepo(WalletRepo):
         with self._lock:
             return self._balance(account_id)
 
-    def credit(self, entry: LedgerEntry) -> Balance:
+    def credit(self, entry: LedgerEntry, *, claim: str | None = None) -> Credited:
         with self._lock:
             if entry.account_id not in self._available:
-                raise NotFound(f"no account {entry.account_id}", param="account_id")
-            self._record(entry)
+                raise NotFound(f"No account `{entry.account_id}`.", param="account_id")
+            account_id, entry_id = (entry.account_id, entry.entry_id)
+            if claim is not None:
+                account_id, entry_id = self._claims.get(claim, (account_id, entry_id))
+            first = self._ledger.get(account_id, {}).get(entry_id)
+            if first is not None:  # the claim (or the entry id) credited before
+                return Credited(first, self._balance(account_id), applied=False)
+            self._ledger.setdefault(entry.account_id, {})[entry.entry_id] = entry
+            if claim is not None:
+                self._claims[claim] = (entry.account_id, entry.entry_id)
             self._available[entry.account_id] += entry.amount
-            return self._balance(entry.account_id)
+            return Credited(entry, self._balance(entry.account_id), applied=True)
 
     def hold(self, hold: Hold) -> HoldResult:
         with self._lock:
@@ -58,7 +68,7 @@ class InMemoryWalletRepo(WalletRepo):
                 return HoldResult.WALLET_SHORT
             if hold.request_id in self._holds:
                 return HoldResult.WALLET_SHORT
-            key = self._keys.keys.get(hold.key_hash)
+            key = self._keys.keys.get(hold.key_hash)  # not followed: an old secret cannot hold
             if key is None or not _key_can_hold(key, hold):
                 return HoldResult.KEY_REFUSED
             self._available[hold.account_id] = available - hold.amount
@@ -75,12 +85,18 @@ class InMemoryWalletRepo(WalletRepo):
                 self._available[hold.account_id] += held
                 self._unreserve(hold, held, charged=0, entry=None)
                 return Settlement(charged=0, shortfall=0)  # settled before: only give the hold back
-            available = self._available[hold.account_id] + held
-            charged = min(cost, available)
-            self._available[hold.account_id] = available - charged
+            available = self._available[hold.account_id]
+            # Beyond the hold, only what both the wallet and the key's quota still have.
+            charged = min(cost, held + available)
+            key = self._keys.current(hold.key_hash)
+            if key is not None and key.quota is not None:
+                charged = min(charged, held + max(0, key.quota_left or 0))
             settlement = Settlement(charged=charged, shortfall=cost - charged)
+            self._available[hold.account_id] = available + held - charged
+            self._shortfall[hold.account_id] = self._shortfall.get(hold.account_id, 0) + settlement.shortfall
             if charged or settlement.shortfall:
-                self._record(dataclasses.replace(entry, amount=-charged, shortfall=settlement.shortfall))
+                entries = self._ledger.setdefault(hold.account_id, {})
+                entries[entry.entry_id] = dataclasses.replace(entry, amount=-charged, shortfall=settlement.shortfall)
             self._unreserve(hold, held, charged=charged, entry=entry)
             return settlement
 
@@ -104,7 +120,7 @@ class InMemoryWalletRepo(WalletRepo):
 
     def _balance(self, account_id: str) -> Balance:
         return Balance(self._available.get(account_id, 0), self._held.get(account_id, 0),
-                       self._status.get(account_id, "missing"))
+                       self._status.get(account_id, "missing"), self._shortfall.get(account_id, 0))
 
     def _close(self, hold: Hold) -> int | None:
         """Remove the hold if open; the amount it reserved, or None if it was closed."""
@@ -114,22 +130,17 @@ class InMemoryWalletRepo(WalletRepo):
         return hold.amount
 
     def _unreserve(self, hold: Hold, held: int, *, charged: int, entry: LedgerEntry | None) -> None:
-        key = self._keys.keys.get(hold.key_hash)
+        """Count the closed hold on the key's current item (followed if it was regenerated)."""
+        key = self._keys.current(hold.key_hash)
         if key is None:
             return
         changes = {"reserved": key.reserved - held, "spent": key.spent + charged}
         if entry is not None:
             changes.update(requests=key.requests + 1, prompt_tokens=key.prompt_tokens + entry.prompt_tokens,
                            completion_tokens=key.completion_tokens + entry.completion_tokens)
-        if hold.key_quota and key.quota_left is not None:
-            changes["quota_left"] = key.quota_left + held - charged
+        if key.quota is not None:
+            changes["quota_left"] = (key.quota_left or 0) + held - charged
         self._keys.update(key.key_hash, **changes)
-
-    def _record(self, entry: LedgerEntry) -> None:
-        entries = self._ledger.setdefault(entry.account_id, {})
-        if entry.entry_id in entries:
-            raise Conflict(f"ledger entry {entry.entry_id} already exists")
-        entries[entry.entry_id] = entry
 
 
 def _key_can_hold(key: ApiKey, hold: Hold) -> bool:

@@ -1,0 +1,64 @@
+"""Credits: money into a wallet, exactly once per reference.
+
+Every credit names a reference (a payment provider's event id, an operator's
+own, or a fresh one): the same reference never credits twice, however often or
+concurrently it is delivered. Its ledger entry's id is the credit's time then
+its claim, `<13-digit ms>#credit#<kind>#<sha256(reference)>`, so an account's
+ledger stays in time order; the claim alone (without the time) is what storage
+keeps unique, since two deliveries of one reference are not at the same time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+
+from chalicelib.core.domain import Credited, CreditKind, LedgerEntry
+from chalicelib.core.errors import Conflict, InvalidRequest
+from chalicelib.core.money import units_to_usd
+from chalicelib.storage.ports import WalletRepo
+
+log = logging.getLogger(__name__)
+
+MAX_REFERENCE_LENGTH = 200
+MAX_NOTE_LENGTH = 200
+
+
+def credit_claim(kind: CreditKind, reference: str) -> str:
+    """The id that makes a credit unique: its kind and a digest of its reference."""
+    return f"credit#{kind.value}#{hashlib.sha256(reference.encode()).hexdigest()}"
+
+
+class Wallet:
+    def __init__(self, wallets: WalletRepo, *, now_ms: Callable[[], int]) -> None:
+        self._wallets = wallets
+        self._now_ms = now_ms
+
+    def credit(self, account_id: str, amount_units: int, reference: str, kind: CreditKind,
+               note: str | None = None) -> Credited:
+        """Add `amount_units` to the account's wallet once per (`kind`, `reference`); a repeat changes
+        nothing and returns the first credit with `applied` False. Conflict if the reference
+        credited another account or amount; NotFound if there is no such account."""
+        if isinstance(amount_units, bool) or not isinstance(amount_units, int) or amount_units <= 0:
+            raise InvalidRequest("A credit must be a positive whole number of units.", param="amount")
+        if not reference.strip() or len(reference) > MAX_REFERENCE_LENGTH:
+            raise InvalidRequest(f"reference must be 1 to {MAX_REFERENCE_LENGTH} characters.", param="reference")
+        if note is not None and len(note) > MAX_NOTE_LENGTH:
+            raise InvalidRequest(f"note must be at most {MAX_NOTE_LENGTH} characters.", param="note")
+        kind = CreditKind(kind)
+        claim = credit_claim(kind, reference)
+        now = self._now_ms()
+        credited = self._wallets.credit(LedgerEntry(
+            account_id=account_id, entry_id=f"{now:013d}#{claim}", kind=kind.value, amount=amount_units,
+            created_at=now, note=note, reference=reference,
+        ), claim=claim)
+        first = credited.entry
+        if first.account_id != account_id or first.amount != amount_units:
+            raise Conflict(f"The reference `{reference}` was used for a credit of {units_to_usd(first.amount)} USD "
+                           f"to {first.account_id}.", param="reference", code="reference_conflict")
+        if credited.applied:
+            log.info("credited %d units to %s (%s, reference %s)", amount_units, account_id, kind.value, reference)
+        else:
+            log.info("reference %s (%s) credited %s before; nothing changed", reference, kind.value, account_id)
+        return credited
