@@ -13,12 +13,14 @@ stderr as one `error: …` line, with exit status 1 (gateway or network) or 2 (u
         --input-per-1m 0.28 --cached-input-per-1m 0.028 --output-per-1m 0.42 --context-window 128000
     tokenway model add gpt-image-1 --channel openai --per-image 0.04
     tokenway account create ops@example.com
+    tokenway account password-link acct_0123      # a one-time link for its owner to set a password
     tokenway wallet credit acct_0123 25.00 --note "first top-up"
     tokenway wallet show acct_0123
     tokenway key create acct_0123 laptop --group default
     tokenway key list acct_0123
-    tokenway group add pro --multiplier 1.2 --models deepseek-chat,qwen-plus
-    tokenway account groups acct_0123 pro
+    tokenway group add pro --multiplier 0.9 --description "Every model, 10% off"
+    tokenway account groups acct_0123 pro             # pro, and default as before
+    tokenway account groups acct_0123 pro --no-default   # pro only
     tokenway account list --search example.com
     tokenway account disable acct_0123
     tokenway holds sweep
@@ -108,7 +110,14 @@ def account_enable(args: argparse.Namespace) -> Call:
 
 
 def account_groups(args: argparse.Namespace) -> Call:
-    return "PATCH", f"/admin/accounts/{_segment(args.account_id)}", {"groups": args.groups}
+    body: dict[str, Any] = {"groups": args.groups}
+    if args.default is not None:
+        body["default_plan"] = args.default
+    return "PATCH", f"/admin/accounts/{_segment(args.account_id)}", body
+
+
+def account_password_link(args: argparse.Namespace) -> Call:
+    return "POST", f"/admin/accounts/{_segment(args.account_id)}/password-link", None
 
 
 def group_add(args: argparse.Namespace) -> Call:
@@ -180,6 +189,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("account", "groups", account_groups, "set the groups (plans) an account may use")
     sub.add_argument("account_id")
     sub.add_argument("groups", nargs="*", metavar="GROUP")
+    sub.add_argument("--default", action=argparse.BooleanOptionalAction,
+                     help="whether the default plan is one of them too (default: leave as it is)")
+
+    sub = command("account", "password-link", account_password_link,
+                  "a one-time link for the account's owner to set a password (earlier links stop working)")
+    sub.add_argument("account_id")
 
     sub = command("key", "create", key_create, "create an API key (shown only this once)")
     sub.add_argument("account_id")
