@@ -51,13 +51,22 @@ class Settings(BaseSettings):
     # treated as abandoned and released by the sweeper.
     hold_grace_s: int = Field(300, ge=0)
 
-    # Console sign-in: how long a session lasts, and how many failed logins
-    # one account (by email) and one client IP may make per fixed window.
+    # Console sign-in: how long a session lasts, and the failed-login limits
+    # (identity/login_limits.py): per account and client address and per client
+    # address in each window; per account in a day, past which guesses from
+    # addresses the account never logged in from are spaced by a doubling delay.
     session_ttl_s: int = Field(43200, gt=0)
-    login_failures_per_account: int = Field(5, gt=0)
+    login_failures_per_account_ip: int = Field(5, gt=0)
     login_failures_per_ip: int = Field(20, gt=0)
     login_window_s: int = Field(900, gt=0)
+    login_failures_per_account: int = Field(50, gt=0)  # per day
+    login_delay_s: int = Field(60, gt=0)  # the first delay past that ceiling
+    login_max_delay_s: int = Field(3600, gt=0)
     signups_per_ip: int = Field(10, gt=0)  # per login window
+    # How long an operator's set-password link works, and the console's address
+    # that its URL starts with (empty: a path on this gateway).
+    password_link_ttl_s: int = Field(72 * 3600, gt=0)
+    console_url: str = ""
 
     deepseek_api_key: SecretStr | None = Field(None, validation_alias="DEEPSEEK_API_KEY")
     dashscope_api_key: SecretStr | None = Field(None, validation_alias="DASHSCOPE_API_KEY")

@@ -18,10 +18,12 @@ from chalicelib.catalog.catalog import Catalog
 from chalicelib.config import Settings
 from chalicelib.identity.accounts import Accounts
 from chalicelib.identity.login_limits import LoginLimiter
+from chalicelib.identity.password_links import PasswordLinks
 from chalicelib.identity.passwords import PasswordHasher
 from chalicelib.identity.sessions import ConsoleAuth
 from chalicelib.keys.auth import KeyAuthenticator, KeyHasher
 from chalicelib.keys.manage import KeyManager
+from chalicelib.keys.plans import KeyPlans
 from chalicelib.providers.openai_compat import OpenAICompatAdapter
 from chalicelib.providers.port import Adapters
 from chalicelib.relay.relay import Relay
@@ -29,6 +31,7 @@ from chalicelib.storage.dynamodb.account_repo import DynamoAccountRepo
 from chalicelib.storage.dynamodb.catalog_repo import DynamoCatalogRepo
 from chalicelib.storage.dynamodb.key_repo import DynamoKeyRepo
 from chalicelib.storage.dynamodb.login_attempt_repo import DynamoLoginAttemptRepo
+from chalicelib.storage.dynamodb.password_link_repo import DynamoPasswordLinkRepo
 from chalicelib.storage.dynamodb.session_repo import DynamoSessionRepo
 from chalicelib.storage.dynamodb.wallet_repo import DynamoWalletRepo
 from chalicelib.storage.ports import KeyWrapper
@@ -50,6 +53,7 @@ class Gateway:
     admin: Admin
     console: ConsoleAuth
     accounts: Accounts
+    password_links: PasswordLinks
     tokens: KeyManager
 
 
@@ -98,6 +102,7 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
     relay = Relay(
         catalog, billing, adapters,
         FirehoseUsageSink(aws_client(session, settings, "firehose"), settings.usage_stream_name),
+        plans=KeyPlans(catalog, accounts_repo),
         default_timeout_s=settings.upstream_timeout_s,
     )
     key_manager = KeyManager(keys_repo, catalog, hasher, now_ms=now_ms)
@@ -109,9 +114,17 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
     )
     console = ConsoleAuth(DynamoSessionRepo(dynamodb, settings.table_name("sessions")), accounts_repo, now_ms,
                           ttl_s=settings.session_ttl_s)
-    limiter = LoginLimiter(DynamoLoginAttemptRepo(dynamodb, settings.table_name("login-attempts")), now_ms,
-                           per_account=settings.login_failures_per_account, per_ip=settings.login_failures_per_ip,
-                           window_s=settings.login_window_s, signups_per_ip=settings.signups_per_ip)
+    limiter = LoginLimiter(
+        DynamoLoginAttemptRepo(dynamodb, settings.table_name("login-attempts")), now_ms,
+        per_account_ip=settings.login_failures_per_account_ip, per_ip=settings.login_failures_per_ip,
+        window_s=settings.login_window_s, per_account=settings.login_failures_per_account,
+        delay_s=settings.login_delay_s, max_delay_s=settings.login_max_delay_s, signups_per_ip=settings.signups_per_ip,
+    )
+    password_hasher = PasswordHasher()
+    password_links = PasswordLinks(
+        DynamoPasswordLinkRepo(dynamodb, settings.table_name("password-links")), accounts_repo, password_hasher,
+        now_ms, ttl_s=settings.password_link_ttl_s, console_url=settings.console_url,
+    )
     return Gateway(
         settings=settings,
         keys=KeyAuthenticator(keys_repo, hasher, ttl_s=settings.key_cache_ttl_s),
@@ -120,7 +133,8 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
         wallet=wallet,
         admin=admin,
         console=console,
-        accounts=Accounts(accounts_repo, console, limiter, PasswordHasher(), now_ms),
+        accounts=Accounts(accounts_repo, console, limiter, password_hasher, now_ms),
+        password_links=password_links,
         tokens=key_manager,
     )
 

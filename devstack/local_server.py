@@ -17,6 +17,14 @@ class _NoDelayHandler(ChaliceRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass  # no access log: the tests and the benchmark make thousands of requests
 
+    def _generic_handle(self) -> None:
+        # API Gateway tells the app the caller's address; chalice's local server says 127.0.0.1
+        # whoever calls. Tell the truth, so that per-address limits and allowlists work here too.
+        self.local_gateway.event_converter.LOCAL_SOURCE_IP = self.client_address[0]
+        super()._generic_handle()
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
+
 
 class _Server(ThreadedHTTPServer):
     # The default listen backlog of 5 resets connections when many clients

@@ -15,12 +15,14 @@ stderr as one `error: …` line, with exit status 1 (gateway or network) or 2 (u
     tokenway model add my-gpt --channel openai --upstream-model gpt-4o --input-per-1m 2.50 \\
         --output-per-1m 10 --max-output-tokens 16384 --cap-field max_completion_tokens --pass-through service_tier
     tokenway account create ops@example.com
+    tokenway account password-link acct_0123      # a one-time link for its owner to set a password
     tokenway wallet credit acct_0123 25.00 --note "first top-up" --reference invoice-2041
     tokenway wallet show acct_0123
     tokenway key create acct_0123 laptop --group default
     tokenway key list acct_0123
-    tokenway group add pro --multiplier 1.2 --models deepseek-chat,qwen-plus
-    tokenway account groups acct_0123 pro
+    tokenway group add pro --multiplier 0.9 --description "Every model, 10% off"
+    tokenway account groups acct_0123 pro             # pro, and default as before
+    tokenway account groups acct_0123 pro --no-default   # pro only
     tokenway account list --search example.com
     tokenway account disable acct_0123
     tokenway holds sweep
@@ -124,7 +126,14 @@ def account_enable(args: argparse.Namespace) -> Call:
 
 
 def account_groups(args: argparse.Namespace) -> Call:
-    return "PATCH", f"/admin/accounts/{_segment(args.account_id)}", {"groups": args.groups}
+    body: dict[str, Any] = {"groups": args.groups}
+    if args.default is not None:
+        body["default_plan"] = args.default
+    return "PATCH", f"/admin/accounts/{_segment(args.account_id)}", body
+
+
+def account_password_link(args: argparse.Namespace) -> Call:
+    return "POST", f"/admin/accounts/{_segment(args.account_id)}/password-link", None
 
 
 def group_add(args: argparse.Namespace) -> Call:
@@ -208,6 +217,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("account", "groups", account_groups, "set the groups (plans) an account may use")
     sub.add_argument("account_id")
     sub.add_argument("groups", nargs="*", metavar="GROUP")
+    sub.add_argument("--default", action=argparse.BooleanOptionalAction,
+                     help="whether the default plan is one of them too (default: leave as it is)")
+
+    sub = command("account", "password-link", account_password_link,
+                  "a one-time link for the account's owner to set a password (earlier links stop working)")
+    sub.add_argument("account_id")
 
     sub = command("key", "create", key_create, "create an API key (shown only this once)")
     sub.add_argument("account_id")

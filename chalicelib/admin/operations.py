@@ -1,4 +1,7 @@
-"""Operator actions behind the admin API: channels, models, accounts, credits, keys."""
+"""Operator actions behind the admin API: channels, models, accounts, credits, keys.
+
+Accounts are created by the identity service (identity/accounts.py), the one way for every caller.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from chalicelib.billing.wallet import MAX_NOTE_LENGTH, MAX_REFERENCE_LENGTH, Wallet
 from chalicelib.catalog.catalog import (
@@ -118,10 +121,6 @@ class ModelInput(_Input):
     pass_through: list[StrictStr] | None = Field(None, max_length=50)
 
 
-class AccountInput(_Input):
-    email: StrictStr = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
-
-
 class CreditInput(_Input):
     amount_usd: _Usd
     note: StrictStr | None = Field(None, max_length=MAX_NOTE_LENGTH)
@@ -138,9 +137,15 @@ class GroupInput(_Input):
 
 
 class AccountChanges(_Input):
+    """What the operator may change on an account; a field left out stays as it is."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     status: Literal["active", "disabled"] | None = None
     role: Literal["customer", "admin"] | None = None
     groups: list[StrictStr] | None = Field(None, max_length=100)
+    # Whether `default` is among the account's plans besides `groups`; false confines it to `groups`.
+    default_plan: StrictBool | None = None
 
 
 def _units(value: Any, field: str) -> int:
@@ -259,13 +264,6 @@ class Admin:
         _, models, _ = self._catalog_repo.load()
         return next((m for m in models if m.name == name), BUILTIN_MODELS.get(name))
 
-    def create_account(self, body: Any) -> Account:
-        data: AccountInput = parse(AccountInput, body)
-        account = Account(account_id=f"acct_{uuid.uuid4().hex[:24]}", email=data.email.lower(),
-                          created_at=self._now_ms())
-        self._accounts.create(account)
-        return account
-
     def credit(self, account_id: str, body: Any) -> Credited:
         """Credit the wallet, once per reference (a fresh one when none is given)."""
         data: CreditInput = parse(CreditInput, body)
@@ -310,19 +308,21 @@ class Admin:
     def accounts(self, search: str | None) -> list[Account]:
         return self._accounts.list(search or None)
 
-    def change_account(self, account_id: str, body: Any) -> Account:
-        """Disable or enable an account (its keys stop or start working), set its plans or its role."""
-        data: AccountChanges = parse(AccountChanges, body)
+    def change_account(self, account_id: str, changes: AccountChanges) -> Account:
+        """Disable or enable an account (its keys stop or start working), set its plans or its role.
+        Keys on a plan the account no longer has are refused by the relay from the next request."""
         self._account(account_id)
-        if data.groups is not None:
-            unknown = [name for name in data.groups if self._catalog.group(name) is None]
+        if changes.groups is not None:
+            unknown = [name for name in changes.groups if self._catalog.group(name) is None]
             if unknown:
                 raise InvalidRequest(f"Unknown group `{unknown[0]}`.", param="groups")
-            self._accounts.set_groups(account_id, tuple(dict.fromkeys(data.groups)))
-        if data.status is not None:
-            self._accounts.set_status(account_id, data.status)
-        if data.role is not None:
-            self._accounts.set_role(account_id, data.role)
+            self._accounts.set_groups(account_id, tuple(dict.fromkeys(changes.groups)))
+        if changes.default_plan is not None:
+            self._accounts.set_default_plan(account_id, changes.default_plan)
+        if changes.status is not None:
+            self._accounts.set_status(account_id, changes.status)
+        if changes.role is not None:
+            self._accounts.set_role(account_id, changes.role)
         return self._account(account_id)
 
     def account_keys(self, account_id: str) -> list[ApiKey]:

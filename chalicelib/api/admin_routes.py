@@ -6,19 +6,23 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
+from chalicelib.admin.operations import AccountChanges
 from chalicelib.api.console import console_principal
 from chalicelib.api.http import ANY_CONTENT_TYPE, json_response, openai_errors, read_json
-from chalicelib.api.render import account_json, credit_json, group_json, key_json, model_json, wallet_json
+from chalicelib.api.render import account_json, credit_json, group_json, iso, key_json, model_json, wallet_json
+from chalicelib.core.validation import parse
 from chalicelib.deps import Gateway, get_gateway
+from chalicelib.identity.accounts import NewAccount
 from chalicelib.identity.sessions import COOKIE_NAME, SESSION_PREFIX
 from chalicelib.keys.auth import bearer_token
 
 admin_routes = Blueprint(__name__)
 
 
-def _authorized() -> tuple[Gateway, Any]:
-    """The gateway and the request's JSON body (None without one), once the caller is known to be
-    an operator: the admin token, or the console session of an account with the admin role."""
+def _authorized(*, with_body: bool = True) -> tuple[Gateway, Any]:
+    """The gateway and the request's JSON body (None without one, or when the view takes none),
+    once the caller is known to be an operator: the admin token, or the console session of an
+    account with the admin role."""
     gateway = get_gateway()
     request = admin_routes.current_request
     authorization = request.headers.get("authorization")
@@ -29,7 +33,7 @@ def _authorized() -> tuple[Gateway, Any]:
     else:
         gateway.admin.authorize(authorization)
     body = None
-    if request.method in ("POST", "PUT", "PATCH"):
+    if with_body and request.method in ("POST", "PUT", "PATCH"):
         body = read_json(request.raw_body, max_bytes=gateway.settings.max_body_bytes)
     return gateway, body
 
@@ -68,7 +72,8 @@ def list_groups() -> Response:
 @openai_errors
 def create_account() -> Response:
     gateway, body = _authorized()
-    account = gateway.admin.create_account(body)
+    # The same service, rules and answers as a customer's sign-up.
+    account = gateway.accounts.create(parse(NewAccount, body))
     return json_response({"account_id": account.account_id, "email": account.email}, status=201)
 
 
@@ -84,7 +89,18 @@ def list_accounts() -> Response:
 @openai_errors
 def change_account(account_id: str) -> Response:
     gateway, body = _authorized()
-    return json_response(account_json(gateway.admin.change_account(account_id, body)))
+    return json_response(account_json(gateway.admin.change_account(account_id, parse(AccountChanges, body))))
+
+
+@admin_routes.route("/admin/accounts/{account_id}/password-link", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@openai_errors
+def password_link(account_id: str) -> Response:
+    """A one-time set-password link for the operator to hand to the account's owner; earlier links stop."""
+    gateway, _ = _authorized(with_body=False)
+    link = gateway.password_links.issue(account_id)
+    # The token is in this answer only: no cache may keep it.
+    return json_response({"token": link.token, "url": link.url, "expires_at": iso(link.expires_at)}, status=201,
+                         headers={"Cache-Control": "no-store"})
 
 
 @admin_routes.route("/admin/accounts/{account_id}/credit", methods=["POST"], content_types=ANY_CONTENT_TYPE)

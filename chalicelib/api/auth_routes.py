@@ -1,4 +1,5 @@
-"""Console accounts and sessions: sign-up, login, logout, password change, and who is logged in."""
+"""Console accounts and sessions: sign-up, login, logout, password change or set with an operator's
+link, and who is logged in. Each view parses its body into the service's command."""
 
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ from chalicelib.api.http import (
 )
 from chalicelib.api.render import iso
 from chalicelib.core.domain import Account
+from chalicelib.core.validation import parse
 from chalicelib.deps import Gateway, get_gateway
+from chalicelib.identity.accounts import ChangePassword, LogIn, SignUp
+from chalicelib.identity.password_links import SetPassword
 
 auth_routes = Blueprint(__name__)
 
@@ -27,9 +31,10 @@ _MAX_BODY_BYTES = 64 * 1024
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-def _body(gateway: Gateway) -> Any:
+def _command(gateway: Gateway, command: type[Any]) -> Any:
+    """The request's JSON body as `command`; 400 naming the first bad field."""
     limit = min(_MAX_BODY_BYTES, gateway.settings.max_body_bytes)
-    return read_console_json(auth_routes.current_request, max_bytes=limit)
+    return parse(command, read_console_json(auth_routes.current_request, max_bytes=limit))
 
 
 def _account(account: Account) -> dict[str, Any]:
@@ -40,7 +45,7 @@ def _account(account: Account) -> dict[str, Any]:
 @openai_errors
 def signup() -> Response:
     gateway = get_gateway()
-    account = gateway.accounts.signup(_body(gateway), client_ip(auth_routes.current_request))
+    account = gateway.accounts.sign_up(_command(gateway, SignUp), client_ip(auth_routes.current_request))
     return json_response(_account(account), status=201)
 
 
@@ -48,7 +53,7 @@ def signup() -> Response:
 @openai_errors
 def login() -> Response:
     gateway = get_gateway()
-    result = gateway.accounts.login(_body(gateway), client_ip(auth_routes.current_request))
+    result = gateway.accounts.login(_command(gateway, LogIn), client_ip(auth_routes.current_request))
     session = result.session
     body = {"token": session.token, "expires_at": iso(session.expires_at), "csrf_token": session.csrf_token,
             "account": _account(result.account)}
@@ -68,9 +73,19 @@ def logout() -> Response:
 @openai_errors
 def change_password() -> Response:
     gateway = get_gateway()
-    principal = console_principal(auth_routes.current_request)
-    gateway.accounts.change_password(principal, _body(gateway))
+    request = auth_routes.current_request
+    principal = console_principal(request)
+    gateway.accounts.change_password(principal, _command(gateway, ChangePassword), client_ip(request))
     # Every session of the account has ended, this one too: the client logs in again.
+    return empty_response(headers=session_cookie("", 0))
+
+
+@auth_routes.route("/api/auth/password/set", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@openai_errors
+def set_password() -> Response:
+    """A password from an operator's one-time link; no session needed, and every session ends."""
+    gateway = get_gateway()
+    gateway.password_links.set_password(_command(gateway, SetPassword))
     return empty_response(headers=session_cookie("", 0))
 
 

@@ -9,7 +9,8 @@ from chalice import Blueprint, Response
 from pydantic import BaseModel
 
 from chalicelib.api.http import json_response, openai_errors
-from chalicelib.identity.accounts import LoginInput, PasswordChangeInput, SignupInput
+from chalicelib.identity.accounts import ChangePassword, LogIn, SignUp
+from chalicelib.identity.password_links import SetPassword
 from chalicelib.keys.manage import KeyCreate, KeyUpdate
 
 openapi_routes = Blueprint(__name__)
@@ -53,11 +54,13 @@ def _list_of(schema: dict[str, Any]) -> dict[str, Any]:
 
 # (method, path, summary, request model, success status, response schema, needs a session)
 OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, int, dict[str, Any] | None, bool]] = [
-    ("POST", "/api/auth/signup", "Create an account", SignupInput, 201, _ACCOUNT, False),
-    ("POST", "/api/auth/login", "Log in: a session token, also set as an HttpOnly cookie", LoginInput, 200,
+    ("POST", "/api/auth/signup", "Create an account", SignUp, 201, _ACCOUNT, False),
+    ("POST", "/api/auth/login", "Log in: a session token, also set as an HttpOnly cookie", LogIn, 200,
      _LOGIN, False),
     ("POST", "/api/auth/logout", "End this session", None, 204, None, True),
-    ("POST", "/api/auth/password", "Change the password; ends every session", PasswordChangeInput, 204, None, True),
+    ("POST", "/api/auth/password", "Change the password; ends every session", ChangePassword, 204, None, True),
+    ("POST", "/api/auth/password/set", "Set the password with an operator's one-time link; ends every session",
+     SetPassword, 204, None, False),
     ("GET", "/api/auth/me", "The logged-in account", None, 200, _ACCOUNT, True),
     ("GET", "/api/tokens", "List your API keys (never their secrets)", None, 200, _list_of(_KEY), True),
     ("POST", "/api/tokens", "Create an API key; its secret is shown once", KeyCreate, 201, _CREATED_KEY, True),

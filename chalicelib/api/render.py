@@ -54,6 +54,8 @@ def account_json(account: Account) -> dict[str, Any]:
         "role": account.role,
         "status": account.status,
         "groups": list(account.groups),
+        "default_plan": account.default_plan,
+        "password_set": account.password_hash is not None,
         "created_at": iso(account.created_at),
     }
 

@@ -110,7 +110,10 @@ class Account:
     # A session is valid only while it carries the account's current epoch;
     # changing the password moves the epoch on, ending every session at once.
     session_epoch: int = 0
-    groups: tuple[str, ...] = ()  # the plans the account may use
+    groups: tuple[str, ...] = ()  # the plans the operator gave the account
+    # Whether the `default` plan is among the account's plans too. True for every
+    # account until the operator confines it to the plans it was given.
+    default_plan: bool = True
 
 
 class KeyStatus(enum.StrEnum):
@@ -257,6 +260,17 @@ class ConsoleSession:
     account_id: str
     session_epoch: int  # the account's epoch at login; the session dies when it moves on
     csrf_hash: str
+    created_at: int  # epoch ms
+    expires_at: int  # epoch ms
+
+
+@dataclass(frozen=True)
+class PasswordLink:
+    """A one-time set-password link as stored: the SHA-256 of its token, never the token.
+    An account has at most one; a new one replaces it."""
+
+    account_id: str
+    link_hash: str
     created_at: int  # epoch ms
     expires_at: int  # epoch ms
 

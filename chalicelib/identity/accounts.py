@@ -1,4 +1,10 @@
-"""Console accounts: sign-up, login, logout, password change, and the account itself."""
+"""Console accounts: the one way an account is created (sign-up, or the operator), login, logout,
+password change, and the account itself.
+
+The service takes typed commands, parsed from request bodies by the API layer; the rules
+about their values (what an email is, what a password must be) are checked here, once, for
+every caller.
+"""
 
 from __future__ import annotations
 
@@ -6,41 +12,48 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from chalicelib.core.domain import Account, Principal
-from chalicelib.core.errors import EmailTaken, InvalidCredentials, InvalidRequest, InvalidSession, PermissionDenied
-from chalicelib.core.validation import parse
+from chalicelib.core.errors import InvalidCredentials, InvalidRequest, InvalidSession, PermissionDenied
 from chalicelib.identity.login_limits import LoginLimiter
 from chalicelib.identity.passwords import PasswordHasher, check_strength
 from chalicelib.identity.sessions import ConsoleAuth, OpenedSession
 from chalicelib.storage.ports import AccountRepo
 
 _EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f.]+(\.[^@\s\x00-\x1f\x7f.]+)+")
-_MAX_EMAIL_LENGTH = 254
-# Longer than any password the rule allows; bounds the work a login asks for.
-_MAX_PASSWORD_INPUT = 1024
+MAX_EMAIL_LENGTH = 254
+# Longer than any email or password the rules allow; bounds the work a request asks for.
+MAX_INPUT_LENGTH = 1024
 
 
-class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Command(BaseModel):
+    """A request's body, as the service accepts it: known fields only, of the right types."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SignupInput(_Input):
-    email: StrictStr
-    password: StrictStr
+class SignUp(Command):
+    email: StrictStr = Field(max_length=MAX_INPUT_LENGTH)
+    password: StrictStr = Field(max_length=MAX_INPUT_LENGTH)
 
 
-class LoginInput(_Input):
-    email: StrictStr = Field(max_length=_MAX_EMAIL_LENGTH)
-    password: StrictStr = Field(max_length=_MAX_PASSWORD_INPUT)
+class NewAccount(Command):
+    """An account the operator creates: no password until the customer sets one through a
+    set-password link."""
+
+    email: StrictStr = Field(max_length=MAX_INPUT_LENGTH)
 
 
-class PasswordChangeInput(_Input):
-    current_password: StrictStr = Field(max_length=_MAX_PASSWORD_INPUT)
-    new_password: StrictStr
+class LogIn(Command):
+    email: StrictStr = Field(max_length=MAX_INPUT_LENGTH)
+    password: StrictStr = Field(max_length=MAX_INPUT_LENGTH)
+
+
+class ChangePassword(Command):
+    current_password: StrictStr = Field(max_length=MAX_INPUT_LENGTH)
+    new_password: StrictStr = Field(max_length=MAX_INPUT_LENGTH)
 
 
 @dataclass(frozen=True)
@@ -50,11 +63,22 @@ class LoginResult:
 
 
 def normalize_email(email: str) -> str:
+    """An email as it is stored and compared: trimmed, in lower case."""
     return email.strip().lower()
 
 
+def valid_email(email: str) -> str:
+    """The normalized email; InvalidRequest (`invalid_email`, param `email`) unless it looks
+    like name@example.com."""
+    email = normalize_email(email)
+    if len(email) > MAX_EMAIL_LENGTH or not _EMAIL.fullmatch(email):
+        raise InvalidRequest("Enter a valid email address, like name@example.com.", param="email",
+                             code="invalid_email")
+    return email
+
+
 class Accounts:
-    """What a customer does with their own account from the console."""
+    """Creating accounts, and what a customer does with their own from the console."""
 
     def __init__(self, accounts: AccountRepo, auth: ConsoleAuth, limiter: LoginLimiter, hasher: PasswordHasher,
                  now_ms: Callable[[], int]) -> None:
@@ -64,32 +88,35 @@ class Accounts:
         self._hasher = hasher
         self._now_ms = now_ms
 
-    def signup(self, body: Any, client_ip: str | None = None) -> Account:
-        """A new customer account; 400 naming the field for a bad email, a taken one or a weak password."""
-        data: SignupInput = parse(SignupInput, body)
+    def sign_up(self, command: SignUp, client_ip: str | None = None) -> Account:
+        """A new customer account with a password; 400 naming the field for a bad email or a weak
+        password, 409 `email_taken` if another account has the email."""
         self._limiter.signup(client_ip)
-        email = normalize_email(data.email)
-        if len(email) > _MAX_EMAIL_LENGTH or not _EMAIL.fullmatch(email):
-            raise InvalidRequest("Enter a valid email address, like name@example.com.", param="email",
-                                 code="invalid_email")
-        check_strength(data.password, email, param="password")
+        return self._create(command.email, command.password)
+
+    def create(self, command: NewAccount) -> Account:
+        """A new customer account for the operator, without a password; the same rules and
+        answers as a sign-up."""
+        return self._create(command.email, None)
+
+    def _create(self, email: str, password: str | None) -> Account:
+        email = valid_email(email)
+        password_hash = None
+        if password is not None:
+            check_strength(password, email, param="password")
+            password_hash = self._hasher.hash(password)
         account = Account(account_id=f"acct_{uuid.uuid4().hex[:24]}", email=email, created_at=self._now_ms(),
-                          role="customer", password_hash=self._hasher.hash(data.password))
-        try:
-            self._accounts.create(account)
-        except EmailTaken:
-            raise InvalidRequest("An account with this email address already exists.", param="email",
-                                 code="email_taken") from None
+                          role="customer", password_hash=password_hash)
+        self._accounts.create(account)  # EmailTaken (409, param `email`): one account per email
         return account
 
-    def login(self, body: Any, client_ip: str | None) -> LoginResult:
+    def login(self, command: LogIn, client_ip: str | None) -> LoginResult:
         """A new session; one answer (401) for a wrong email or a wrong password."""
-        data: LoginInput = parse(LoginInput, body)
-        email = normalize_email(data.email)
+        email = normalize_email(command.email)
         attempt = self._limiter.attempt(email, client_ip)
         account = self._accounts.get_by_email(email)
         # An unknown email is checked against a dummy hash: same answer, same work.
-        matches = self._hasher.verify(data.password, account.password_hash if account else None)
+        matches = self._hasher.verify(command.password, account.password_hash if account else None)
         if account is None or not matches:
             raise InvalidCredentials("Incorrect email or password.")
         self._limiter.succeeded(attempt)
@@ -101,19 +128,18 @@ class Accounts:
     def logout(self, principal: Principal) -> None:
         self._auth.close(principal)
 
-    def change_password(self, principal: Principal, body: Any) -> None:
+    def change_password(self, principal: Principal, command: ChangePassword, client_ip: str | None) -> None:
         """Set a new password and end every session of the account, this one included."""
-        data: PasswordChangeInput = parse(PasswordChangeInput, body)
         account = self.profile(principal)
-        check_strength(data.new_password, account.email, param="new_password")
+        check_strength(command.new_password, account.email, param="new_password")
         # Guessing the current password from a stolen session counts against the
-        # same limit as guessing it at login.
-        attempt = self._limiter.attempt(account.email, None)
-        if not self._hasher.verify(data.current_password, account.password_hash):
+        # same limits as guessing it at login.
+        attempt = self._limiter.attempt(account.email, client_ip)
+        if not self._hasher.verify(command.current_password, account.password_hash):
             raise InvalidRequest("The current password is incorrect.", param="current_password",
                                  code="incorrect_password")
         self._limiter.succeeded(attempt)
-        self._accounts.set_password(account.account_id, self._hasher.hash(data.new_password))
+        self._accounts.set_password(account.account_id, self._hasher.hash(command.new_password))
 
     def profile(self, principal: Principal) -> Account:
         """The principal's account."""

@@ -8,7 +8,8 @@ later) and while it carries its account's current `session_epoch`.
     login            session stored with the account's epoch e, expires_at = now + TTL
       │
       ├── logout     that one session item is deleted
-      ├── password   the account's epoch becomes e + 1: every session of it dies at once
+      ├── password   changed, or set with a link: the account's epoch becomes e + 1, and
+      │              every session of it dies at once
       └── TTL        expired: refused from `expires_at` on; the item goes later
 """
 

@@ -18,6 +18,7 @@ from chalicelib.core.errors import InvalidRequest, NotFound
 from chalicelib.core.money import usd_to_units
 from chalicelib.core.validation import parse
 from chalicelib.keys.auth import KeyHasher, generate_key, key_hint
+from chalicelib.keys.plans import plan_names
 from chalicelib.storage.ports import KeyRepo
 
 MAX_LIST_ENTRIES = 100
@@ -72,6 +73,8 @@ class KeyManager:
     def create(self, account: Account, body: Any) -> CreatedKey:
         """A new key for the account; its secret is in the answer and nowhere else."""
         data: KeyCreate = parse(KeyCreate, body)
+        if "group" not in data.model_fields_set:
+            self._group(account, None)  # a key without a plan is on `default`: the account must have it
         secret = generate_key()
         key = ApiKey(key_id=f"key_{uuid.uuid4().hex[:24]}", key_hash=self._hash(secret),
                      account_id=account.account_id, name=_label(data.name), created_at=self._now_ms(),
@@ -112,9 +115,8 @@ class KeyManager:
         return CreatedKey(self._keys.replace_hash(key, self._hash(secret), key_hint(secret)), secret)
 
     def usable_groups(self, account: Account) -> list[Group]:
-        """The default group and the account's own, as they exist now."""
-        names = [DEFAULT_GROUP, *account.groups]
-        return [group for name in dict.fromkeys(names) if (group := self._catalog.group(name)) is not None]
+        """The plans the account may give its keys, as they exist now."""
+        return [group for name in plan_names(account) if (group := self._catalog.group(name)) is not None]
 
     def _apply(self, account: Account, key: ApiKey, data: _KeyFields) -> ApiKey:
         """The key with the settings `data` gives (a field sent as null clears it)."""
@@ -133,12 +135,13 @@ class KeyManager:
         return dataclasses.replace(key, **changes)
 
     def _group(self, account: Account, name: str | None) -> str | None:
-        if name is None or name == DEFAULT_GROUP:
-            return None
-        if self._catalog.group(name) is None or name not in account.groups:
-            raise InvalidRequest(f"Unknown group `{name}`, or not one this account may use.", param="group",
-                                 code="invalid_group")
-        return name
+        """The key's `group` as stored (None: the default plan), if the account may use it."""
+        name = name or DEFAULT_GROUP
+        if self._catalog.group(name) is None or name not in plan_names(account):
+            usable = ", ".join(f"`{plan}`" for plan in plan_names(account)) or "none"
+            raise InvalidRequest(f"Unknown group `{name}`, or not one this account may use (its plans: {usable}).",
+                                 param="group", code="invalid_group")
+        return None if name == DEFAULT_GROUP else name
 
     def _expiry(self, expires_at: datetime | None) -> int | None:
         if expires_at is None:

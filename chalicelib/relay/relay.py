@@ -45,6 +45,7 @@ from chalicelib.core.domain import CAP_FIELDS, PPM, ApiKey, ModelEntry, ModelKin
 from chalicelib.core.errors import GatewayError, InternalError, InvalidRequest, PermissionDenied, ProviderError
 from chalicelib.core.money import units_to_usd
 from chalicelib.keys.auth import check_allowed
+from chalicelib.keys.plans import KeyPlans
 from chalicelib.providers.port import ProviderAdapter
 from chalicelib.relay.fields import choice_text, image_price, openai_usage, refuse_unpriced_fields
 from chalicelib.relay.schemas import ChatRequest, EmbeddingsRequest, ImagesRequest
@@ -89,10 +90,11 @@ class _Call:
 
 class Relay:
     def __init__(self, catalog: Catalog, billing: Billing, adapters: Mapping[str, ProviderAdapter],
-                 usage_sink: UsageSink, *,
+                 usage_sink: UsageSink, *, plans: KeyPlans,
                  default_timeout_s: float, monotonic: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time) -> None:
         self._catalog = catalog
+        self._plans = plans
         self._billing = billing
         self._adapters = adapters  # by channel kind
         self._usage_sink = usage_sink
@@ -106,7 +108,7 @@ class Relay:
 
     def models(self, key: ApiKey) -> dict[str, Any]:
         """`GET /v1/models`: the routable models this key may call, in the OpenAI list format."""
-        group = self._catalog.group(key.group)
+        group = self._plans.listed(key)
         allowed = [model for model in self._catalog.routable_models()
                    if group is not None and group.allows(model.name) and key.allows(model.name)]
         return {
@@ -192,9 +194,7 @@ class Relay:
             raise InvalidRequest(f"The model `{model.name}` is a {model.kind.value} model and cannot serve "
                                  f"{endpoint}.", param="model", code="model_not_supported")
         routes = self._catalog.routes(model)  # ModelNotFound before anything is held
-        group = self._catalog.group(key.group)
-        if group is None:
-            raise PermissionDenied(f"This API key's plan `{key.group}` no longer exists.", code="group_not_found")
+        group = self._plans.of_key(key)  # 403 once the plan is gone or taken from the account
         if not group.allows(model.name):
             raise PermissionDenied(f"The plan `{group.name}` does not include the model `{model.name}`.",
                                    param="model", code="model_not_allowed")

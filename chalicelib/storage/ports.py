@@ -19,6 +19,7 @@ from chalicelib.core.domain import (
     HoldResult,
     LedgerEntry,
     ModelEntry,
+    PasswordLink,
     Settlement,
     UsageEvent,
 )
@@ -54,7 +55,11 @@ class AccountRepo(ABC):
 
     @abstractmethod
     def set_groups(self, account_id: str, groups: tuple[str, ...]) -> Account:
-        """Set the plans the account may use; NotFound if no account."""
+        """Set the plans the operator gave the account; NotFound if no account."""
+
+    @abstractmethod
+    def set_default_plan(self, account_id: str, default_plan: bool) -> Account:
+        """Say whether the `default` plan is among the account's plans; NotFound if no account."""
 
     @abstractmethod
     def set_role(self, account_id: str, role: str) -> Account:
@@ -204,16 +209,47 @@ class SessionRepo(ABC):
 
 
 class LoginAttemptRepo(ABC):
-    """Counters of login attempts; the caller puts the time window in the counter id."""
+    """Counters of login attempts and the locks that space guesses out; the caller puts any
+    time window in the counter id. Expiry is the reader's to check: storage may keep an
+    expired item for a while (DynamoDB's TTL removes items lazily)."""
 
     @abstractmethod
     def add(self, counter_id: str, amount: int, expires_at_s: int) -> int:
-        """Add `amount` (may be negative) atomically; the new count. The counter may be
-        removed once `expires_at_s` (epoch seconds) has passed."""
+        """Add `amount` (may be negative) atomically and move the expiry to `expires_at_s` (epoch
+        seconds); the new count."""
+
+    @abstractmethod
+    def count(self, counter_id: str, now_s: int) -> int:
+        """The counter's count, or 0 if it does not exist or expired before `now_s`."""
 
     @abstractmethod
     def clear(self, counter_id: str) -> None:
-        """Remove the counter."""
+        """Remove the counter (or lock)."""
+
+    @abstractmethod
+    def claim(self, lock_id: str, now_s: int, until_s: int) -> int:
+        """Take the lock until `until_s` if it is free at `now_s` (never taken, or its time
+        is over): 0. Otherwise leave it and return the time it is taken until. Of concurrent
+        claims of a free lock, exactly one gets 0."""
+
+
+class PasswordLinkRepo(ABC):
+    """One-time set-password links, at most one per account, by the SHA-256 of their token."""
+
+    @abstractmethod
+    def put(self, link: PasswordLink) -> None:
+        """Store the account's link, replacing any earlier one (which stops working)."""
+
+    @abstractmethod
+    def get(self, account_id: str) -> PasswordLink | None:
+        """The account's link, expired or not, or None once used (or removed by TTL)."""
+
+    @abstractmethod
+    def consume(self, account_id: str, link_hash: str, now_ms: int) -> bool:
+        """Remove the account's link if it is the one with `link_hash` and has not expired at
+        `now_ms`: True. False otherwise, and nothing changes. Of concurrent uses of one link,
+        exactly one gets True."""
+
 
 def matches_search(account: Account, search: str | None) -> bool:
     needle = (search or "").lower()

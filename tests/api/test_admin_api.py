@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import httpx
 
@@ -90,3 +91,41 @@ def test_no_item_written_in_a_keys_life_holds_its_secret(stack: Stack, upstream)
             dumped = json.dumps(page["Items"])
             for secret in secrets:
                 assert secret[3:] not in dumped, table
+
+
+def test_an_operator_confines_an_account_to_its_plans_through_the_cli(stack: Stack, upstream):
+    alice = Customer(stack)
+    plain = alice.new_key()["key"]
+    plan = f"pro-{uuid.uuid4().hex[:6]}"
+    created = cli(stack, "group", "add", plan, "--multiplier", "0.9", "--description", "Every model, 10% off")
+    assert (created["multiplier"], created["models"]) == ("0.9", [])
+    shown = cli(stack, "account", "groups", alice.account_id, plan, "--no-default")
+    assert (shown["groups"], shown["default_plan"]) == ([plan], False)
+    assert alice.relay(plain).status_code == 403
+    assert alice.relay(alice.new_key(group=plan)["key"]).status_code == 200
+    assert cli(stack, "account", "groups", alice.account_id, plan, "--default")["default_plan"] is True
+    assert alice.relay(plain).status_code == 200
+
+
+def test_an_operator_hands_a_new_account_a_set_password_link_from_the_cli(stack: Stack):
+    email = f"{uuid.uuid4().hex[:10]}@example.com"
+    account = cli(stack, "account", "create", email)
+    listed = cli(stack, "account", "list", "--search", email)["data"]
+    assert [(a["password_set"], a["default_plan"]) for a in listed] == [(False, True)]
+    link = cli(stack, "account", "password-link", account["account_id"])
+    assert link["url"].endswith(f"#token={link['token']}")
+    done = httpx.post(stack.url + "/api/auth/password/set", json={"token": link["token"], "password": PASSWORD})
+    assert done.status_code == 204, done.text
+    login = httpx.post(stack.url + "/api/auth/login", json={"email": email, "password": PASSWORD})
+    assert login.status_code == 200 and login.json()["account"]["account_id"] == account["account_id"]
+    assert cli(stack, "account", "list", "--search", email)["data"][0]["password_set"] is True
+
+
+def test_bad_plan_settings_are_400_naming_the_field(stack: Stack):
+    alice = Customer(stack, usd="0")
+    token = stack.settings.admin_token.get_secret_value()
+    for body, param in [({"default_plan": "no"}, "default_plan"), ({"default_plan": 0}, "default_plan"),
+                        ({"groups": "pro"}, "groups"), ({"plans": ["pro"]}, "plans")]:
+        response = httpx.patch(stack.url + f"/admin/accounts/{alice.account_id}", json=body, timeout=30,
+                               headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 400 and response.json()["error"]["param"] == param, (body, response.text)

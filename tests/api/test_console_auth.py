@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -131,14 +132,35 @@ def test_a_password_change_ends_every_session_and_the_new_password_works(stack):
     assert call(stack, "GET", "/api/auth/me", token=fresh).json()["email"] == email
 
 
-def test_a_taken_email_is_refused_naming_the_field(stack):
+def admin(stack: Stack, method: str, path: str, json_body=None) -> httpx.Response:
+    return httpx.request(method, stack.url + path, json=json_body, timeout=30,
+                         headers={"Authorization": f"Bearer {stack.settings.admin_token.get_secret_value()}"})
+
+
+def test_a_taken_email_is_409_naming_the_field_for_a_sign_up_and_for_the_operator(stack):
     email = signup(stack)["email"]
     taken = call(stack, "POST", "/api/auth/signup", {"email": email.title(), "password": PASSWORD})
-    assert_error(taken, 400, "email_taken", param="email")
-    # The operator's account creation meets the same rule, as a conflict.
-    response = httpx.post(stack.url + "/admin/accounts", json={"email": email}, timeout=30,
-                          headers={"Authorization": f"Bearer {stack.settings.admin_token.get_secret_value()}"})
-    assert_error(response, 409, "email_taken", param="email")
+    assert_error(taken, 409, "email_taken", param="email")
+    assert_error(admin(stack, "POST", "/admin/accounts", {"email": f" {email.upper()}"}), 409, "email_taken",
+                 param="email")
+    operators = admin(stack, "POST", "/admin/accounts", {"email": new_email()}).json()["email"]
+    taken = call(stack, "POST", "/api/auth/signup", {"email": operators, "password": PASSWORD})
+    assert_error(taken, 409, "email_taken", param="email")
+
+
+@pytest.mark.parametrize("email", ["alice@example", "alice", "a b@example.com", "alice@example..com",
+                                   "x" * 250 + "@example.com"])
+def test_the_operator_and_a_sign_up_meet_one_email_rule(stack, email):
+    assert_error(admin(stack, "POST", "/admin/accounts", {"email": email}), 400, "invalid_email", param="email")
+    signed_up = call(stack, "POST", "/api/auth/signup", {"email": email, "password": PASSWORD})
+    assert_error(signed_up, 400, "invalid_email", param="email")
+
+
+def test_the_operator_and_a_sign_up_store_an_email_alike(stack):
+    local = uuid.uuid4().hex[:10]
+    created = admin(stack, "POST", "/admin/accounts", {"email": f"  {local.upper()}@Example.COM "})
+    assert created.status_code == 201 and created.json()["email"] == f"{local}@example.com"
+    assert signup(stack, f" {local}@EXAMPLE.org\t")["email"] == f"{local}@example.org"
 
 
 def test_a_weak_password_is_refused_stating_the_rule(stack):
@@ -179,6 +201,97 @@ def test_the_sixth_failed_login_is_429_with_retry_after(stack):
     error = assert_error(refused, 429, "too_many_login_attempts", type="rate_limit_error")
     assert 1 <= int(refused.headers["retry-after"]) <= window
     assert refused.headers["retry-after"] in error["message"]
+
+
+def from_address(address: str) -> httpx.Client:
+    """A client whose requests come from `address` (any of 127.0.0.0/8 reaches the gateway)."""
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=address), timeout=30)
+
+
+def test_a_strangers_failures_from_one_address_do_not_lock_the_owner_out_of_another(stack):
+    window = stack.settings.login_window_s
+    if window - time.time() % window < 10:
+        time.sleep(window - time.time() % window + 0.1)
+    email = signup(stack)["email"]
+    with from_address("127.0.0.2") as stranger, from_address("127.0.0.3") as owner:
+        answers = [stranger.post(stack.url + "/api/auth/login", json={"email": email, "password": "guess number 1"})
+                   for _ in range(7)]
+        assert [answer.status_code for answer in answers] == [401] * 5 + [429] * 2
+        assert 1 <= int(answers[-1].headers["retry-after"]) <= window
+        # The owner, at an address of their own, is not refused for what the stranger did.
+        logged_in = owner.post(stack.url + "/api/auth/login", json={"email": email, "password": PASSWORD})
+        assert logged_in.status_code == 200, logged_in.text
+        still = stranger.post(stack.url + "/api/auth/login", json={"email": email, "password": PASSWORD})
+        assert_error(still, 429, "too_many_login_attempts", type="rate_limit_error")
+
+
+def test_an_operator_created_account_sets_its_password_with_a_one_time_link(stack):
+    email = new_email()
+    account = admin(stack, "POST", "/admin/accounts", {"email": email}).json()
+    before = datetime.now(UTC)
+    issued = admin(stack, "POST", f"/admin/accounts/{account['account_id']}/password-link")
+    assert issued.status_code == 201, issued.text
+    assert issued.headers["cache-control"] == "no-store"
+    link = issued.json()
+    assert set(link) == {"token", "url", "expires_at"}
+    assert link["url"] == f"/console/set-password#token={link['token']}"
+    expires_at = datetime.fromisoformat(link["expires_at"])
+    assert timedelta(hours=72) - timedelta(seconds=2) <= expires_at - before <= timedelta(hours=72, seconds=2)
+    assert_error(login(stack, email), 401, "invalid_credentials")  # no password yet
+
+    weak = call(stack, "POST", "/api/auth/password/set", {"token": link["token"], "password": "short1"})
+    assert_error(weak, 400, "weak_password", param="password")
+    done = call(stack, "POST", "/api/auth/password/set", {"token": link["token"], "password": PASSWORD})
+    assert done.status_code == 204 and done.content == b"", done.text
+    token = session(stack, email)["token"]
+    assert call(stack, "GET", "/api/auth/me", token=token).json()["account_id"] == account["account_id"]
+
+    again = call(stack, "POST", "/api/auth/password/set", {"token": link["token"], "password": NEW_PASSWORD})
+    assert_error(again, 400, "invalid_token", param="token")
+    assert call(stack, "GET", "/api/auth/me", token=token).status_code == 200  # nothing changed
+
+
+def test_a_password_link_ends_every_session_and_a_newer_link_replaces_it(stack):
+    account = signup(stack)
+    tokens = [session(stack, account["email"])["token"] for _ in range(2)]
+    path = f"/admin/accounts/{account['account_id']}/password-link"
+    first, second = admin(stack, "POST", path).json()["token"], admin(stack, "POST", path).json()["token"]
+    replaced = call(stack, "POST", "/api/auth/password/set", {"token": first, "password": NEW_PASSWORD})
+    assert_error(replaced, 400, "invalid_token", param="token")
+    for token in tokens:  # still alive: nothing was set
+        assert call(stack, "GET", "/api/auth/me", token=token).status_code == 200
+    assert call(stack, "POST", "/api/auth/password/set", {"token": second, "password": NEW_PASSWORD}).status_code == 204
+    for token in tokens:
+        assert_error(call(stack, "GET", "/api/auth/me", token=token), 401, "invalid_session")
+    assert_error(login(stack, account["email"]), 401, "invalid_credentials")
+    assert session(stack, account["email"], NEW_PASSWORD)["token"]
+
+
+def test_concurrent_uses_of_a_password_link_set_one_password(stack):
+    account = admin(stack, "POST", "/admin/accounts", {"email": new_email()}).json()
+    token = admin(stack, "POST", f"/admin/accounts/{account['account_id']}/password-link").json()["token"]
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda n: call(stack, "POST", "/api/auth/password/set",
+                                               {"token": token, "password": f"password number {n}"}), range(6)))
+    assert sorted(answer.status_code for answer in answers) == [204] + [400] * 5
+    winner = [answer.status_code for answer in answers].index(204)
+    assert session(stack, account["email"], f"password number {winner}")["token"]
+
+
+@pytest.mark.parametrize("body, code, param", [
+    ({"token": "acct_nobody.abc", "password": PASSWORD}, "invalid_token", "token"),
+    ({"token": "", "password": PASSWORD}, "invalid_token", "token"),
+    ({"token": "x" * 201, "password": PASSWORD}, "invalid_value", "token"),
+    ({"password": PASSWORD}, "missing_required_parameter", "token"),
+    ({"token": "t", "password": PASSWORD, "email": "a@example.com"}, "invalid_value", "email"),
+])
+def test_a_bad_set_password_request_is_400_naming_the_field(stack, body, code, param):
+    assert_error(call(stack, "POST", "/api/auth/password/set", body), 400, code, param=param)
+
+
+def test_a_password_link_for_no_account_is_404(stack):
+    assert_error(admin(stack, "POST", "/admin/accounts/acct_nobody/password-link"), 404, "not_found",
+                 param="account_id")
 
 
 def test_unknown_email_and_wrong_password_get_one_answer(stack):
@@ -222,18 +335,24 @@ def test_a_disabled_account_is_403(stack):
 
 
 def test_no_password_or_token_is_stored_in_plain_text(stack):
-    email = signup(stack)["email"]
+    account = signup(stack)
+    email = account["email"]
     first, second = session(stack, email), session(stack, email)
     assert call(stack, "POST", "/api/auth/password", {"current_password": PASSWORD, "new_password": NEW_PASSWORD},
                 token=second["token"]).status_code == 204
     third = session(stack, email, NEW_PASSWORD)
-    secrets = [PASSWORD, NEW_PASSWORD]
+    path = f"/admin/accounts/{account['account_id']}/password-link"
+    replaced, used = admin(stack, "POST", path).json()["token"], admin(stack, "POST", path).json()["token"]
+    assert call(stack, "POST", "/api/auth/password/set", {"token": used, "password": "linked password 5"}
+                ).status_code == 204
+    secrets = [PASSWORD, NEW_PASSWORD, "linked password 5", replaced.partition(".")[2], used.partition(".")[2]]
     for body in (first, second, third):
         secrets += [body["token"], body["token"].removeprefix("sess_"), body["csrf_token"]]
 
     dynamodb = stack.aws("dynamodb")
     tables = [name for name in dynamodb.list_tables()["TableNames"] if name.startswith(f"{PREFIX}-")]
-    assert {f"{PREFIX}-accounts", f"{PREFIX}-emails", f"{PREFIX}-sessions", f"{PREFIX}-login-attempts"} <= set(tables)
+    assert {f"{PREFIX}-accounts", f"{PREFIX}-emails", f"{PREFIX}-sessions", f"{PREFIX}-login-attempts",
+            f"{PREFIX}-password-links"} <= set(tables)
     stored = ""
     for table in tables:
         for page in dynamodb.get_paginator("scan").paginate(TableName=table):

@@ -142,6 +142,46 @@ def test_a_group_prices_with_its_multiplier(alice, stack, upstream):
     assert costs == ["0.0007", "0.0014"]  # 1000 × $0.28/1M + 1000 × $0.42/1M, then twice that
 
 
+def test_a_plan_taken_from_an_account_stops_its_keys_at_once(alice, stack, upstream):
+    plan = f"pro-{uuid.uuid4().hex[:6]}"
+    stack.admin("POST", "/admin/groups", {"name": plan, "multiplier": "0.9", "description": "Every model, 10% off"})
+    stack.admin("PATCH", f"/admin/accounts/{alice.account_id}", {"groups": [plan]})
+    secret = alice.new_key(group=plan)["key"]
+    upstream.fail_next(faults.usage(prompt=1000, completion=1000))
+    assert alice.relay(secret).headers["x-tokenway-cost-usd"] == "0.00063"  # list price × 0.9
+    balance = alice.stack.wallet(alice.account_id)
+
+    stack.admin("PATCH", f"/admin/accounts/{alice.account_id}", {"groups": []})
+    refused = alice.relay(secret)
+    assert refused.status_code == 403, refused.text
+    error = refused.json()["error"]
+    assert (error["type"], error["code"]) == ("permission_error", "group_not_allowed") and plan in error["message"]
+    assert refused.headers["x-tokenway-cost-usd"] == "0.00"
+    assert len(upstream.requests) == 1 and alice.stack.wallet(alice.account_id) == balance
+
+    stack.admin("PATCH", f"/admin/accounts/{alice.account_id}", {"groups": [plan]})
+    assert alice.relay(secret).status_code == 200
+
+
+def test_an_account_confined_to_its_plans_loses_the_default_plan(alice, stack, upstream):
+    plan = f"team-{uuid.uuid4().hex[:6]}"
+    stack.admin("POST", "/admin/groups", {"name": plan, "multiplier": "0.8"})
+    plain = alice.new_key()["key"]  # on `default`, which every account has until confined
+    changed = stack.admin("PATCH", f"/admin/accounts/{alice.account_id}", {"groups": [plan], "default_plan": False})
+    assert (changed["groups"], changed["default_plan"]) == ([plan], False)
+
+    refused = alice.relay(plain)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "group_not_allowed"
+    assert [g["name"] for g in alice.call("GET", "/api/groups").json()["data"]] == [plan]
+    for body in ({"name": "k"}, {"name": "k", "group": "default"}):
+        response = alice.call("POST", "/api/tokens", body)
+        assert response.status_code == 400 and response.json()["error"]["param"] == "group", response.text
+    assert alice.relay(alice.new_key(group=plan)["key"]).status_code == 200
+
+    stack.admin("PATCH", f"/admin/accounts/{alice.account_id}", {"default_plan": True})
+    assert alice.relay(plain).status_code == 200
+
+
 @pytest.mark.parametrize("body, param", [
     ({"name": "x" * 51}, "name"),
     ({"name": "k", "allowed_ips": ["300.1.1.1/8"]}, "allowed_ips"),

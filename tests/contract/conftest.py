@@ -13,15 +13,25 @@ from chalicelib.storage.dynamodb.account_repo import DynamoAccountRepo
 from chalicelib.storage.dynamodb.catalog_repo import DynamoCatalogRepo
 from chalicelib.storage.dynamodb.key_repo import DynamoKeyRepo
 from chalicelib.storage.dynamodb.login_attempt_repo import DynamoLoginAttemptRepo
+from chalicelib.storage.dynamodb.password_link_repo import DynamoPasswordLinkRepo
 from chalicelib.storage.dynamodb.session_repo import DynamoSessionRepo
 from chalicelib.storage.dynamodb.wallet_repo import DynamoWalletRepo
 from chalicelib.storage.memory.account_repo import InMemoryAccountRepo
 from chalicelib.storage.memory.catalog_repo import InMemoryCatalogRepo
 from chalicelib.storage.memory.key_repo import InMemoryKeyRepo
 from chalicelib.storage.memory.login_attempt_repo import InMemoryLoginAttemptRepo
+from chalicelib.storage.memory.password_link_repo import InMemoryPasswordLinkRepo
 from chalicelib.storage.memory.session_repo import InMemorySessionRepo
 from chalicelib.storage.memory.wallet_repo import InMemoryWalletRepo
-from chalicelib.storage.ports import AccountRepo, CatalogRepo, KeyRepo, LoginAttemptRepo, SessionRepo, WalletRepo
+from chalicelib.storage.ports import (
+    AccountRepo,
+    CatalogRepo,
+    KeyRepo,
+    LoginAttemptRepo,
+    PasswordLinkRepo,
+    SessionRepo,
+    WalletRepo,
+)
 from chalicelib.storage.secrets.envelope import SecretSealer
 from chalicelib.storage.secrets.local import KEY_BYTES, LocalKeyWrapper
 from devstack.emulator import provision
@@ -38,6 +48,7 @@ class Repos:
     catalog: CatalogRepo
     sessions: SessionRepo
     login_attempts: LoginAttemptRepo
+    password_links: PasswordLinkRepo
     dynamodb: Any = None  # the raw client, for tests that scan what was written
 
 
@@ -45,7 +56,8 @@ def _memory() -> Repos:
     keys = InMemoryKeyRepo()
     wallets = InMemoryWalletRepo(keys)
     return Repos(InMemoryAccountRepo(wallets), keys, wallets, InMemoryCatalogRepo(),
-                 sessions=InMemorySessionRepo(), login_attempts=InMemoryLoginAttemptRepo())
+                 sessions=InMemorySessionRepo(), login_attempts=InMemoryLoginAttemptRepo(),
+                 password_links=InMemoryPasswordLinkRepo())
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +85,7 @@ def _dynamodb(client: Any) -> Repos:
         DynamoCatalogRepo(client, name("catalog"), sealer=SecretSealer(LocalKeyWrapper(os.urandom(KEY_BYTES)))),
         sessions=DynamoSessionRepo(client, name("sessions")),
         login_attempts=DynamoLoginAttemptRepo(client, name("login-attempts")),
+        password_links=DynamoPasswordLinkRepo(client, name("password-links")),
         dynamodb=client,
     )
 

@@ -19,6 +19,7 @@ OUTPUT_NAMES = {
     "AccountsTableName", "KeysTableName", "LedgerTableName", "HoldsTableName", "CatalogTableName",
     "UsageBucketName", "UsageStreamName", "EmailsTableName", "SessionsTableName", "LoginAttemptsTableName",
     "SecretsKeyArn", "SecretsKeyAlias",
+    "PasswordLinksTableName",
 }
 USAGE_PREFIX = "usage/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/"
 
@@ -120,6 +121,7 @@ def test_the_console_tables_have_their_keys_and_time_to_live(provisioned: Provis
         ("EmailsTableName", "emails", "email", None),
         ("SessionsTableName", "sessions", "session_hash", "expires_at_s"),
         ("LoginAttemptsTableName", "login-attempts", "counter_id", "expires_at_s"),
+        ("PasswordLinksTableName", "password-links", "account_id", "expires_at_s"),
     ]:
         described = _table(provisioned, output)
         assert described["TableName"] == f"{provisioned.prefix}-{table}"

@@ -12,10 +12,12 @@ import pytest
 
 from chalicelib.billing.holds import Billing
 from chalicelib.catalog.catalog import Catalog
-from chalicelib.core.domain import ApiKey, Channel, LedgerEntry, ModelEntry, ModelKind, Prices, Route
+from chalicelib.core.domain import Account, ApiKey, Channel, LedgerEntry, ModelEntry, ModelKind, Prices, Route
 from chalicelib.core.money import usd_to_units
+from chalicelib.keys.plans import KeyPlans
 from chalicelib.providers.openai_compat import OpenAICompatAdapter
 from chalicelib.relay.relay import Relay
+from chalicelib.storage.memory.account_repo import InMemoryAccountRepo
 from chalicelib.storage.memory.catalog_repo import InMemoryCatalogRepo
 from chalicelib.storage.memory.key_repo import InMemoryKeyRepo
 from chalicelib.storage.memory.wallet_repo import InMemoryWalletRepo
@@ -81,12 +83,13 @@ class World:
         self.billing = Billing(self.wallets, self.keys, now_ms=lambda: self.time_ms, hold_ttl_ms=60_000)
         self.usage = InMemoryUsageSink()
         http = httpx.Client(transport=httpx.MockTransport(self._answer))
+        self.accounts = InMemoryAccountRepo(self.wallets)
         self.relay = Relay(self.catalog, self.billing, {"openai": OpenAICompatAdapter(http)}, self.usage,
-                           default_timeout_s=5)
+                           plans=KeyPlans(self.catalog, self.accounts), default_timeout_s=5)
         self.key = ApiKey(key_id="key_1", key_hash="hash_1", account_id="acct_1", name="test", created_at=0,
                           hint="sk-abc…wxyz")
         self.keys.create(self.key)
-        self.wallets.open("acct_1")
+        self.accounts.create(Account("acct_1", "a@example.com", 0))  # and its wallet
 
     def _answer(self, request: httpx.Request) -> httpx.Response:
         self.sent.append(request)

@@ -1,9 +1,18 @@
-"""Sign-up, login, sessions, CSRF and password change, over in-memory storage and a test clock."""
+"""Creating accounts (sign-up and operator alike), login, sessions, CSRF and password change, over
+in-memory storage and a test clock."""
 
 import pytest
 
 from chalicelib.core.domain import Account
-from chalicelib.core.errors import InvalidCredentials, InvalidRequest, InvalidSession, PermissionDenied
+from chalicelib.core.errors import (
+    EmailTaken,
+    InvalidCredentials,
+    InvalidRequest,
+    InvalidSession,
+    PermissionDenied,
+)
+from chalicelib.core.validation import parse
+from chalicelib.identity.accounts import NewAccount, SignUp
 from chalicelib.identity.sessions import token_hash
 from tests.unit.console_world import PASSWORD, TTL_S, ConsoleWorld
 
@@ -14,7 +23,7 @@ def world() -> ConsoleWorld:
 
 
 def test_signup_normalizes_the_email_and_stores_only_a_hash(world):
-    account = world.accounts.signup({"email": "  Alice@Example.COM ", "password": PASSWORD})
+    account = world.accounts.sign_up(SignUp(email="  Alice@Example.COM ", password=PASSWORD))
     assert account.email == "alice@example.com" and account.role == "customer" and account.status == "active"
     assert account.account_id.startswith("acct_") and account.created_at == world.time_ms
     stored = world.accounts_repo.get(account.account_id)
@@ -22,21 +31,50 @@ def test_signup_normalizes_the_email_and_stores_only_a_hash(world):
     assert PASSWORD not in repr(stored) and "scrypt" not in repr(stored)
 
 
-@pytest.mark.parametrize("email", ["alice", "alice@", "@example.com", "alice@example", "a b@example.com",
-                                   "alice@@example.com", "alice@example..com", "x" * 250 + "@example.com"])
-def test_signup_refuses_an_invalid_email(world, email):
+INVALID_EMAILS = ["alice", "alice@", "@example.com", "alice@example", "a b@example.com", "alice@@example.com",
+                  "alice@example..com", "x" * 250 + "@example.com", ""]
+
+
+def by_signup(world: ConsoleWorld, email: str) -> Account:
+    return world.accounts.sign_up(SignUp(email=email, password=PASSWORD))
+
+
+def by_operator(world: ConsoleWorld, email: str) -> Account:
+    return world.accounts.create(NewAccount(email=email))
+
+
+@pytest.mark.parametrize("create", [by_signup, by_operator])
+@pytest.mark.parametrize("email", INVALID_EMAILS)
+def test_every_way_of_creating_an_account_refuses_an_invalid_email(world, create, email):
     with pytest.raises(InvalidRequest) as caught:
-        world.accounts.signup({"email": email, "password": PASSWORD})
-    assert (caught.value.param, caught.value.code) == ("email", "invalid_email")
+        create(world, email)
+    assert (caught.value.status, caught.value.param, caught.value.code) == (400, "email", "invalid_email")
     assert world.accounts_repo.list() == []
 
 
-def test_signup_refuses_a_taken_email_whatever_its_case_and_writes_nothing(world):
-    world.signup("alice@example.com")
-    with pytest.raises(InvalidRequest) as caught:
-        world.signup("ALICE@example.com", "another password 1")
-    assert (caught.value.status, caught.value.param, caught.value.code) == (400, "email", "email_taken")
+@pytest.mark.parametrize("create", [by_signup, by_operator])
+def test_every_way_of_creating_an_account_normalizes_the_email(world, create):
+    assert create(world, " Bob@Example.ORG\t").email == "bob@example.org"
+
+
+@pytest.mark.parametrize("first", [by_signup, by_operator])
+@pytest.mark.parametrize("second", [by_signup, by_operator])
+def test_a_taken_email_is_a_409_naming_the_field_whoever_asks_and_nothing_is_written(world, first, second):
+    first(world, "alice@example.com")
+    with pytest.raises(EmailTaken) as caught:
+        second(world, "ALICE@example.com ")
+    error = caught.value.envelope()["error"]
+    assert (caught.value.status, error["type"], error["param"], error["code"]) == (
+        409, "invalid_request_error", "email", "email_taken")
     assert len(world.accounts_repo.list()) == 1
+
+
+def test_an_operator_created_account_is_a_customer_without_a_password(world):
+    account = world.accounts_repo.get(world.create("ops@example.com"))
+    assert (account.role, account.status, account.password_hash) == ("customer", "active", None)
+    assert account.account_id.startswith("acct_") and account.created_at == world.time_ms
+    with pytest.raises(InvalidCredentials):
+        world.login("ops@example.com", PASSWORD)
 
 
 def test_signup_refuses_a_weak_password_and_writes_nothing(world):
@@ -46,15 +84,18 @@ def test_signup_refuses_a_weak_password_and_writes_nothing(world):
     assert world.accounts_repo.list() == []
 
 
-@pytest.mark.parametrize("body, param", [({"email": "a@example.com"}, "password"),
-                                         ({"password": PASSWORD}, "email"),
-                                         ({"email": 5, "password": PASSWORD}, "email"),
-                                         ({"email": "a@example.com", "password": PASSWORD, "role": "admin"}, "role")])
-def test_signup_refuses_missing_wrong_or_extra_fields(world, body, param):
+@pytest.mark.parametrize("command, body, param", [
+    (SignUp, {"email": "a@example.com"}, "password"),
+    (SignUp, {"password": PASSWORD}, "email"),
+    (SignUp, {"email": 5, "password": PASSWORD}, "email"),
+    (SignUp, {"email": "a@example.com", "password": PASSWORD, "role": "admin"}, "role"),
+    (NewAccount, {"email": "a@example.com", "password": PASSWORD}, "password"),
+    (NewAccount, {"email": ["a@example.com"]}, "email"),
+])
+def test_a_body_with_missing_wrong_or_extra_fields_is_no_command(command, body, param):
     with pytest.raises(InvalidRequest) as caught:
-        world.accounts.signup(body)
+        parse(command, body)
     assert caught.value.param == param
-    assert world.accounts_repo.list() == []
 
 
 def test_login_opens_a_session_stored_only_as_hashes(world):
@@ -178,8 +219,7 @@ def test_logout_ends_that_session_only(world):
 def test_a_password_change_ends_every_session_and_the_new_password_works(world):
     account_id = world.signup()
     first, second = world.login().session, world.login().session
-    world.accounts.change_password(world.bearer(first.token),
-                                   {"current_password": PASSWORD, "new_password": "new password 99"})
+    world.change_password(world.bearer(first.token), PASSWORD, "new password 99")
     for token in (first.token, second.token):
         with pytest.raises(InvalidSession):
             world.bearer(token)
@@ -193,11 +233,10 @@ def test_a_password_change_needs_the_current_password_and_a_strong_new_one(world
     account_id = world.signup()
     principal = world.bearer(world.login().session.token)
     with pytest.raises(InvalidRequest) as caught:
-        world.accounts.change_password(principal, {"current_password": "wrong password 1",
-                                                   "new_password": "new password 99"})
+        world.change_password(principal, "wrong password 1", "new password 99")
     assert (caught.value.param, caught.value.code) == ("current_password", "incorrect_password")
     with pytest.raises(InvalidRequest) as caught:
-        world.accounts.change_password(principal, {"current_password": PASSWORD, "new_password": "short1"})
+        world.change_password(principal, PASSWORD, "short1")
     assert (caught.value.param, caught.value.code) == ("new_password", "weak_password")
     assert world.accounts_repo.get(account_id).session_epoch == 0
     assert world.bearer(world.login().session.token)

@@ -160,6 +160,25 @@ def test_account_create(gateway: Gateway) -> None:
     assert run.printed == {"account_id": "acct_1", "email": "ops@example.com"}
 
 
+def test_account_password_link(gateway: Gateway) -> None:
+    link = {"token": "acct_1.secret", "url": "/console/set-password#token=acct_1.secret",
+            "expires_at": "2026-11-30T12:00:00Z"}
+    gateway.reply = httpx.Response(201, json=link)
+    run = gateway.run("account", "password-link", "acct_1")
+    assert_sent(run, "POST", "/admin/accounts/acct_1/password-link", None)
+    assert run.printed == link
+
+
+@pytest.mark.parametrize("argv, body", [
+    (["acct_1", "pro", "team"], {"groups": ["pro", "team"]}),
+    (["acct_1", "pro", "--no-default"], {"groups": ["pro"], "default_plan": False}),
+    (["acct_1", "--default"], {"groups": [], "default_plan": True}),
+])
+def test_account_groups(gateway: Gateway, argv: list[str], body: dict) -> None:
+    run = gateway.run("account", "groups", *argv)
+    assert_sent(run, "PATCH", "/admin/accounts/acct_1", body)
+
+
 def test_wallet_credit(gateway: Gateway) -> None:
     gateway.reply = httpx.Response(200, json=WALLET)
     run = gateway.run("wallet", "credit", "acct_1", "25.000000001", "--note", "first top-up")

@@ -392,6 +392,7 @@ def test_an_allowed_address_and_model_pass(world):
 def test_a_plan_prices_with_its_multiplier_and_limits_its_models(world):
     world.fund("1")
     world.catalog_repo.put_group(Group("pro", multiplier_ppm=1_500_000, models=("test-chat",)))
+    world.accounts.set_groups("acct_1", ("pro",))
     limited(world, group="pro")
     result = chat(world)
     assert result.cost_units == 30_000  # 20 000 at list price × 1.5

@@ -104,6 +104,10 @@ class DynamoAccountRepo(AccountRepo):
     def set_groups(self, account_id: str, groups: tuple[str, ...]) -> Account:
         return self._update(account_id, "SET #groups = :groups", {"#groups": "groups"}, {":groups": list(groups)})
 
+    def set_default_plan(self, account_id: str, default_plan: bool) -> Account:
+        return self._update(account_id, "SET #default_plan = :default_plan", {"#default_plan": "default_plan"},
+                            {":default_plan": default_plan})
+
     def set_role(self, account_id: str, role: str) -> Account:
         return self._update(account_id, "SET #role = :role", {"#role": "role"}, {":role": role})
 

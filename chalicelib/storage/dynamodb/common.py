@@ -52,7 +52,12 @@ def _plain(value: Any) -> Any:
 
 
 class ConditionFailed(Exception):
-    """A single write's ConditionExpression did not hold; the repository says what that means."""
+    """A single write's ConditionExpression did not hold; the repository says what that means.
+    `item` is the item as it was, when the write asked for it (ReturnValuesOnConditionCheckFailure)."""
+
+    def __init__(self, action: str, item: dict[str, Any] | None = None) -> None:
+        super().__init__(action)
+        self.item = from_item(item) if item else {}
 
 
 @contextmanager
@@ -63,7 +68,7 @@ def storage_errors(action: str) -> Iterator[None]:
         yield
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-            raise ConditionFailed(action) from exc
+            raise ConditionFailed(action, exc.response.get("Item")) from exc
         raise StorageError(f"storage failed to {action}") from exc
     except BotoCoreError as exc:
         raise StorageError(f"storage is unreachable ({action})") from exc

@@ -58,6 +58,10 @@ class InMemoryAccountRepo(AccountRepo):
         with self._lock:
             return self._put(dataclasses.replace(self._current(account_id), groups=tuple(groups)))
 
+    def set_default_plan(self, account_id: str, default_plan: bool) -> Account:
+        with self._lock:
+            return self._put(dataclasses.replace(self._current(account_id), default_plan=default_plan))
+
     def set_role(self, account_id: str, role: str) -> Account:
         with self._lock:
             return self._put(dataclasses.replace(self._current(account_id), role=role))

@@ -1,0 +1,46 @@
+"""Plans (groups): which ones an account may use, and which one a key is priced and limited by.
+
+An account's plans are the ones the operator gave it, and `default` (every model at list
+price) unless the operator confined the account to the plans it was given.
+"""
+
+from __future__ import annotations
+
+from chalicelib.catalog.catalog import Catalog
+from chalicelib.core.domain import DEFAULT_GROUP, Account, ApiKey, Group
+from chalicelib.core.errors import PermissionDenied
+from chalicelib.storage.ports import AccountRepo
+
+
+def plan_names(account: Account) -> tuple[str, ...]:
+    """The names of the plans the account may use, `default` first when it is one of them."""
+    names = ((DEFAULT_GROUP,) if account.default_plan else ()) + account.groups
+    return tuple(dict.fromkeys(names))
+
+
+class KeyPlans:
+    """The plan of a key as its account may use it now: read with the account on every
+    request, so taking a plan away stops its keys at once."""
+
+    def __init__(self, catalog: Catalog, accounts: AccountRepo) -> None:
+        self._catalog = catalog
+        self._accounts = accounts
+
+    def of_key(self, key: ApiKey) -> Group:
+        """The key's plan; PermissionDenied (403) naming why the key may not use it."""
+        name = key.group or DEFAULT_GROUP
+        group = self._catalog.group(name)
+        if group is None:
+            raise PermissionDenied(f"This API key's plan `{name}` no longer exists.", code="group_not_found")
+        account = self._accounts.get(key.account_id)
+        if account is None or name not in plan_names(account):
+            raise PermissionDenied(f"This API key's plan `{name}` is no longer one of its account's plans. "
+                                   "Give the key another plan in Token Management.", code="group_not_allowed")
+        return group
+
+    def listed(self, key: ApiKey) -> Group | None:
+        """The key's plan, or None if it may not use one."""
+        try:
+            return self.of_key(key)
+        except PermissionDenied:
+            return None
