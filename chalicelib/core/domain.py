@@ -194,6 +194,7 @@ class Hold:
     created_at: int  # epoch ms
     expires_at: int  # epoch ms
     key_quota: bool = False  # whether the amount also counts against the key's quota
+    plan: str = DEFAULT_GROUP  # the key's plan, which the account must still have
 
 
 class CreditKind(enum.StrEnum):
@@ -232,6 +233,7 @@ class HoldResult(enum.Enum):
     HELD = "held"
     WALLET_SHORT = "wallet_short"  # not enough available, or the account is not active
     KEY_REFUSED = "key_refused"  # the key is not active, has expired, is over its quota or is gone
+    PLAN_REFUSED = "plan_refused"  # the key's plan is no longer one of its account's plans
 
 
 @dataclass(frozen=True)

@@ -19,19 +19,27 @@ def plan_names(account: Account) -> tuple[str, ...]:
 
 
 class KeyPlans:
-    """The plan of a key as its account may use it now: read with the account on every
-    request, so taking a plan away stops its keys at once."""
+    """The plan of a key. The relay takes it from the catalog alone (`of_key`): whether the
+    account still has it is a condition of the hold, the one write every request makes, so
+    taking a plan away stops its keys at once without another read. Listings read the
+    account (`listed`)."""
 
     def __init__(self, catalog: Catalog, accounts: AccountRepo) -> None:
         self._catalog = catalog
         self._accounts = accounts
 
     def of_key(self, key: ApiKey) -> Group:
-        """The key's plan; PermissionDenied (403) naming why the key may not use it."""
+        """The key's plan as the catalog has it; PermissionDenied (403) if it no longer exists."""
         name = key.group or DEFAULT_GROUP
         group = self._catalog.group(name)
         if group is None:
             raise PermissionDenied(f"This API key's plan `{name}` no longer exists.", code="group_not_found")
+        return group
+
+    def of_account_key(self, key: ApiKey) -> Group:
+        """The key's plan, if its account still has it; PermissionDenied (403) naming why not."""
+        group = self.of_key(key)
+        name = group.name
         account = self._accounts.get(key.account_id)
         if account is None or name not in plan_names(account):
             raise PermissionDenied(f"This API key's plan `{name}` is no longer one of its account's plans. "
@@ -41,6 +49,6 @@ class KeyPlans:
     def listed(self, key: ApiKey) -> Group | None:
         """The key's plan, or None if it may not use one."""
         try:
-            return self.of_key(key)
+            return self.of_account_key(key)
         except PermissionDenied:
             return None

@@ -194,7 +194,8 @@ class Relay:
             raise InvalidRequest(f"The model `{model.name}` is a {model.kind.value} model and cannot serve "
                                  f"{endpoint}.", param="model", code="model_not_supported")
         routes = self._catalog.routes(model)  # ModelNotFound before anything is held
-        group = self._plans.of_key(key)  # 403 once the plan is gone or taken from the account
+        # 403 once the plan is gone; one taken from the account is refused by the hold.
+        group = self._plans.of_key(key)
         if not group.allows(model.name):
             raise PermissionDenied(f"The plan `{group.name}` does not include the model `{model.name}`.",
                                    param="model", code="model_not_allowed")

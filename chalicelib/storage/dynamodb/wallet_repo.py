@@ -50,7 +50,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.core.domain import Balance, Credited, Hold, HoldResult, LedgerEntry, Settlement
+from chalicelib.core.domain import DEFAULT_GROUP, Balance, Credited, Hold, HoldResult, LedgerEntry, Settlement
 from chalicelib.core.errors import NotFound, StorageError
 from chalicelib.storage.dynamodb.common import (
     TransactionCancelled,
@@ -116,9 +116,10 @@ class DynamoWalletRepo(WalletRepo):
     def hold(self, hold: Hold) -> HoldResult:
         try:
             self._transact([
-                # Invariant: a balance never goes below zero. Only an active account holds.
+                # Invariant: a balance never goes below zero. Only an active account holds,
+                # for a key on a plan the account still has.
                 self._move(hold.account_id, available=-hold.amount, held=hold.amount, need=hold.amount,
-                           active=True),
+                           active=True, plan=hold.plan),
                 TransactItem("hold", {"Put": {
                     "TableName": self._holds,
                     "Item": to_item(hold.__dict__),
@@ -128,7 +129,12 @@ class DynamoWalletRepo(WalletRepo):
                 self._reserve_on_key(hold),
             ], "hold")
         except TransactionCancelled as exc:
-            return HoldResult.KEY_REFUSED if "key" in exc else HoldResult.WALLET_SHORT
+            if "key" in exc:
+                return HoldResult.KEY_REFUSED
+            account = exc.failed.get("account")
+            if account and account.get("status") == "active" and account.get("available", 0) >= hold.amount:
+                return HoldResult.PLAN_REFUSED  # the one condition left on the account item
+            return HoldResult.WALLET_SHORT
         return HoldResult.HELD
 
     def settle(self, hold: Hold, cost: int, entry: LedgerEntry) -> Settlement:
@@ -214,7 +220,7 @@ class DynamoWalletRepo(WalletRepo):
     # Transaction items, each named by its role for reading cancellations.
 
     def _move(self, account_id: str, *, available: int, held: int = 0, need: int = 0, active: bool = False,
-              shortfall: int = 0) -> TransactItem:
+              shortfall: int = 0, plan: str | None = None) -> TransactItem:
         # Money moves only on an existing account: an update must not create one.
         condition = "attribute_exists(account_id)"
         names = {"#available": "available", "#held": "held"}
@@ -227,6 +233,17 @@ class DynamoWalletRepo(WalletRepo):
             condition += " AND #status = :active"
             names["#status"] = "status"
             values[":active"] = {"S": "active"}
+        if plan is not None:
+            # `default` is the account's unless the operator confined it to its listed plans.
+            names["#groups"] = "groups"
+            values[":plan"] = {"S": plan}
+            if plan == DEFAULT_GROUP:
+                names["#default_plan"] = "default_plan"
+                values[":yes"] = {"BOOL": True}
+                condition += (" AND (attribute_not_exists(#default_plan) OR #default_plan = :yes"
+                              " OR contains(#groups, :plan))")
+            else:
+                condition += " AND contains(#groups, :plan)"
         if shortfall:
             expression += " ADD #shortfall :shortfall"
             names["#shortfall"] = "shortfall"

@@ -28,6 +28,7 @@ class InMemoryAccountRepo(AccountRepo):
             self._emails[account.email.lower()] = account.account_id
         if self._wallets is not None:
             self._wallets.open(account.account_id)
+            self._wallets.set_plans(account.account_id, account.default_plan, account.groups)
             if account.status != "active":
                 self._wallets.set_status(account.account_id, account.status)
 
@@ -56,11 +57,19 @@ class InMemoryAccountRepo(AccountRepo):
 
     def set_groups(self, account_id: str, groups: tuple[str, ...]) -> Account:
         with self._lock:
-            return self._put(dataclasses.replace(self._current(account_id), groups=tuple(groups)))
+            account = self._put(dataclasses.replace(self._current(account_id), groups=tuple(groups)))
+        return self._plans_changed(account)
 
     def set_default_plan(self, account_id: str, default_plan: bool) -> Account:
         with self._lock:
-            return self._put(dataclasses.replace(self._current(account_id), default_plan=default_plan))
+            account = self._put(dataclasses.replace(self._current(account_id), default_plan=default_plan))
+        return self._plans_changed(account)
+
+    def _plans_changed(self, account: Account) -> Account:
+        # The wallet stands for the account item the hold checks the key's plan on.
+        if self._wallets is not None:
+            self._wallets.set_plans(account.account_id, account.default_plan, account.groups)
+        return account
 
     def set_role(self, account_id: str, role: str) -> Account:
         with self._lock:

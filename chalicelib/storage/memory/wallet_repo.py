@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from chalicelib.core.domain import (
+    DEFAULT_GROUP,
     ApiKey,
     Balance,
     Credited,
@@ -26,6 +27,7 @@ class InMemoryWalletRepo(WalletRepo):
         self._held: dict[str, int] = {}
         self._shortfall: dict[str, int] = {}
         self._status: dict[str, str] = {}
+        self._plans: dict[str, tuple[bool, tuple[str, ...]]] = {}  # (default plan?, listed plans)
         self._holds: dict[str, Hold] = {}
         self._ledger: dict[str, dict[str, LedgerEntry]] = {}
         self._claims: dict[str, tuple[str, str]] = {}  # claim → (account_id, entry_id)
@@ -36,6 +38,10 @@ class InMemoryWalletRepo(WalletRepo):
             self._available.setdefault(account_id, 0)
             self._held.setdefault(account_id, 0)
             self._status.setdefault(account_id, "active")
+
+    def set_plans(self, account_id: str, default_plan: bool, groups: tuple[str, ...]) -> None:
+        with self._lock:
+            self._plans[account_id] = (default_plan, tuple(groups))
 
     def set_status(self, account_id: str, status: str) -> None:
         with self._lock:
@@ -68,6 +74,9 @@ class InMemoryWalletRepo(WalletRepo):
                 return HoldResult.WALLET_SHORT
             if hold.request_id in self._holds:
                 return HoldResult.WALLET_SHORT
+            default_plan, groups = self._plans.get(hold.account_id, (True, ()))
+            if hold.plan not in groups and not (hold.plan == DEFAULT_GROUP and default_plan):
+                return HoldResult.PLAN_REFUSED
             key = self._keys.keys.get(hold.key_hash)  # not followed: an old secret cannot hold
             if key is None or not _key_can_hold(key, hold):
                 return HoldResult.KEY_REFUSED
