@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Environment variables that hold each built-in provider's API key. Supplying
 # one makes that provider's catalog models routable.
@@ -35,6 +37,10 @@ class Settings(BaseSettings):
     key_pepper: SecretStr | None = None
 
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    # The proxies (CIDR blocks, comma-separated in the environment) whose X-Forwarded-For
+    # is believed: the client is the right-most address in it that is not one of them.
+    # None by default: the client is the peer API Gateway or the local server saw.
+    trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
     upstream_timeout_s: float = Field(120.0, gt=0)
     # How long a looked-up key and the catalog are reused before re-reading.
     key_cache_ttl_s: float = Field(5.0, ge=0)
@@ -58,6 +64,13 @@ class Settings(BaseSettings):
     zhipuai_api_key: SecretStr | None = Field(None, validation_alias="ZHIPUAI_API_KEY")
     openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY")
     anthropic_api_key: SecretStr | None = Field(None, validation_alias="ANTHROPIC_API_KEY")
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     def table_name(self, table: str) -> str:
         """The DynamoDB table name of one logical table (`accounts`, `keys`, …)."""

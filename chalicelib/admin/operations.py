@@ -5,7 +5,6 @@ from __future__ import annotations
 import hmac
 import uuid
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 from urllib.parse import urlparse
 
@@ -13,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_v
 
 from chalicelib.catalog.catalog import BUILTIN_MODELS, Catalog
 from chalicelib.core.domain import (
-    PPM,
     Account,
     ApiKey,
     Balance,
@@ -26,7 +24,7 @@ from chalicelib.core.domain import (
     Route,
 )
 from chalicelib.core.errors import AdminAuthError, InvalidRequest, NotFound
-from chalicelib.core.money import usd_to_units
+from chalicelib.core.money import parse_multiplier, usd_to_units
 from chalicelib.core.validation import parse
 from chalicelib.keys.auth import bearer_token
 from chalicelib.keys.manage import CreatedKey, KeyManager
@@ -197,18 +195,14 @@ class Admin:
         """Create or replace a plan."""
         data: GroupInput = parse(GroupInput, body)
         try:
-            multiplier = Decimal(str(data.multiplier))
-        except InvalidOperation:
-            multiplier = Decimal(-1)
-        ppm = multiplier * PPM
-        if not multiplier.is_finite() or multiplier <= 0 or ppm != ppm.to_integral_value():
-            raise InvalidRequest("multiplier must be a positive decimal with at most 6 decimals.",
-                                 param="multiplier")
+            ppm = parse_multiplier(data.multiplier)
+        except ValueError as exc:
+            raise InvalidRequest(f"{exc}.", param="multiplier") from None
         known = {model.name for model in self._catalog.models()}
         unknown = [name for name in data.models if name not in known]
         if unknown:
             raise InvalidRequest(f"Unknown model `{unknown[0]}`.", param="models")
-        group = Group(data.name, int(ppm), tuple(dict.fromkeys(data.models)), data.description)
+        group = Group(data.name, ppm, tuple(dict.fromkeys(data.models)), data.description)
         self._catalog_repo.put_group(group)
         self._catalog.invalidate()
         return group
