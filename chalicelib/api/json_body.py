@@ -38,7 +38,7 @@ def read_json(raw_body: bytes | None, *, max_bytes: int) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidRequest("The request body is not valid UTF-8.") from None
+        raise InvalidRequest("The request body is not valid UTF-8.", code="invalid_encoding") from None
     if not text.strip():
         raise InvalidRequest("The request body is empty; send a JSON object.")
     _check_depth(text)
@@ -52,7 +52,8 @@ def read_json(raw_body: bytes | None, *, max_bytes: int) -> Any:
         try:
             json.dumps(value, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
-            raise InvalidRequest("The request body has a \\u escape of an unpaired UTF-16 surrogate.") from None
+            raise InvalidRequest("The request body has a \\u escape of an unpaired UTF-16 surrogate.",
+                                 code="invalid_encoding") from None
     return value
 
 

