@@ -74,7 +74,7 @@ class _EventConverter(LambdaEventConverter):
         return event
 
 
-class Gateway(_ChaliceGateway):
+class _Gateway(_ChaliceGateway):
     """chalice's fake of API Gateway for one caller, with the additions above."""
 
     def __init__(self, app: Chalice, config: Config, source_ip: str) -> None:
@@ -89,7 +89,7 @@ class _Handler(ChaliceRequestHandler):
 
     def __init__(self, request: Any, client_address: tuple[str, int], server: Any, app_object: Chalice,
                  config: Config) -> None:
-        self.local_gateway = Gateway(app_object, config, client_address[0])
+        self.local_gateway = _Gateway(app_object, config, client_address[0])
         # What ChaliceRequestHandler.__init__ does after making its own gateway.
         super(ChaliceRequestHandler, self).__init__(request, client_address, server)
 
@@ -156,7 +156,7 @@ class InProcessTransport(httpx.BaseTransport):
         for name, value in request.headers.multi_items():
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         path = request.url.raw_path.decode("ascii")
-        gateway = Gateway(self._app, self._config, self.client_ip)
+        gateway = _Gateway(self._app, self._config, self.client_ip)
         try:
             answer = gateway.handle_request(method=request.method, path=path, headers=headers,
                                             body=request.read() or None)

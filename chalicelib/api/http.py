@@ -34,7 +34,7 @@ def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | Non
                     headers={"Content-Type": "application/json", **(headers or {})})
 
 
-def error_response(error: GatewayError, headers: dict[str, str] | None = None) -> Response:
+def _error_response(error: GatewayError, headers: dict[str, str] | None = None) -> Response:
     """The error's OpenAI envelope with its status, and the headers its kind carries."""
     if isinstance(error, RateLimited):
         headers = {**(headers or {}), "Retry-After": str(error.retry_after_s)}
@@ -102,9 +102,9 @@ def render_error(exc: Exception, *, view: str, request_id: str | None = None,
         if exc.status >= 500:
             log.warning("%s %s: %s: %s", view, request_id or "-", type(exc).__name__, exc.message,
                         exc_info=exc if exc.__cause__ is not None else None)
-        return error_response(exc, headers)
+        return _error_response(exc, headers)
     log.error("%s %s: unhandled error", view, request_id or "-", exc_info=exc)
-    return error_response(InternalError("The server had an error while processing your request."), headers)
+    return _error_response(InternalError("The server had an error while processing your request."), headers)
 
 
 def openai_errors(view: Callable[..., Response]) -> Callable[..., Response]:

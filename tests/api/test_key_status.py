@@ -62,7 +62,7 @@ def test_a_refusal_is_never_answered_from_a_stale_cached_key(stack, cached_keys)
     assert (revoked.status_code, code(revoked)) == (401, "api_key_revoked")
 
 
-def test_an_active_key_is_looked_up_once_per_cache_period(stack, cached_keys):
+def test_the_relay_reuses_an_active_keys_cached_lookup(stack, cached_keys):
     alice = Customer(stack)
     secret = alice.new_key()["key"]
     keys = stack.aws("dynamodb")
