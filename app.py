@@ -5,6 +5,7 @@ from chalicelib.api.auth_routes import auth_routes
 from chalicelib.api.maintenance import maintenance
 from chalicelib.api.openapi import openapi_routes
 from chalicelib.api.relay_routes import relay_routes
+from chalicelib.api.routing import cover_every_route
 from chalicelib.api.token_routes import token_routes
 
 app = Chalice(app_name="tokenway")
@@ -14,3 +15,5 @@ app.register_blueprint(token_routes)
 app.register_blueprint(openapi_routes)
 app.register_blueprint(admin_routes)
 app.register_blueprint(maintenance)
+# Last: every path and method the blueprints leave unserved gets the gateway's own 404 or 405.
+cover_every_route(app)

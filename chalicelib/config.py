@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Environment variables that hold each built-in provider's API key. Supplying
 # one makes that provider's catalog models routable.
@@ -43,6 +44,10 @@ class Settings(BaseSettings):
     secrets_key_file: Path | None = None
 
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    # The proxies (CIDR blocks, comma-separated in the environment) whose X-Forwarded-For
+    # is believed: the client is the right-most address in it that is not one of them.
+    # None by default: the client is the peer API Gateway or the local server saw.
+    trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
     upstream_timeout_s: float = Field(120.0, gt=0)
     # How long a looked-up key and the catalog are reused before re-reading.
     key_cache_ttl_s: float = Field(5.0, ge=0)
@@ -75,6 +80,13 @@ class Settings(BaseSettings):
     zhipuai_api_key: SecretStr | None = Field(None, validation_alias="ZHIPUAI_API_KEY")
     openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY")
     anthropic_api_key: SecretStr | None = Field(None, validation_alias="ANTHROPIC_API_KEY")
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @model_validator(mode="after")
     def _one_key_keeper(self) -> Settings:

@@ -1,10 +1,12 @@
 """`make run`: the whole gateway on one machine.
 
 Starts the AWS emulator on 127.0.0.1:${AWS_EMULATOR_PORT:-4566}, provisions it
-from infra/template.yaml, and serves the gateway with `chalice local` on
-127.0.0.1:${PORT:-8000}. Channel keys are sealed under the key file
-${TOKENWAY_SECRETS_KEY_FILE:-.data/secrets.key}, created on the first run (or,
-with TOKENWAY_KMS_KEY_ID set, under that key on the emulator). When no provider key is set it also starts the demo
+from infra/template.yaml, and serves the gateway with chalice's local server
+(devstack.local_server: `chalice local`, plus API Gateway's greedy routes and
+the callers' real addresses) on 127.0.0.1:${PORT:-8000}. Channel keys are sealed
+under the key file ${TOKENWAY_SECRETS_KEY_FILE:-.data/secrets.key}, created on the
+first run (or, with TOKENWAY_KMS_KEY_ID set, under that key on the emulator). When
+no provider key is set it also starts the demo
 upstream and seeds a funded demo account, so the manual's snippets run as
 written. Ctrl-C stops everything it started.
 """
@@ -63,12 +65,11 @@ def main() -> int:
         env = {**os.environ, "TOKENWAY_AWS_ENDPOINT_URL": emulator.endpoint_url,
                "TOKENWAY_ADMIN_TOKEN": admin_token, **_secrets_key()}
         gateway = subprocess.Popen(
-            [str(Path(sys.executable).with_name("chalice")), "local", "--host", host, "--port", str(port),
-             "--stage", "dev", "--no-autoreload"],
+            [sys.executable, "-m", "devstack.local_server", "--host", host, "--port", str(port), "--stage", "dev"],
             cwd=ROOT, env=env,
         )
         _wait_until_serving(url, gateway)
-        print(f"Gateway           {url}  (chalice local, stage dev)")
+        print(f"Gateway           {url}  (chalice's local server, stage dev)")
         print(f"Admin token       {admin_token}" + ("  (generated; set TOKENWAY_ADMIN_TOKEN to choose one)"
                                                    if generated_token else "  (from TOKENWAY_ADMIN_TOKEN)"))
         if not Settings().provider_keys():
@@ -111,7 +112,7 @@ def _wait_until_serving(url: str, gateway: subprocess.Popen[bytes], timeout_s: f
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if gateway.poll() is not None:
-            raise SystemExit(f"chalice local exited with status {gateway.returncode}")
+            raise SystemExit(f"the gateway exited with status {gateway.returncode}")
         try:
             httpx.get(f"{url}/v1/models", timeout=1)
             return

@@ -1,18 +1,102 @@
-"""chalice's local server for an app object, in a thread: for tests and the benchmark."""
+"""chalice's local server, closer to API Gateway: for `make run`, the tests and the benchmark.
+
+What it adds to `chalice local`:
+- API Gateway's greedy path segment: `/{proxy+}` matches any path no other route does, and its
+  value reaches the app as `pathParameters["proxy"]`, as API Gateway sends it;
+- the caller's address from the socket as `requestContext.identity.sourceIp` (chalice local
+  reports every caller as 127.0.0.1), so limits and allowlists see real addresses;
+- no body on an answer to HEAD.
+
+`InProcessTransport` sends an httpx client's requests through the same event building, in
+process: the tests that do not need a socket use it. `python -m devstack.local_server` serves
+the app in this directory as `chalice local --stage STAGE` does (the stage's environment from
+.chalice/config.json), and is what `make run` starts.
+"""
 
 from __future__ import annotations
 
+import argparse
+import base64
+import sys
 import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
 
+import httpx
 from chalice import Chalice
 from chalice.config import Config
-from chalice.local import ChaliceRequestHandler, CustomLocalChalice, LocalChalice, LocalDevServer, ThreadedHTTPServer
+from chalice.local import (
+    ChaliceRequestHandler,
+    CustomLocalChalice,
+    LambdaEventConverter,
+    LocalChalice,
+    LocalDevServer,
+    LocalGatewayException,
+    MatchResult,
+    RouteMatcher,
+    ThreadedHTTPServer,
+)
+from chalice.local import LocalGateway as _ChaliceGateway
 
 
-class _NoDelayHandler(ChaliceRequestHandler):
+class _RouteMatcher(RouteMatcher):
+    """chalice's matcher for the routes it knows, then the greedy `{name+}` routes, longest prefix first."""
+
+    def __init__(self, route_urls: list[str]) -> None:
+        super().__init__([url for url in route_urls if not url.endswith("+}")])
+        self._greedy = sorted((url for url in route_urls if url.endswith("+}")), key=len, reverse=True)
+
+    def match_route(self, url: str) -> MatchResult:
+        try:
+            return super().match_route(url)
+        except ValueError:
+            parsed = urlparse(url)
+            path = parsed.path.rstrip("/")
+            for route in self._greedy:
+                prefix, _, name = route.rpartition("/")
+                if path.startswith(prefix + "/") and len(path) > len(prefix) + 1:
+                    return MatchResult(route, {name[1:-2]: path[len(prefix) + 1:]},
+                                       parse_qs(parsed.query, keep_blank_values=True))
+            raise
+
+
+class _EventConverter(LambdaEventConverter):
+    def __init__(self, route_matcher: RouteMatcher, binary_types: list[str], source_ip: str) -> None:
+        super().__init__(route_matcher, binary_types)
+        self._source_ip = source_ip
+
+    def create_lambda_event(self, method: str, path: str, headers: dict[str, str],
+                            body: bytes | None = None) -> dict[str, Any]:
+        event = super().create_lambda_event(method, path, headers, body)
+        event["requestContext"]["identity"]["sourceIp"] = self._source_ip
+        event["path"] = event["requestContext"]["path"]
+        return event
+
+
+class _Gateway(_ChaliceGateway):
+    """chalice's fake of API Gateway for one caller, with the additions above."""
+
+    def __init__(self, app: Chalice, config: Config, source_ip: str) -> None:
+        super().__init__(app, config)
+        self.event_converter = _EventConverter(_RouteMatcher(list(app.routes)), app.api.binary_types, source_ip)
+
+
+class _Handler(ChaliceRequestHandler):
     # The handler writes headers and body separately; without TCP_NODELAY every
     # keep-alive response waits for the client's delayed ACK (about 40 ms).
     disable_nagle_algorithm = True
+
+    def __init__(self, request: Any, client_address: tuple[str, int], server: Any, app_object: Chalice,
+                 config: Config) -> None:
+        self.local_gateway = _Gateway(app_object, config, client_address[0])
+        # What ChaliceRequestHandler.__init__ does after making its own gateway.
+        super(ChaliceRequestHandler, self).__init__(request, client_address, server)
+
+    def _send_http_response(self, code: int, headers: dict[str, Any], body: str | bytes | None) -> None:
+        if self.command == "HEAD":
+            body = None  # a HEAD answer has headers only; a body would be read as the next response
+        super()._send_http_response(code, headers, body)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass  # no access log: the tests and the benchmark make thousands of requests
@@ -32,16 +116,21 @@ class _Server(ThreadedHTTPServer):
     request_queue_size = 128
 
 
+def _local(app: Chalice) -> Chalice:
+    if not isinstance(app, LocalChalice):
+        # What chalice.local.create_local_server does to make current_request thread-local.
+        CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
+        app.__class__ = CustomLocalChalice
+    return app
+
+
 class LocalGateway:
-    """The app served as `chalice local` serves it: threaded, one current request per thread."""
+    """The app served as `chalice local` serves it, with the additions above: threaded, one current
+    request per thread."""
 
     def __init__(self, app: Chalice, *, host: str = "127.0.0.1", port: int = 0, stage: str = "local") -> None:
-        if not isinstance(app, LocalChalice):
-            # What chalice.local.create_local_server does to make current_request thread-local.
-            CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
-            app.__class__ = CustomLocalChalice
-        self._server = LocalDevServer(app, Config.create(chalice_stage=stage), host, port,
-                                      handler_cls=_NoDelayHandler, server_cls=_Server)
+        self._server = LocalDevServer(_local(app), Config.create(chalice_stage=stage), host, port,
+                                      handler_cls=_Handler, server_cls=_Server)
         self._thread = threading.Thread(target=self._server.server.serve_forever, daemon=True)
 
     @property
@@ -53,6 +142,65 @@ class LocalGateway:
         self._thread.start()
         return self
 
+    def serve_forever(self) -> None:
+        self._server.server.serve_forever()
+
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server.server_close()
+
+
+class InProcessTransport(httpx.BaseTransport):
+    """An httpx transport that hands each request to the app as the local server would, without a
+    socket; `client_ip` is the peer address the app sees."""
+
+    def __init__(self, app: Chalice, *, client_ip: str = "127.0.0.1", stage: str = "local") -> None:
+        self._app = _local(app)
+        self._config = Config.create(chalice_stage=stage)
+        self.client_ip = client_ip
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        headers: dict[str, str] = {}
+        for name, value in request.headers.multi_items():
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        path = request.url.raw_path.decode("ascii")
+        gateway = _Gateway(self._app, self._config, self.client_ip)
+        try:
+            answer = gateway.handle_request(method=request.method, path=path, headers=headers,
+                                            body=request.read() or None)
+        except LocalGatewayException as exc:
+            return httpx.Response(exc.CODE, headers=exc.headers, content=exc.body or b"", request=request)
+        body = answer.get("body") or b""
+        if answer.get("isBase64Encoded"):
+            body = base64.b64decode(body)
+        elif isinstance(body, str):
+            body = body.encode()
+        response_headers = list(answer["headers"].items())
+        for name, values in (answer.get("multiValueHeaders") or {}).items():
+            response_headers += [(name, value) for value in values]
+        return httpx.Response(answer["statusCode"], headers=response_headers,
+                              content=b"" if request.method == "HEAD" else body, request=request)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve ./app.py as `chalice local --stage STAGE` does, with the additions above."""
+    parser = argparse.ArgumentParser(prog="python -m devstack.local_server", description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--stage", default="dev")
+    args = parser.parse_args(argv)
+    from chalice.cli.factory import CLIFactory
+
+    # The app and the stage's environment (.chalice/config.json), loaded as `chalice local` loads them.
+    app = CLIFactory(project_dir=str(Path.cwd())).create_config_obj(chalice_stage_name=args.stage).chalice_app
+    server = LocalGateway(app, host=args.host, port=args.port, stage=args.stage)
+    print(f"Serving on {server.url}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

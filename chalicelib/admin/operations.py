@@ -9,7 +9,6 @@ import hmac
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 from urllib.parse import urlparse
 
@@ -26,7 +25,6 @@ from chalicelib.catalog.catalog import (
 from chalicelib.core.domain import (
     DEFAULT_IMAGE_QUALITY,
     DEFAULT_IMAGE_SIZE,
-    PPM,
     Account,
     ApiKey,
     Balance,
@@ -41,7 +39,7 @@ from chalicelib.core.domain import (
     Route,
 )
 from chalicelib.core.errors import AdminAuthError, InvalidRequest, NotFound
-from chalicelib.core.money import usd_to_units
+from chalicelib.core.money import parse_multiplier, usd_to_units
 from chalicelib.core.validation import parse
 from chalicelib.keys.auth import bearer_token
 from chalicelib.keys.manage import CreatedKey, KeyManager
@@ -286,18 +284,14 @@ class Admin:
         """Create or replace a plan."""
         data: GroupInput = parse(GroupInput, body)
         try:
-            multiplier = Decimal(str(data.multiplier))
-        except InvalidOperation:
-            multiplier = Decimal(-1)
-        ppm = multiplier * PPM
-        if not multiplier.is_finite() or multiplier <= 0 or ppm != ppm.to_integral_value():
-            raise InvalidRequest("multiplier must be a positive decimal with at most 6 decimals.",
-                                 param="multiplier")
+            ppm = parse_multiplier(data.multiplier)
+        except ValueError as exc:
+            raise InvalidRequest(f"{exc}.", param="multiplier") from None
         known = {model.name for model in self._catalog.models()}
         unknown = [name for name in data.models if name not in known]
         if unknown:
             raise InvalidRequest(f"Unknown model `{unknown[0]}`.", param="models")
-        group = Group(data.name, int(ppm), tuple(dict.fromkeys(data.models)), data.description)
+        group = Group(data.name, ppm, tuple(dict.fromkeys(data.models)), data.description)
         self._catalog_repo.put_group(group)
         self._catalog.invalidate()
         return group

@@ -1,23 +1,25 @@
-"""What every view shares: reading the JSON body, and turning errors into OpenAI envelopes."""
+"""What every view shares: the client's address, the JSON body, and turning errors into OpenAI envelopes."""
 
 from __future__ import annotations
 
 import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any
 
 from chalice import Response
 
+from chalicelib.api.json_body import read_json
 from chalicelib.core.errors import (
     GatewayError,
     InternalError,
-    InvalidRequest,
-    PayloadTooLarge,
+    MethodNotAllowed,
     RateLimited,
     UnsupportedMediaType,
 )
+from chalicelib.deps import get_gateway
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +34,12 @@ def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | Non
                     headers={"Content-Type": "application/json", **(headers or {})})
 
 
-def error_response(error: GatewayError, headers: dict[str, str] | None = None) -> Response:
+def _error_response(error: GatewayError, headers: dict[str, str] | None = None) -> Response:
+    """The error's OpenAI envelope with its status, and the headers its kind carries."""
     if isinstance(error, RateLimited):
         headers = {**(headers or {}), "Retry-After": str(error.retry_after_s)}
+    if isinstance(error, MethodNotAllowed):
+        headers = {**(headers or {}), "Allow": ", ".join(error.allow)}
     return json_response(error.envelope(), status=error.status, headers=headers)
 
 
@@ -50,9 +55,34 @@ def cookie_header(name: str, value: str, *, max_age: int) -> str:
 
 
 def client_ip(request: Any) -> str | None:
-    """The caller's address as API Gateway (or chalice local) saw it."""
+    """The caller's address: the peer API Gateway (or the local server) saw, or, when that peer is a
+    trusted proxy (TOKENWAY_TRUSTED_PROXIES), the right-most address of X-Forwarded-For it did not add."""
     identity = (request.context or {}).get("identity") or {}
-    return identity.get("sourceIp")
+    return forwarded_client(identity.get("sourceIp"), request.headers.get("x-forwarded-for"),
+                            get_gateway().settings.trusted_proxies)
+
+
+def forwarded_client(peer: str | None, forwarded_for: str | None,
+                     trusted: Sequence[IPv4Network | IPv6Network]) -> str | None:
+    """Walk from the peer back along X-Forwarded-For while each hop is a trusted proxy; the first
+    address that is not one is the client. A header from an untrusted peer is never read."""
+    hops = [hop.strip() for hop in (forwarded_for or "").split(",") if hop.strip()]
+    address = peer
+    while address is not None and _is_trusted(address, trusted) and hops:
+        hop = hops.pop()
+        try:
+            address = str(ip_address(hop))
+        except ValueError:
+            return address  # garbage before a trusted proxy: the proxy is the last address known
+    return address
+
+
+def _is_trusted(address: str, trusted: Sequence[IPv4Network | IPv6Network]) -> bool:
+    try:
+        parsed = ip_address(address)
+    except ValueError:
+        return False
+    return any(parsed in network for network in trusted)
 
 
 def read_console_json(request: Any, *, max_bytes: int) -> Any:
@@ -64,32 +94,27 @@ def read_console_json(request: Any, *, max_bytes: int) -> Any:
     return read_json(request.raw_body, max_bytes=max_bytes)
 
 
-def read_json(raw_body: bytes | None, *, max_bytes: int) -> Any:
-    """The request's JSON body; 413 above `max_bytes`, 400 if it is not JSON."""
-    raw = raw_body or b""
-    if len(raw) > max_bytes:
-        raise PayloadTooLarge(f"The request body is larger than the limit of {max_bytes} bytes.")
-    if not raw.strip():
-        raise InvalidRequest("The request body is empty; send a JSON object.")
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("The request body is not valid JSON.") from None
+def render_error(exc: Exception, *, view: str, request_id: str | None = None,
+                 headers: dict[str, str] | None = None) -> Response:
+    """The one place an error becomes a response: a GatewayError as its envelope (logged when 5xx),
+    anything else as a logged, generic 500; `headers` go on the response either way."""
+    if isinstance(exc, GatewayError):
+        if exc.status >= 500:
+            log.warning("%s %s: %s: %s", view, request_id or "-", type(exc).__name__, exc.message,
+                        exc_info=exc if exc.__cause__ is not None else None)
+        return _error_response(exc, headers)
+    log.error("%s %s: unhandled error", view, request_id or "-", exc_info=exc)
+    return _error_response(InternalError("The server had an error while processing your request."), headers)
 
 
 def openai_errors(view: Callable[..., Response]) -> Callable[..., Response]:
-    """Render GatewayError as its envelope; anything else as a logged, generic 500."""
+    """Decorate a view so that whatever it raises is rendered by `render_error`."""
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Response:
         try:
             return view(*args, **kwargs)
-        except GatewayError as exc:
-            if exc.status >= 500:
-                log.warning("%s: %s", type(exc).__name__, exc.message, exc_info=exc.__cause__ is not None)
-            return error_response(exc)
-        except Exception:
-            log.exception("unhandled error in %s", view.__name__)
-            return error_response(InternalError("The server had an error while processing your request."))
+        except Exception as exc:
+            return render_error(exc, view=view.__name__)
 
     return wrapper

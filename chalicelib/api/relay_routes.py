@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 from chalice import Blueprint, Response
 
-from chalicelib.api.http import ANY_CONTENT_TYPE, client_ip, error_response, json_response, openai_errors, read_json
-from chalicelib.core.errors import GatewayError
+from chalicelib.api.http import ANY_CONTENT_TYPE, client_ip, json_response, openai_errors, read_json, render_error
+from chalicelib.core.domain import ApiKey
+from chalicelib.core.errors import ModelNotFound
 from chalicelib.core.validation import parse
-from chalicelib.deps import get_gateway, now_ms
+from chalicelib.deps import Gateway, get_gateway, now_ms
 from chalicelib.relay.relay import RelayResult
 from chalicelib.relay.schemas import ChatRequest, EmbeddingsRequest, ImagesRequest
 
@@ -26,9 +29,10 @@ def _relay(endpoint: str) -> Response:
         body = read_json(request.raw_body, max_bytes=gateway.settings.max_body_bytes)
         command = parse(_COMMANDS[endpoint], body)
         result = getattr(gateway.relay, endpoint)(key, command, request_id, client_ip=client_ip(request))
-    except GatewayError as exc:
+    except Exception as exc:
         # A refused or failed request is never charged, and says so.
-        return error_response(exc, headers={"X-Request-Id": request_id, "X-Tokenway-Cost-USD": "0.00"})
+        return render_error(exc, view=endpoint, request_id=request_id,
+                            headers={"X-Request-Id": request_id, "X-Tokenway-Cost-USD": "0.00"})
     return _render(result)
 
 
@@ -66,10 +70,30 @@ def images_generations() -> Response:
     return _relay("images")
 
 
+def _models_key(gateway: Gateway) -> ApiKey:
+    # A fresh read, not the cached one: these routes make no hold, which would check the key's
+    # status again, so a revoked, regenerated or disabled key is refused here at once.
+    return gateway.keys.authenticate(relay_routes.current_request.headers.get("authorization"), now_ms=now_ms(),
+                                     fresh=True)
+
+
 @relay_routes.route("/v1/models", methods=["GET"])
 @relay_routes.route("/models", methods=["GET"])
 @openai_errors
 def list_models() -> Response:
     gateway = get_gateway()
-    key = gateway.keys.authenticate(relay_routes.current_request.headers.get("authorization"), now_ms=now_ms())
-    return json_response(gateway.relay.models(key))
+    return json_response(gateway.relay.models(_models_key(gateway)))
+
+
+@relay_routes.route("/v1/models/{model}", methods=["GET"])
+@relay_routes.route("/models/{model}", methods=["GET"])
+@openai_errors
+def retrieve_model(model: str) -> Response:
+    """One model, as OpenAI's `models.retrieve` answers; 404 for one the key may not see."""
+    gateway = get_gateway()
+    name = unquote(model)
+    for entry in gateway.relay.models(_models_key(gateway))["data"]:
+        if entry["id"] == name:
+            return json_response(entry)
+    raise ModelNotFound(f"The model '{name[:200]}' does not exist or you do not have access to it.",
+                        param="model")

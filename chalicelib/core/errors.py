@@ -8,8 +8,9 @@ GatewayError
 ├── InvalidCredentials          401 invalid_request_error / invalid_credentials (console login)
 ├── InsufficientQuota           402 insufficient_quota
 ├── PermissionDenied            403 permission_error
-├── NotFound                    404 invalid_request_error
+├── NotFound                    404 invalid_request_error (`unknown_url` for a path the gateway does not serve)
 │   └── ModelNotFound           404 invalid_request_error / model_not_found
+├── MethodNotAllowed            405 invalid_request_error / method_not_allowed; carries the methods served (Allow)
 ├── Conflict                    409 invalid_request_error
 │   └── EmailTaken              409 invalid_request_error / email_taken (another account has the email)
 ├── PayloadTooLarge             413 invalid_request_error / request_too_large
@@ -84,6 +85,18 @@ class NotFound(GatewayError):
 
 class ModelNotFound(NotFound):
     code = "model_not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    """A path the gateway serves, asked with a method it does not serve there."""
+
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, *, allow: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allow = allow
 
 
 class Conflict(GatewayError):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from chalicelib.core.domain import ApiKey, KeyStatus
-from chalicelib.core.errors import InvalidApiKey, PermissionDenied
+from chalicelib.core.errors import GatewayError, InvalidApiKey, PermissionDenied
 from chalicelib.storage.ports import KeyRepo
 
 KEY_PREFIX = "sk-"
@@ -51,7 +51,10 @@ class KeyAuthenticator:
     Lookups are cached for `ttl_s` seconds per container, so a change to a
     key's allowlists takes effect within that time (its status, expiry and
     quota are checked again, atomically, when each request is held); unknown
-    keys are cached too, so that guessing costs no storage reads.
+    keys are cached too, so that guessing costs no storage reads. A cached
+    record that would refuse the key (revoked, disabled, expired) is read
+    again before refusing, so a refusal always names the key's current state;
+    `fresh=True` reads the key in any case, for routes that make no hold.
     """
 
     def __init__(self, keys: KeyRepo, hasher: KeyHasher, *, ttl_s: float,
@@ -63,19 +66,31 @@ class KeyAuthenticator:
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
 
-    def authenticate(self, authorization: str | None, *, now_ms: int) -> ApiKey:
+    def authenticate(self, authorization: str | None, *, now_ms: int, fresh: bool = False) -> ApiKey:
         key = _bearer(authorization)
         if not key.startswith(KEY_PREFIX) or len(key) > _MAX_KEY_LENGTH:
             raise InvalidApiKey("Incorrect API key provided. Keys start with `sk-`.")
-        return check_usable(self._lookup(self._hash(key)), now_ms)
+        key_hash = self._hash(key)
+        if fresh:
+            return check_usable(self._read(key_hash, consistent=True), now_ms)
+        cached = self._cached(key_hash)
+        record = cached[1] if cached is not None else self._read(key_hash, consistent=False)
+        try:
+            return check_usable(record, now_ms)
+        except GatewayError:
+            if record is None:
+                raise  # an unknown key stays cached: guessing costs no reads
+            # Refuse only on the key's current state (it may have been enabled, or revoked, since).
+            return check_usable(self._read(key_hash, consistent=True), now_ms)
 
-    def _lookup(self, key_hash: str) -> ApiKey | None:
-        now = self._clock()
+    def _cached(self, key_hash: str) -> tuple[float, ApiKey | None] | None:
         with self._lock:
             cached = self._cache.get(key_hash)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        record = self._keys.get_by_hash(key_hash)
+        return cached if cached is not None and cached[0] > self._clock() else None
+
+    def _read(self, key_hash: str, *, consistent: bool) -> ApiKey | None:
+        now = self._clock()
+        record = self._keys.get_by_hash(key_hash, consistent=consistent)
         with self._lock:
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()

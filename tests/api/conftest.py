@@ -1,5 +1,7 @@
-"""The whole gateway over HTTP: chalice's local server, the AWS emulator provisioned
-from infra/template.yaml, and a fake OpenAI-compatible upstream on loopback."""
+"""The whole gateway over HTTP: the AWS emulator provisioned from infra/template.yaml, a fake
+OpenAI-compatible upstream on loopback, and the app behind chalice's local server (`stack.url`,
+for SDK clients, subprocesses, streams and races) and in process (`stack.http`, for the rest:
+the same Lambda events, without a socket)."""
 
 from __future__ import annotations
 
@@ -14,25 +16,28 @@ import pytest
 from chalicelib import deps
 from chalicelib.config import Settings
 from devstack.emulator import Emulator, provision
-from devstack.local_server import LocalGateway
+from devstack.local_server import InProcessTransport, LocalGateway
 from tests.conftest import TEMPLATE
 from tests.fakes.upstream import FakeUpstream
 
 ADMIN_TOKEN = "admin-" + uuid.uuid4().hex
 PREFIX = "apitest"
+# The stack believes X-Forwarded-For from these (documentation) addresses; tests play such a proxy
+# by giving the in-process transport one of them as the peer.
+TRUSTED_PROXIES = ("192.0.2.0/24",)
 
 
 @dataclass
 class Stack:
     url: str
+    http: httpx.Client
     emulator: Emulator
     upstream: FakeUpstream
     settings: Settings
     outputs: dict[str, str]
 
     def admin(self, method: str, path: str, json: Any = None) -> Any:
-        response = httpx.request(method, self.url + path, json=json,
-                                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+        response = self.http.request(method, path, json=json, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
         assert response.status_code < 300, response.text
         return response.json()
 
@@ -61,22 +66,32 @@ def stack(emulator: Emulator) -> Iterator[Stack]:
         admin_token=ADMIN_TOKEN, key_cache_ttl_s=0, catalog_cache_ttl_s=0, upstream_timeout_s=10,
         signups_per_ip=100_000,  # every test customer signs up from 127.0.0.1
         kms_key_id=outputs["SecretsKeyAlias"],  # channel keys sealed with the template's KMS key
+        trusted_proxies=TRUSTED_PROXIES,
     )
     deps.use_gateway(deps.build_gateway(settings))
     from app import app
 
     server = LocalGateway(app, stage="test").start()
-    stack = Stack(server.url, emulator, upstream, settings, outputs)
-    _configure_catalog(stack)
+    http = in_process(app)
+    stack = Stack(server.url, http, emulator, upstream, settings, outputs)
+    configure_catalog(stack)
     try:
         yield stack
     finally:
+        http.close()
         server.stop()
         upstream.stop()
         deps.use_gateway(None)
 
 
-def _configure_catalog(stack: Stack) -> None:
+def in_process(app: Any, *, client_ip: str = "127.0.0.1") -> httpx.Client:
+    """An httpx client whose requests reach `app` in process, from the peer address `client_ip`."""
+    return httpx.Client(base_url="http://gateway.test", transport=InProcessTransport(app, client_ip=client_ip),
+                        timeout=30)
+
+
+def configure_catalog(stack: Stack) -> None:
+    """The fake upstream as a channel serving the manual's models at their built-in prices."""
     stack.admin("POST", "/admin/channels", {"name": "fake", "base_url": stack.upstream.base_url, "api_key": "up-key"})
     # The manual's models, served by the fake upstream at the built-in prices.
     for name in ("deepseek-chat", "text-embedding-3-small", "dall-e-3"):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 
-import httpx
-
 from tests.api.conftest import Stack
 from tests.api.test_cli import cli
 from tests.api.test_tokens_api import PASSWORD, Customer
@@ -50,7 +48,7 @@ def test_bad_admin_input_is_400_naming_the_field(stack: Stack):
         ("PATCH", f"/admin/accounts/{alice.account_id}", {"status": "sleeping"}, "status"),
     ]
     for method, path, body, param in cases:
-        response = httpx.request(method, stack.url + path, json=body, timeout=30,
+        response = stack.http.request(method, path, json=body,
                                  headers={"Authorization": f"Bearer {stack.settings.admin_token.get_secret_value()}"})
         assert response.status_code == 400 and response.json()["error"]["param"] == param, (body, response.text)
     assert stack.admin("GET", f"/admin/accounts?search={alice.account_id}")["data"][0]["groups"] == []
@@ -63,12 +61,12 @@ def test_an_admin_session_may_use_the_admin_api_and_a_customer_session_may_not(s
     stack.admin("PATCH", f"/admin/accounts/{operator.account_id}", {"role": "admin"})
     assert operator.call("GET", "/admin/groups").status_code == 200
     # Cookie-borne writes need the CSRF token from the login response.
-    login = httpx.post(stack.url + "/api/auth/login", json={"email": operator.email, "password": PASSWORD})
+    login = stack.http.post("/api/auth/login", json={"email": operator.email, "password": PASSWORD})
     cookie = {"Cookie": f"tokenway_session={login.json()['token']}"}
     body = {"name": "by-cookie", "multiplier": "1"}
-    refused = httpx.post(stack.url + "/admin/groups", json=body, headers=cookie)
+    refused = stack.http.post("/admin/groups", json=body, headers=cookie)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "csrf_failed"
-    allowed = httpx.post(stack.url + "/admin/groups", json=body,
+    allowed = stack.http.post("/admin/groups", json=body,
                          headers={**cookie, "X-CSRF-Token": login.json()["csrf_token"]})
     assert allowed.status_code == 201
 
@@ -114,9 +112,9 @@ def test_an_operator_hands_a_new_account_a_set_password_link_from_the_cli(stack:
     assert [(a["password_set"], a["default_plan"]) for a in listed] == [(False, True)]
     link = cli(stack, "account", "password-link", account["account_id"])
     assert link["url"].endswith(f"#token={link['token']}")
-    done = httpx.post(stack.url + "/api/auth/password/set", json={"token": link["token"], "password": PASSWORD})
+    done = stack.http.post("/api/auth/password/set", json={"token": link["token"], "password": PASSWORD})
     assert done.status_code == 204, done.text
-    login = httpx.post(stack.url + "/api/auth/login", json={"email": email, "password": PASSWORD})
+    login = stack.http.post("/api/auth/login", json={"email": email, "password": PASSWORD})
     assert login.status_code == 200 and login.json()["account"]["account_id"] == account["account_id"]
     assert cli(stack, "account", "list", "--search", email)["data"][0]["password_set"] is True
 
@@ -126,6 +124,6 @@ def test_bad_plan_settings_are_400_naming_the_field(stack: Stack):
     token = stack.settings.admin_token.get_secret_value()
     for body, param in [({"default_plan": "no"}, "default_plan"), ({"default_plan": 0}, "default_plan"),
                         ({"groups": "pro"}, "groups"), ({"plans": ["pro"]}, "plans")]:
-        response = httpx.patch(stack.url + f"/admin/accounts/{alice.account_id}", json=body, timeout=30,
+        response = stack.http.patch(f"/admin/accounts/{alice.account_id}", json=body, timeout=30,
                                headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 400 and response.json()["error"]["param"] == param, (body, response.text)

@@ -3,7 +3,6 @@ session and a relay key in place of a session all get 404 or 401/403, never data
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from tests.api.test_tokens_api import Customer
@@ -33,7 +32,7 @@ def owner_key(stack):
 
 
 def send(stack, method, path, body, headers):
-    return httpx.request(method, stack.url + path, json=body, headers=headers, timeout=30)
+    return stack.http.request(method, path, json=body, headers=headers)
 
 
 @pytest.mark.parametrize("method, path, body", OWNED)

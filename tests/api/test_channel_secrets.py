@@ -36,7 +36,7 @@ def add_model(stack: Stack, name: str, channel: str) -> None:
 
 
 def chat(stack: Stack, key: str, model: str) -> httpx.Response:
-    return httpx.post(f"{stack.url}/v1/chat/completions", json={"model": model, **HELLO},
+    return stack.http.post("/v1/chat/completions", json={"model": model, **HELLO},
                       headers={"Authorization": f"Bearer {key}"}, timeout=30)
 
 
@@ -52,7 +52,7 @@ def unavailable_reports(caplog: pytest.LogCaptureFixture, channel: str) -> list[
 
 def test_the_admin_api_and_the_cli_show_a_channel_key_only_as_a_hint(stack):
     key = upstream_key()
-    response = httpx.post(f"{stack.url}/admin/channels", json={"name": "hinted", "base_url": stack.upstream.base_url,
+    response = stack.http.post("/admin/channels", json={"name": "hinted", "base_url": stack.upstream.base_url,
                                                                "api_key": key},
                           headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
     assert response.status_code == 201
@@ -137,7 +137,7 @@ def test_a_key_moved_from_another_channel_does_not_open_and_the_model_falls_back
 
 @pytest.mark.parametrize("bad", ["sk-abc\nX-Injected: 1", "sk abc", "sk-ключ"])
 def test_a_channel_key_that_cannot_be_a_header_is_refused_without_echoing_it(stack, bad):
-    response = httpx.post(f"{stack.url}/admin/channels", json={"name": "bad-key", "base_url": stack.upstream.base_url,
+    response = stack.http.post("/admin/channels", json={"name": "bad-key", "base_url": stack.upstream.base_url,
                                                                "api_key": bad},
                           headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
     assert response.status_code == 400

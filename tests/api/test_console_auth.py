@@ -31,7 +31,7 @@ def call(stack: Stack, method: str, path: str, json_body=None, *, token: str | N
         headers["Cookie"] = f"tokenway_session={cookie}"
     if csrf is not None:
         headers["X-CSRF-Token"] = csrf
-    return httpx.request(method, stack.url + path, json=json_body, headers=headers, timeout=30)
+    return stack.http.request(method, path, json=json_body, headers=headers)
 
 
 def signup(stack: Stack, email: str | None = None, password: str = PASSWORD) -> dict:
@@ -174,7 +174,7 @@ def test_a_weak_password_is_refused_stating_the_rule(stack):
 @pytest.mark.parametrize("content, param", [(b"not json", None), (b'{"email": "a@example.com"}', "password"),
                                             (b'{"email": "a@example.com", "password": 12345678901}', "password")])
 def test_a_malformed_signup_is_400(stack, content, param):
-    response = httpx.post(stack.url + "/api/auth/signup", content=content, timeout=30,
+    response = stack.http.post("/api/auth/signup", content=content,
                           headers={"Content-Type": "application/json"})
     assert response.status_code == 400 and response.json()["error"]["param"] == param
 
@@ -184,7 +184,7 @@ def test_a_malformed_signup_is_400(stack, content, param):
 def test_a_console_write_that_is_not_declared_json_is_415(stack, path, content_type):
     # A page on another site can post forms and text/plain without asking; not JSON.
     body = b'{"email": "victim@example.com", "password": "correct horse 42"}'
-    response = httpx.post(stack.url + path, content=body, timeout=30,
+    response = stack.http.post(path, content=body,
                           headers={"Content-Type": content_type} if content_type else {})
     assert response.status_code == 415 and response.json()["error"]["code"] == "unsupported_media_type"
 

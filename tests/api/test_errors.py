@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+import logging
 import socket
+from collections.abc import Iterator
 from decimal import Decimal
 
 import httpx
 import pytest
 
-from tests.api.conftest import Stack
+from chalicelib import deps
+from devstack.emulator import provision
+from tests.api.conftest import ADMIN_TOKEN, Stack, configure_catalog
+from tests.conftest import TEMPLATE
 from tests.fakes import upstream as faults
 
 HELLO = {"model": "deepseek-chat", "messages": [{"role": "user", "content": "Hello"}]}
 
 
-def post(stack: Stack, key: str | None, body=None, *, path="/v1/chat/completions", content=None, headers=None):
+def post(stack: Stack, key: str | None, body=None, *, path="/v1/chat/completions", content=None, headers=None,
+         http: httpx.Client | None = None):
+    """POST in process, or through `http` (a socket client for streams)."""
     headers = dict(headers or {})
     if key is not None:
         headers["Authorization"] = f"Bearer {key}"
-    return httpx.post(stack.url + path, json=body if content is None else None, content=content,
-                      headers=headers, timeout=30)
+    return (http or stack.http).post(path, json=body if content is None else None, content=content, headers=headers)
+
+
+def over_socket(stack: Stack) -> httpx.Client:
+    return httpx.Client(base_url=stack.url, timeout=30)
 
 
 def assert_envelope(response: httpx.Response, status: int, *, type: str | None = None, code: str | None = None,
@@ -46,8 +56,8 @@ def assert_untouched(stack: Stack, account_id: str, usd: str) -> None:
 
 @pytest.mark.parametrize("header", [None, "Bearer", "Token abc", "Bearer sk-" + "x" * 48, "Bearer not-a-key"])
 def test_a_missing_malformed_or_unknown_key_is_401(stack, header):
-    response = httpx.post(stack.url + "/v1/chat/completions", json=HELLO,
-                          headers={"Authorization": header} if header else {}, timeout=30)
+    response = stack.http.post("/v1/chat/completions", json=HELLO,
+                               headers={"Authorization": header} if header else {})
     assert_envelope(response, 401, code="invalid_api_key")
 
 
@@ -157,7 +167,7 @@ def test_a_refused_connection_is_502_and_a_timeout_504(stack, upstream):
 def test_a_stream_cut_midway_ends_with_an_error_event_and_charges_what_was_delivered(stack, upstream):
     account_id, key = stack.customer("1")
     upstream.fail_next(faults.cut_stream(after_chunks=2))
-    response = post(stack, key, {**HELLO, "stream": True})
+    response = post(stack, key, {**HELLO, "stream": True}, http=over_socket(stack))
     assert response.status_code == 200
     events = [e for e in response.text.split("\n\n") if e]
     assert '"error"' in events[-1] and "[DONE]" not in response.text
@@ -170,14 +180,121 @@ def test_a_stream_cut_midway_ends_with_an_error_event_and_charges_what_was_deliv
 def test_a_stream_that_fails_before_it_starts_is_an_error_response(stack, upstream):
     account_id, key = stack.customer("1")
     upstream.fail_next(faults.http_error(500, "down"))
-    assert_envelope(post(stack, key, {**HELLO, "stream": True}), 502)
+    assert_envelope(post(stack, key, {**HELLO, "stream": True}, http=over_socket(stack)), 502)
     assert_untouched(stack, account_id, "1.00")
 
 
 def test_admin_routes_need_the_admin_token(stack):
-    response = httpx.post(stack.url + "/admin/accounts", json={"email": "x@example.com"},
-                          headers={"Authorization": "Bearer wrong"}, timeout=30)
+    response = stack.http.post("/admin/accounts", json={"email": "x@example.com"},
+                               headers={"Authorization": "Bearer wrong"})
     assert_envelope(response, 401, code="invalid_admin_token")
     _, key = stack.customer("1")
-    response = httpx.get(stack.url + "/admin/accounts/x/wallet", headers={"Authorization": f"Bearer {key}"})
+    response = stack.http.get("/admin/accounts/x/wallet", headers={"Authorization": f"Bearer {key}"})
     assert_envelope(response, 401)
+
+
+def test_a_relay_request_that_ends_in_5xx_is_logged_with_its_request_id(stack, upstream, caplog):
+    _, key = stack.customer("1")
+    upstream.fail_next(faults.http_error(503, "overloaded"))
+    with caplog.at_level(logging.WARNING):
+        response = post(stack, key, HELLO)
+    assert_envelope(response, 502, code="upstream_unavailable")
+    request_id = response.headers["x-request-id"]
+    assert [r for r in caplog.records if request_id in r.getMessage() and "UpstreamUnavailable" in r.getMessage()]
+
+
+@pytest.fixture
+def holds_table_gone(stack, upstream) -> Iterator[Stack]:
+    """The app on tables of its own whose holds table is gone: every hold fails in storage."""
+    prefix = "apibroken"
+    outputs = provision(stack.emulator.client, TEMPLATE, prefix)
+    stack.aws("dynamodb").delete_table(TableName=outputs["HoldsTableName"])
+    previous = deps.get_gateway()
+    deps.use_gateway(deps.build_gateway(stack.settings.model_copy(update={"resource_prefix": prefix})))
+    try:
+        configure_catalog(stack)
+        yield stack
+    finally:
+        deps.use_gateway(previous)
+
+
+def test_a_storage_failure_during_the_hold_is_503_and_logged_with_the_request_id(holds_table_gone, caplog):
+    stack = holds_table_gone
+    _, key = stack.customer("1")
+    with caplog.at_level(logging.WARNING):
+        response = post(stack, key, HELLO)
+    assert_envelope(response, 503, code="storage_unavailable")
+    request_id = response.headers["x-request-id"]
+    [logged] = [r for r in caplog.records if request_id in r.getMessage()]
+    assert "StorageError" in logged.getMessage() and logged.exc_info  # with the storage failure as its cause
+
+
+@pytest.mark.parametrize("content", [
+    b'{"model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}], "temperature": NaN}',
+    b'{"model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}], "temperature": Infinity}',
+    b'{"model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}], "top_p": -Infinity}',
+    b'{"model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}], "temperature": 1e309}',
+])
+def test_nan_and_infinity_are_not_json_and_never_reach_the_upstream(stack, upstream, content):
+    account_id, key = stack.customer("1")
+    error = assert_envelope(post(stack, key, content=content), 400, type="invalid_request_error")
+    assert error["code"] == "invalid_json_number"
+    assert upstream.requests == []
+    assert_untouched(stack, account_id, "1.00")
+
+
+def _deep(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+def _with(template: str, levels: int) -> str:
+    return template.replace("DEEP", _deep(levels))
+
+
+@pytest.mark.parametrize("path, content, param", [
+    ("/v1/chat/completions", _deep(10_000), None),
+    ("/v1/chat/completions",
+     _with('{"model": "deepseek-chat", "messages": [{"role": "user", "content": DEEP}]}', 450), "messages"),
+    ("/v1/embeddings", _with('{"model": "text-embedding-3-small", "input": DEEP}', 65), "input"),
+    ("/images/generations", _with('{"model": "dall-e-3", "prompt": "x", "style": {"a": DEEP}}', 64), "style"),
+    ("/api/auth/login", _with('{"email": DEEP, "password": "x"}', 10_000), "email"),
+    ("/api/auth/signup", _deep(100), None),
+])
+def test_json_nested_deeper_than_64_levels_is_400_naming_the_field(stack, upstream, path, content, param):
+    _, key = stack.customer("1")
+    response = post(stack, key, content=content.encode(), path=path, headers={"Content-Type": "application/json"})
+    error = assert_envelope(response, 400, type="invalid_request_error", code="json_too_deep")
+    assert error["param"] == param and "64 levels" in error["message"]
+    assert upstream.requests == []
+
+
+def test_json_nested_64_levels_deep_is_read(stack, upstream):
+    _, key = stack.customer("1")
+    body = _with('{"model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}], "x": DEEP}', 62)
+    assert post(stack, key, content=body.encode()).status_code == 200
+
+
+@pytest.mark.parametrize("field, value", [
+    ("quota_usd", "1e30"), ("quota_usd", 10**24), ("quota_usd", "1000000000.000000001"), ("quota_usd", "1e-999999999"),
+])
+def test_a_key_quota_beyond_the_bounds_is_400_naming_the_field(stack, field, value):
+    account_id, _ = stack.customer("0")
+    response = stack.http.post(f"/admin/accounts/{account_id}/keys", json={"name": "k", field: value},
+                               headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert_envelope(response, 400, param=field)
+
+
+@pytest.mark.parametrize("path, body, param", [
+    ("/admin/accounts/{account}/credit", {"amount_usd": "1e300"}, "amount_usd"),
+    ("/admin/accounts/{account}/credit", {"amount_usd": 10**25}, "amount_usd"),
+    ("/admin/accounts/{account}/credit", {"amount_usd": "1000000001"}, "amount_usd"),
+    ("/admin/groups", {"name": "huge", "multiplier": "1e300"}, "multiplier"),
+    ("/admin/groups", {"name": "huge", "multiplier": 10**25}, "multiplier"),
+    ("/admin/groups", {"name": "huge", "multiplier": "1000.000001"}, "multiplier"),
+    ("/admin/models", {"name": "m", "channel": "fake", "input_per_1m": "1e30"}, "input_per_1m"),
+])
+def test_admin_amounts_and_multipliers_beyond_the_bounds_are_400(stack, path, body, param):
+    account_id, _ = stack.customer("0")
+    response = stack.http.post(path.format(account=account_id), json=body,
+                               headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert_envelope(response, 400, param=param)

@@ -46,9 +46,8 @@ def test_fifty_racing_requests_on_a_wallet_that_affords_ten_never_overdraw_it(st
 
 def test_every_request_lands_one_usage_event_in_the_bucket(stack, upstream):
     account_id, key = stack.customer("1")
-    response = httpx.post(stack.url + "/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                          json={"model": "deepseek-chat", "messages": [{"role": "user", "content": "Hi"}]},
-                          timeout=30)
+    response = stack.http.post("/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                               json={"model": "deepseek-chat", "messages": [{"role": "user", "content": "Hi"}]})
     request_id = response.headers["x-request-id"]
     s3 = stack.aws("s3")
     bucket = stack.outputs["UsageBucketName"]
@@ -68,8 +67,8 @@ def test_every_request_lands_one_usage_event_in_the_bucket(stack, upstream):
 
 def test_no_table_holds_a_plaintext_key(stack, upstream):
     account_id, key = stack.customer("1")
-    httpx.post(stack.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-               json={"model": "deepseek-chat", "messages": [{"role": "user", "content": "Hi"}]}, timeout=30)
+    stack.http.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                    json={"model": "deepseek-chat", "messages": [{"role": "user", "content": "Hi"}]})
     dynamodb = stack.aws("dynamodb")
     secret = key[3:]
     for table in dynamodb.list_tables()["TableNames"]:

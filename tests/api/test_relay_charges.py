@@ -17,7 +17,7 @@ HELLO = [{"role": "user", "content": "Hello"}]
 
 
 def post(stack: Stack, key: str, path: str, body: dict) -> httpx.Response:
-    return httpx.post(stack.url + path, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    return stack.http.post(path, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=60)
 
 
 def spent(stack: Stack, account_id: str, funded: str) -> Decimal:

@@ -21,18 +21,18 @@ class Customer:
     def __init__(self, stack: Stack, usd: str = "1") -> None:
         self.stack = stack
         self.email = f"{uuid.uuid4().hex[:10]}@example.com"
-        signup = httpx.post(stack.url + "/api/auth/signup", json={"email": self.email, "password": PASSWORD})
+        signup = stack.http.post("/api/auth/signup", json={"email": self.email, "password": PASSWORD})
         assert signup.status_code == 201, signup.text
         self.account_id = signup.json()["account_id"]
-        login = httpx.post(stack.url + "/api/auth/login", json={"email": self.email, "password": PASSWORD})
+        login = stack.http.post("/api/auth/login", json={"email": self.email, "password": PASSWORD})
         assert login.status_code == 200, login.text
         self.session = login.json()["token"]
         if usd != "0":
             stack.admin("POST", f"/admin/accounts/{self.account_id}/credit", {"amount_usd": usd})
 
     def call(self, method: str, path: str, json=None, *, session: str | None = None) -> httpx.Response:
-        return httpx.request(method, self.stack.url + path, json=json,
-                             headers={"Authorization": f"Bearer {session or self.session}"}, timeout=30)
+        return self.stack.http.request(method, path, json=json,
+                                       headers={"Authorization": f"Bearer {session or self.session}"})
 
     def new_key(self, **settings) -> dict:
         response = self.call("POST", "/api/tokens", {"name": "Production", **settings})
@@ -40,7 +40,7 @@ class Customer:
         return response.json()
 
     def relay(self, key: str, body=HELLO, headers=None) -> httpx.Response:
-        return httpx.post(self.stack.url + "/v1/chat/completions", json=body, timeout=30,
+        return self.stack.http.post("/v1/chat/completions", json=body,
                           headers={"Authorization": f"Bearer {key}", **(headers or {})})
 
 
