@@ -40,9 +40,8 @@ from chalicelib.core.domain import (
 )
 from chalicelib.core.errors import AdminAuthError, InvalidRequest, NotFound
 from chalicelib.core.money import parse_multiplier, usd_to_units
-from chalicelib.core.validation import parse
 from chalicelib.keys.auth import bearer_token
-from chalicelib.keys.manage import CreatedKey, KeyManager
+from chalicelib.keys.manage import CreatedKey, KeyCreate, KeyManager
 from chalicelib.storage.ports import AccountRepo, CatalogRepo, WalletRepo
 
 # USD amounts arrive as decimal strings (or whole numbers), never floats: they are parsed exactly.
@@ -207,18 +206,16 @@ class Admin:
         if not hmac.compare_digest(token.encode(), self._token.encode()):
             raise AdminAuthError("Invalid admin token.")
 
-    def add_channel(self, body: Any) -> AddedChannel:
+    def add_channel(self, data: ChannelInput) -> AddedChannel:
         """Create or replace a channel; its key is stored sealed and shown back only as a hint."""
-        data: ChannelInput = parse(ChannelInput, body)
         channel = Channel(name=data.name, base_url=data.base_url, api_key=data.api_key, kind=data.kind)
         self._catalog_repo.put_channel(channel)
         self._catalog.invalidate()
         return AddedChannel(channel.name, channel.base_url, channel.kind, secret_hint(channel.api_key))
 
-    def add_model(self, body: Any) -> ModelEntry:
+    def add_model(self, data: ModelInput) -> ModelEntry:
         """Create or update a model; naming a channel it already has updates that route,
         a new channel is added after the existing ones (as a fallback)."""
-        data: ModelInput = parse(ModelInput, body)
         if self._catalog.channel(data.channel) is None:
             raise NotFound(f"No channel `{data.channel}`; add it first.", param="channel")
         existing = self._existing_model(data.name)
@@ -262,9 +259,8 @@ class Admin:
         _, models, _ = self._catalog_repo.load()
         return next((m for m in models if m.name == name), BUILTIN_MODELS.get(name))
 
-    def credit(self, account_id: str, body: Any) -> Credited:
+    def credit(self, account_id: str, data: CreditInput) -> Credited:
         """Credit the wallet, once per reference (a fresh one when none is given)."""
-        data: CreditInput = parse(CreditInput, body)
         amount = _units(data.amount_usd, "amount_usd")
         if amount == 0:
             raise InvalidRequest("amount_usd must be greater than zero.", param="amount_usd")
@@ -277,12 +273,11 @@ class Admin:
         self._account(account_id)
         return self._wallets.balance(account_id)
 
-    def create_key(self, account_id: str, body: Any) -> CreatedKey:
-        return self._key_manager.create(self._account(account_id), body)
+    def create_key(self, account_id: str, data: KeyCreate) -> CreatedKey:
+        return self._key_manager.create(self._account(account_id), data)
 
-    def add_group(self, body: Any) -> Group:
+    def add_group(self, data: GroupInput) -> Group:
         """Create or replace a plan."""
-        data: GroupInput = parse(GroupInput, body)
         try:
             ppm = parse_multiplier(data.multiplier)
         except ValueError as exc:

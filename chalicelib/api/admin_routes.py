@@ -6,7 +6,7 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib.admin.operations import AccountChanges
+from chalicelib.admin.operations import AccountChanges, ChannelInput, CreditInput, GroupInput, ModelInput
 from chalicelib.api.console import console_principal
 from chalicelib.api.http import ANY_CONTENT_TYPE, json_response, openai_errors, read_json
 from chalicelib.api.render import account_json, credit_json, group_json, iso, key_json, model_json, wallet_json
@@ -15,6 +15,7 @@ from chalicelib.deps import Gateway, get_gateway
 from chalicelib.identity.accounts import NewAccount
 from chalicelib.identity.sessions import COOKIE_NAME, SESSION_PREFIX
 from chalicelib.keys.auth import bearer_token
+from chalicelib.keys.manage import KeyCreate
 
 admin_routes = Blueprint(__name__)
 
@@ -42,7 +43,7 @@ def _authorized(*, with_body: bool = True) -> tuple[Gateway, Any]:
 @openai_errors
 def add_channel() -> Response:
     gateway, body = _authorized()
-    channel = gateway.admin.add_channel(body)
+    channel = gateway.admin.add_channel(parse(ChannelInput, body))
     return json_response({"name": channel.name, "base_url": channel.base_url, "kind": channel.kind,
                           "api_key_hint": channel.api_key_hint}, status=201)
 
@@ -51,14 +52,14 @@ def add_channel() -> Response:
 @openai_errors
 def add_model() -> Response:
     gateway, body = _authorized()
-    return json_response(model_json(gateway.admin.add_model(body)), status=201)
+    return json_response(model_json(gateway.admin.add_model(parse(ModelInput, body))), status=201)
 
 
 @admin_routes.route("/admin/groups", methods=["POST"], content_types=ANY_CONTENT_TYPE)
 @openai_errors
 def add_group() -> Response:
     gateway, body = _authorized()
-    return json_response(group_json(gateway.admin.add_group(body)), status=201)
+    return json_response(group_json(gateway.admin.add_group(parse(GroupInput, body))), status=201)
 
 
 @admin_routes.route("/admin/groups", methods=["GET"])
@@ -107,7 +108,7 @@ def password_link(account_id: str) -> Response:
 @openai_errors
 def credit_wallet(account_id: str) -> Response:
     gateway, body = _authorized()
-    return json_response(credit_json(account_id, gateway.admin.credit(account_id, body)))
+    return json_response(credit_json(account_id, gateway.admin.credit(account_id, parse(CreditInput, body))))
 
 
 @admin_routes.route("/admin/accounts/{account_id}/wallet", methods=["GET"])
@@ -121,7 +122,7 @@ def show_wallet(account_id: str) -> Response:
 @openai_errors
 def create_key(account_id: str) -> Response:
     gateway, body = _authorized()
-    created = gateway.admin.create_key(account_id, body)
+    created = gateway.admin.create_key(account_id, parse(KeyCreate, body))
     return json_response({"key": created.secret, "key_id": created.key.key_id, "account_id": account_id,
                           **key_json(created.key)}, status=201)
 

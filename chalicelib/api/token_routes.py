@@ -10,7 +10,9 @@ from chalicelib.api.console import console_principal
 from chalicelib.api.http import ANY_CONTENT_TYPE, empty_response, json_response, openai_errors, read_console_json
 from chalicelib.api.render import group_json, key_json, key_usage_json
 from chalicelib.core.domain import Principal
+from chalicelib.core.validation import parse
 from chalicelib.deps import Gateway, get_gateway
+from chalicelib.keys.manage import KeyCreate, KeyUpdate
 
 token_routes = Blueprint(__name__)
 
@@ -40,7 +42,7 @@ def list_tokens() -> Response:
 @openai_errors
 def create_token() -> Response:
     gateway, principal, body = _session(with_body=True)
-    return _created(gateway.tokens.create(gateway.accounts.profile(principal), body), 201)
+    return _created(gateway.tokens.create(gateway.accounts.profile(principal), parse(KeyCreate, body)), 201)
 
 
 @token_routes.route("/api/tokens/{key_id}", methods=["GET"])
@@ -54,7 +56,8 @@ def get_token(key_id: str) -> Response:
 @openai_errors
 def update_token(key_id: str) -> Response:
     gateway, principal, body = _session(with_body=True)
-    return json_response(key_json(gateway.tokens.update(gateway.accounts.profile(principal), key_id, body)))
+    command = parse(KeyUpdate, body)
+    return json_response(key_json(gateway.tokens.update(gateway.accounts.profile(principal), key_id, command)))
 
 
 @token_routes.route("/api/tokens/{key_id}", methods=["DELETE"])

@@ -16,7 +16,6 @@ from chalicelib.catalog.catalog import Catalog
 from chalicelib.core.domain import DEFAULT_GROUP, Account, ApiKey, Group, KeyStatus
 from chalicelib.core.errors import InvalidRequest, NotFound
 from chalicelib.core.money import usd_to_units
-from chalicelib.core.validation import parse
 from chalicelib.keys.auth import KeyHasher, generate_key, key_hint
 from chalicelib.keys.plans import plan_names
 from chalicelib.storage.ports import KeyRepo
@@ -70,9 +69,8 @@ class KeyManager:
         self._hash = hasher
         self._now_ms = now_ms
 
-    def create(self, account: Account, body: Any) -> CreatedKey:
+    def create(self, account: Account, data: KeyCreate) -> CreatedKey:
         """A new key for the account; its secret is in the answer and nowhere else."""
-        data: KeyCreate = parse(KeyCreate, body)
         if "group" not in data.model_fields_set:
             self._group(account, None)  # a key without a plan is on `default`: the account must have it
         secret = generate_key()
@@ -95,8 +93,7 @@ class KeyManager:
             raise NotFound(f"No key `{key_id}`.", param="key_id")
         return key
 
-    def update(self, account: Account, key_id: str, body: Any) -> ApiKey:
-        data: KeyUpdate = parse(KeyUpdate, body)
+    def update(self, account: Account, key_id: str, data: KeyUpdate) -> ApiKey:
         key = self.get(account.account_id, key_id)
         if data.name is not None:
             key = dataclasses.replace(key, name=_label(data.name))

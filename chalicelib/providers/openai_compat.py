@@ -14,17 +14,26 @@ import httpx
 
 from chalicelib.core.domain import Channel
 from chalicelib.core.errors import ProviderError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from chalicelib.providers.port import Operation
 
 CONNECT_TIMEOUT_S = 10.0
+
+# OpenAI's paths, under each channel's base URL (`…/v1`).
+_PATHS = {
+    Operation.CHAT: "/chat/completions",
+    Operation.EMBEDDINGS: "/embeddings",
+    Operation.IMAGES: "/images/generations",
+}
 
 
 class OpenAICompatAdapter:
     def __init__(self, http: httpx.Client) -> None:
         self._http = http
 
-    def post(self, channel: Channel, path: str, body: dict[str, Any], *, timeout_s: float) -> dict[str, Any]:
-        """POST a JSON body and return the upstream's JSON object."""
-        request = self._request(channel, path, body, timeout_s)
+    def call(self, channel: Channel, operation: Operation, body: dict[str, Any], *,
+             timeout_s: float) -> dict[str, Any]:
+        """POST the body to the operation's path and return the upstream's JSON object."""
+        request = self._request(channel, _PATHS[operation], body, timeout_s)
         try:
             response = self._http.send(request)
         except httpx.TimeoutException as exc:
@@ -34,13 +43,13 @@ class OpenAICompatAdapter:
         _raise_for_status(channel, response.status_code, response.content)
         return _json_object(channel, response.content)
 
-    def stream(self, channel: Channel, path: str, body: dict[str, Any], *,
+    def stream(self, channel: Channel, operation: Operation, body: dict[str, Any], *,
                timeout_s: float) -> Iterator[dict[str, Any]]:
         """POST a streaming request. The connection and status are checked before this
         returns, so a failure to start can still fall back to another channel; the
         returned iterator yields each `data:` event as a dict until `[DONE]`, and
         raises ProviderError if the stream breaks or ends early."""
-        request = self._request(channel, path, body, timeout_s)
+        request = self._request(channel, _PATHS[operation], body, timeout_s)
         try:
             response = self._http.send(request, stream=True)
         except httpx.TimeoutException as exc:

@@ -1,25 +1,35 @@
 """What the relay asks of an upstream adapter, whatever protocol the provider speaks.
 
-An adapter takes OpenAI-format bodies and returns OpenAI-format answers and
-stream events; translating to and from its provider's own format, and mapping
-its transport failures to ProviderError, happens inside it.
+The relay names an operation and gives an OpenAI-format body; the adapter
+knows its provider's paths and shapes, translates to and from them, and maps
+its transport failures to ProviderError. The relay never builds a URL.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator
 from typing import Any, Protocol
 
 from chalicelib.core.domain import Channel
 
 
-class ProviderAdapter(Protocol):
-    def post(self, channel: Channel, path: str, body: dict[str, Any], *, timeout_s: float) -> dict[str, Any]:
-        """Send one OpenAI-format request to `path` (`/chat/completions`, …); the OpenAI-format answer."""
+class Operation(enum.StrEnum):
+    """What a relay request asks an upstream to do (the usage events' `endpoint`)."""
 
-    def stream(self, channel: Channel, path: str, body: dict[str, Any], *,
+    CHAT = "chat.completions"
+    EMBEDDINGS = "embeddings"
+    IMAGES = "images.generations"
+
+
+class ProviderAdapter(Protocol):
+    def call(self, channel: Channel, operation: Operation, body: dict[str, Any], *,
+             timeout_s: float) -> dict[str, Any]:
+        """Run one operation with an OpenAI-format body; the OpenAI-format answer."""
+
+    def stream(self, channel: Channel, operation: Operation, body: dict[str, Any], *,
                timeout_s: float) -> Iterator[dict[str, Any]]:
-        """Start a streamed request (connection and status checked before returning, so a
+        """Start a streamed operation (connection and status checked before returning, so a
         failure to start may fall back); the iterator yields OpenAI-format chunks."""
 
 

@@ -46,7 +46,7 @@ from chalicelib.core.errors import GatewayError, InternalError, InvalidRequest, 
 from chalicelib.core.money import units_to_usd
 from chalicelib.keys.auth import check_allowed
 from chalicelib.keys.plans import KeyPlans
-from chalicelib.providers.port import ProviderAdapter
+from chalicelib.providers.port import Operation, ProviderAdapter
 from chalicelib.relay.fields import choice_text, image_price, openai_usage, refuse_unpriced_fields
 from chalicelib.relay.schemas import ChatRequest, EmbeddingsRequest, ImagesRequest
 from chalicelib.storage.ports import UsageSink
@@ -74,7 +74,7 @@ class _Call:
 
     request_id: str
     key: ApiKey
-    endpoint: str
+    endpoint: Operation
     model: ModelEntry
     prices: Prices  # the model's, with the image price of this request's quality and size
     stream: bool
@@ -120,7 +120,7 @@ class Relay:
     def chat(self, key: ApiKey, request: ChatRequest, request_id: str, *,
              client_ip: str | None = None) -> RelayResult:
         """A chat completion, plain or streamed."""
-        call = self._start(request_id, key, client_ip, "chat.completions", request.model, ModelKind.CHAT,
+        call = self._start(request_id, key, client_ip, Operation.CHAT, request.model, ModelKind.CHAT,
                            request.stream)
         body = request.upstream_body()
         refuse_unpriced_fields(call.model, body)
@@ -143,11 +143,11 @@ class Relay:
             if request.stream:
                 # Always ask for usage, so that a stream is charged exactly.
                 body["stream_options"] = {**(request.stream_options or {}), "include_usage": True}
-                events = self._call_upstream(call, "/chat/completions", body)
+                events = self._call_upstream(call, Operation.CHAT, body)
                 result = RelayResult(request_id)
                 result.events = self._relay_stream(call, events, result, wants_usage=request.wants_usage)
                 return result
-            payload = self._call_upstream(call, "/chat/completions", body)
+            payload = self._call_upstream(call, Operation.CHAT, body)
             usage = pricing.read_usage(payload.get("usage")) or Usage(
                 prompt_tokens=call.prompt_estimate,
                 completion_tokens=sum(pricing.text_tokens(choice_text(c)) for c in payload.get("choices") or []),
@@ -157,7 +157,7 @@ class Relay:
     def embeddings(self, key: ApiKey, request: EmbeddingsRequest, request_id: str, *,
                    client_ip: str | None = None) -> RelayResult:
         """Embeddings of a validated `input` (every item costs at least one token)."""
-        call = self._start(request_id, key, client_ip, "embeddings", request.model, ModelKind.EMBEDDING,
+        call = self._start(request_id, key, client_ip, Operation.EMBEDDINGS, request.model, ModelKind.EMBEDDING,
                            stream=False)
         body = request.upstream_body()
         refuse_unpriced_fields(call.model, body)
@@ -165,21 +165,21 @@ class Relay:
         self._reserve(call, Quote(call.prices, Usage(prompt_tokens=call.prompt_estimate),
                                   multiplier_ppm=call.multiplier_ppm))
         with self._closing(call):
-            payload = self._call_upstream(call, "/embeddings", body)
+            payload = self._call_upstream(call, Operation.EMBEDDINGS, body)
             usage = pricing.read_usage(payload.get("usage")) or Usage(prompt_tokens=call.prompt_estimate)
             return self._complete(call, payload, usage)
 
     def images(self, key: ApiKey, request: ImagesRequest, request_id: str, *,
                client_ip: str | None = None) -> RelayResult:
         """Image generation, priced per image of the requested quality and size."""
-        call = self._start(request_id, key, client_ip, "images.generations", request.model, ModelKind.IMAGE,
+        call = self._start(request_id, key, client_ip, Operation.IMAGES, request.model, ModelKind.IMAGE,
                            stream=False)
         body = request.upstream_body()
         refuse_unpriced_fields(call.model, body)
         call.prices = replace(call.prices, per_image=image_price(call.model, request))
         self._reserve(call, Quote(call.prices, Usage(images=request.n), multiplier_ppm=call.multiplier_ppm))
         with self._closing(call):
-            payload = self._call_upstream(call, "/images/generations", body)
+            payload = self._call_upstream(call, Operation.IMAGES, body)
             data = payload.get("data")
             # The images the upstream returned are what it charges for, whatever was asked.
             images = len(data) if isinstance(data, list) else request.n
@@ -187,7 +187,7 @@ class Relay:
 
     # The steps every request shares.
 
-    def _start(self, request_id: str, key: ApiKey, client_ip: str | None, endpoint: str, model_name: str,
+    def _start(self, request_id: str, key: ApiKey, client_ip: str | None, endpoint: Operation, model_name: str,
                kind: ModelKind, stream: bool) -> _Call:
         model = self._catalog.model(model_name)
         if model.kind is not kind:
@@ -221,7 +221,7 @@ class Relay:
     def _timeout(self, call: _Call) -> float:
         return call.model.timeout_s or self._default_timeout_s
 
-    def _call_upstream(self, call: _Call, path: str, body: dict[str, Any]) -> Any:
+    def _call_upstream(self, call: _Call, operation: Operation, body: dict[str, Any]) -> Any:
         """Try each channel of the model in order; the first answer wins. A failure
         that another channel might not have (5xx, timeout, 429) moves on to it."""
         routes = call.routes
@@ -231,8 +231,8 @@ class Relay:
             try:
                 adapter = self._adapters[route.channel.kind]
                 if call.stream:
-                    return adapter.stream(route.channel, path, routed, timeout_s=self._timeout(call))
-                return adapter.post(route.channel, path, routed, timeout_s=self._timeout(call))
+                    return adapter.stream(route.channel, operation, routed, timeout_s=self._timeout(call))
+                return adapter.call(route.channel, operation, routed, timeout_s=self._timeout(call))
             except ProviderError as exc:
                 if exc.retryable and index + 1 < len(routes):
                     continue

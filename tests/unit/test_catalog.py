@@ -1,11 +1,12 @@
 import pytest
 
-from chalicelib.admin.operations import Admin
+from chalicelib.admin.operations import Admin, ModelInput
 from chalicelib.billing.wallet import Wallet
 from chalicelib.catalog.catalog import BUILTIN_MODELS, DEFAULT_MAX_OUTPUT_TOKENS, Catalog
 from chalicelib.core.domain import Channel, ModelEntry, ModelKind
 from chalicelib.core.errors import InvalidRequest
 from chalicelib.core.money import usd_to_units
+from chalicelib.core.validation import parse
 from chalicelib.keys.auth import KeyHasher
 from chalicelib.keys.manage import KeyManager
 from chalicelib.storage.memory.account_repo import InMemoryAccountRepo
@@ -60,6 +61,11 @@ def test_the_catalog_is_reread_once_its_lifetime_passes():
 
 # Operator models (the admin's `model add`), relayed over the in-memory World.
 
+def add_model(admin: Admin, body: dict) -> ModelEntry:
+    """The admin's `model add`, as the API parses it."""
+    return admin.add_model(parse(ModelInput, body))
+
+
 def admin_for(world: World) -> Admin:
     return Admin(token="t", accounts=InMemoryAccountRepo(world.wallets), wallets=world.wallets,
                  catalog_repo=world.catalog_repo, catalog=world.catalog,
@@ -68,7 +74,7 @@ def admin_for(world: World) -> Admin:
 
 
 def test_an_operator_chat_model_without_a_max_output_gets_the_default_and_sends_it(world):
-    model = admin_for(world).add_model({"name": "mine", "channel": "primary", "input_per_1m": "1",
+    model = add_model(admin_for(world), {"name": "mine", "channel": "primary", "input_per_1m": "1",
                                         "output_per_1m": "2"})
     assert model.max_output_tokens == DEFAULT_MAX_OUTPUT_TOKENS == 4096
     assert model.cap_field == "max_tokens" and model.pass_through == ()
@@ -85,7 +91,7 @@ def test_a_stored_chat_model_without_a_max_output_is_read_with_the_default(world
 
 def test_an_operator_sets_the_cap_field_and_a_provider_channel_gives_its_own(world):
     admin = admin_for(world)
-    model = admin.add_model({"name": "o1", "channel": "primary", "input_per_1m": "1", "output_per_1m": "2",
+    model = add_model(admin, {"name": "o1", "channel": "primary", "input_per_1m": "1", "output_per_1m": "2",
                              "cap_field": "max_completion_tokens", "max_output_tokens": 100})
     assert model.cap_field == "max_completion_tokens"
     world.fund("1")
@@ -95,17 +101,17 @@ def test_an_operator_sets_the_cap_field_and_a_provider_channel_gives_its_own(wor
 
     world.catalog_repo.put_channel(Channel("openai", "http://openai.test/v1", "k"))
     world.catalog_repo.put_channel(Channel("glm", "http://glm.test/v1", "k"))
-    assert admin.add_model({"name": "a", "channel": "openai", "output_per_1m": "1"}).cap_field == \
+    assert add_model(admin, {"name": "a", "channel": "openai", "output_per_1m": "1"}).cap_field == \
         "max_completion_tokens"
-    assert admin.add_model({"name": "b", "channel": "glm", "output_per_1m": "1"}).cap_field == "max_tokens"
+    assert add_model(admin, {"name": "b", "channel": "glm", "output_per_1m": "1"}).cap_field == "max_tokens"
     # An update keeps what it does not name.
-    assert admin.add_model({"name": "o1", "channel": "primary", "input_per_1m": "3"}).cap_field == \
+    assert add_model(admin, {"name": "o1", "channel": "primary", "input_per_1m": "3"}).cap_field == \
         "max_completion_tokens"
 
 
 def test_an_operator_lets_a_model_pass_price_changing_fields_through(world):
     admin = admin_for(world)
-    admin.add_model({"name": "tiered", "channel": "primary", "input_per_1m": "1", "output_per_1m": "2",
+    add_model(admin, {"name": "tiered", "channel": "primary", "input_per_1m": "1", "output_per_1m": "2",
                      "pass_through": ["service_tier"]})
     world.fund("1")
     chat(world, model="tiered", service_tier="flex")
@@ -115,14 +121,14 @@ def test_an_operator_lets_a_model_pass_price_changing_fields_through(world):
     assert caught.value.param == "reasoning_effort"
     # Only fields the gateway knows change prices may be listed.
     with pytest.raises(InvalidRequest) as caught:
-        admin.add_model({"name": "tiered", "channel": "primary", "pass_through": ["temperature"]})
+        add_model(admin, {"name": "tiered", "channel": "primary", "pass_through": ["temperature"]})
     assert caught.value.param == "pass_through"
-    assert admin.add_model({"name": "tiered", "channel": "primary", "pass_through": []}).pass_through == ()
+    assert add_model(admin, {"name": "tiered", "channel": "primary", "pass_through": []}).pass_through == ()
 
 
 def test_an_operator_prices_images_by_quality_and_size(world):
     admin = admin_for(world)
-    model = admin.add_model({"name": "pics", "channel": "primary", "per_image": "0.02", "image_prices": [
+    model = add_model(admin, {"name": "pics", "channel": "primary", "per_image": "0.02", "image_prices": [
         {"quality": "hd", "size": "1024x1024", "per_image": "0.05"},
         {"quality": "standard", "size": "1024x1024", "per_image": "0.03"}]})
     assert model.kind is ModelKind.IMAGE
@@ -130,7 +136,7 @@ def test_an_operator_prices_images_by_quality_and_size(world):
     assert model.prices.image_price("hd", None) == usd_to_units("0.05")
     assert model.prices.image_price("hd", "512x512") is None
     # dall-e-3 keeps its built-in sizes when an operator routes it through another channel.
-    dalle = admin.add_model({"name": "dall-e-3", "channel": "primary", "per_image": "0.05"})
+    dalle = add_model(admin, {"name": "dall-e-3", "channel": "primary", "per_image": "0.05"})
     assert dalle.prices.image_price("hd", "1792x1024") == usd_to_units("0.12")
     assert dalle.prices.image_price(None, None) == usd_to_units("0.05")
 
@@ -147,6 +153,6 @@ def test_dall_e_3_has_its_list_prices_by_quality_and_size():
 
 def test_a_new_image_model_needs_its_default_image_price(world):
     with pytest.raises(InvalidRequest) as caught:
-        admin_for(world).add_model({"name": "pics", "channel": "primary", "kind": "image", "image_prices": [
+        add_model(admin_for(world), {"name": "pics", "channel": "primary", "kind": "image", "image_prices": [
             {"quality": "hd", "size": "1024x1024", "per_image": "0.05"}]})
     assert caught.value.param == "per_image"

@@ -9,7 +9,7 @@ from chalicelib.core.domain import Account, Group
 from chalicelib.core.errors import InvalidRequest, PermissionDenied
 from chalicelib.core.validation import parse
 from chalicelib.keys.auth import KeyHasher
-from chalicelib.keys.manage import KeyManager
+from chalicelib.keys.manage import KeyCreate, KeyManager
 from chalicelib.keys.plans import plan_names
 from chalicelib.relay.schemas import ChatRequest
 from tests.unit.conftest import World
@@ -99,13 +99,13 @@ def test_the_groups_a_customer_may_choose_follow_the_accounts_plans(world, manag
                                   {"name": "k", "group": "team"}])
 def test_a_confined_account_may_give_its_keys_only_its_own_plans(manager, body):
     with pytest.raises(InvalidRequest) as caught:
-        manager.create(confined("pro"), body)
+        manager.create(confined("pro"), parse(KeyCreate, body))
     assert (caught.value.param, caught.value.code) == ("group", "invalid_group")
     assert "its plans: `pro`" in caught.value.message
-    assert manager.create(confined("pro"), {"name": "k", "group": "pro"}).key.group == "pro"
+    assert manager.create(confined("pro"), parse(KeyCreate, {"name": "k", "group": "pro"})).key.group == "pro"
 
 
 def test_an_account_that_was_not_confined_keeps_the_default_plan(manager):
     account = Account("acct_1", "a@example.com", 0, groups=("pro",))
-    assert manager.create(account, {"name": "k"}).key.group is None
-    assert manager.create(account, {"name": "k", "group": "default"}).key.group is None
+    assert manager.create(account, parse(KeyCreate, {"name": "k"})).key.group is None
+    assert manager.create(account, parse(KeyCreate, {"name": "k", "group": "default"})).key.group is None

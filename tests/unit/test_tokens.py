@@ -7,8 +7,9 @@ import pytest
 from chalicelib.catalog.catalog import Catalog
 from chalicelib.core.domain import Account, Group
 from chalicelib.core.errors import InvalidRequest, NotFound
+from chalicelib.core.validation import parse
 from chalicelib.keys.auth import KeyHasher
-from chalicelib.keys.manage import KeyManager
+from chalicelib.keys.manage import KeyCreate, KeyManager, KeyUpdate
 from chalicelib.storage.memory.catalog_repo import InMemoryCatalogRepo
 from chalicelib.storage.memory.key_repo import InMemoryKeyRepo
 
@@ -31,9 +32,9 @@ def manager(keys):
 
 
 def test_a_key_is_created_with_its_limits_and_its_secret_is_only_in_the_answer(manager, keys):
-    created = manager.create(ALICE, {
+    created = manager.create(ALICE, parse(KeyCreate, {
         "name": " Production ", "group": "pro", "expires_at": "2030-01-01T00:00:00Z", "quota_usd": "12.5",
-        "models": ["deepseek-chat", "deepseek-chat", "gpt-4o"], "allowed_ips": ["10.0.0.0/8", "192.168.1.7"]})
+        "models": ["deepseek-chat", "deepseek-chat", "gpt-4o"], "allowed_ips": ["10.0.0.0/8", "192.168.1.7"]}))
     key = created.key
     assert created.secret.startswith("sk-") and len(created.secret) >= 51
     assert (key.name, key.group, key.quota, key.status) == ("Production", "pro", 12_500_000_000, "active")
@@ -59,30 +60,30 @@ def test_a_key_is_created_with_its_limits_and_its_secret_is_only_in_the_answer(m
 ])
 def test_bad_settings_are_refused_naming_the_field_and_nothing_is_written(manager, keys, body, param):
     with pytest.raises(InvalidRequest) as caught:
-        manager.create(ALICE, body)
+        manager.create(ALICE, parse(KeyCreate, body))
     assert caught.value.param == param
     assert keys.keys == {}
 
 
 def test_updates_change_only_what_is_sent_and_null_clears(manager):
-    key = manager.create(ALICE, {"name": "k", "quota_usd": "1", "models": ["gpt-4o"]}).key
-    updated = manager.update(ALICE, key.key_id, {"name": "Renamed", "enabled": False})
+    key = manager.create(ALICE, parse(KeyCreate, {"name": "k", "quota_usd": "1", "models": ["gpt-4o"]})).key
+    updated = manager.update(ALICE, key.key_id, parse(KeyUpdate, {"name": "Renamed", "enabled": False}))
     assert (updated.name, updated.status, updated.quota, updated.models) == ("Renamed", "disabled", 10**9, ("gpt-4o",))
-    cleared = manager.update(ALICE, key.key_id, {"quota_usd": None, "models": [], "enabled": True})
+    cleared = manager.update(ALICE, key.key_id, parse(KeyUpdate, {"quota_usd": None, "models": [], "enabled": True}))
     assert (cleared.quota, cleared.quota_left, cleared.models, cleared.status) == (None, None, (), "active")
 
 
 def test_a_quota_starts_from_what_the_key_has_spent_and_holds(manager, keys):
-    key = manager.create(ALICE, {"name": "k"}).key
+    key = manager.create(ALICE, parse(KeyCreate, {"name": "k"})).key
     keys.update(key.key_hash, spent=300, reserved=200)
-    updated = manager.update(ALICE, key.key_id, {"quota_usd": "0.000001"})  # 1000 units
+    updated = manager.update(ALICE, key.key_id, parse(KeyUpdate, {"quota_usd": "0.000001"}))  # 1000 units
     assert updated.quota_left == 500
 
 
 def test_another_accounts_key_is_not_found(manager):
-    key = manager.create(ALICE, {"name": "k"}).key
+    key = manager.create(ALICE, parse(KeyCreate, {"name": "k"})).key
     for act in (lambda: manager.get(BOB.account_id, key.key_id),
-                lambda: manager.update(BOB, key.key_id, {"name": "mine"}),
+                lambda: manager.update(BOB, key.key_id, parse(KeyUpdate, {"name": "mine"})),
                 lambda: manager.revoke(BOB.account_id, key.key_id),
                 lambda: manager.regenerate(BOB.account_id, key.key_id)):
         with pytest.raises(NotFound):
@@ -91,16 +92,16 @@ def test_another_accounts_key_is_not_found(manager):
 
 
 def test_a_revoked_key_disappears_from_the_list_and_cannot_be_edited(manager):
-    key = manager.create(ALICE, {"name": "k"}).key
-    manager.create(ALICE, {"name": "other"})
+    key = manager.create(ALICE, parse(KeyCreate, {"name": "k"})).key
+    manager.create(ALICE, parse(KeyCreate, {"name": "other"}))
     manager.revoke(ALICE.account_id, key.key_id)
     assert [k.name for k in manager.list(ALICE.account_id)] == ["other"]
     with pytest.raises(NotFound):
-        manager.update(ALICE, key.key_id, {"enabled": True})
+        manager.update(ALICE, key.key_id, parse(KeyUpdate, {"enabled": True}))
 
 
 def test_regenerate_gives_a_new_secret_with_the_same_settings(manager, keys):
-    created = manager.create(ALICE, {"name": "k", "quota_usd": "2"})
+    created = manager.create(ALICE, parse(KeyCreate, {"name": "k", "quota_usd": "2"}))
     again = manager.regenerate(ALICE.account_id, created.key.key_id)
     assert again.secret != created.secret
     assert again.key.key_id == created.key.key_id and again.key.quota == created.key.quota
@@ -110,5 +111,5 @@ def test_regenerate_gives_a_new_secret_with_the_same_settings(manager, keys):
 
 
 def test_a_new_keys_whole_quota_is_left(manager):
-    key = manager.create(ALICE, {"name": "k", "quota_usd": "3"}).key
+    key = manager.create(ALICE, parse(KeyCreate, {"name": "k", "quota_usd": "3"})).key
     assert key.quota_left == key.quota == 3 * 10**9
