@@ -16,7 +16,6 @@ without the random part it opens nothing.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from chalicelib.core.domain import PasswordLink
 from chalicelib.core.errors import InvalidRequest, NotFound
 from chalicelib.identity.accounts import MAX_INPUT_LENGTH, Command
 from chalicelib.identity.passwords import PasswordHasher, check_strength
+from chalicelib.identity.sessions import token_hash
 from chalicelib.storage.ports import AccountRepo, PasswordLinkRepo
 
 SET_PASSWORD_PATH = "/console/set-password"
@@ -50,11 +50,6 @@ class IssuedLink:
     expires_at: int  # epoch ms
 
 
-def link_hash(token: str) -> str:
-    """How a link's token is stored and compared."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 class PasswordLinks:
     """Issues set-password links and sets passwords with them."""
 
@@ -73,7 +68,7 @@ class PasswordLinks:
             raise NotFound(f"No account `{account_id}`.", param="account_id")
         token = f"{account_id}.{secrets.token_urlsafe(32)}"
         now = self._now_ms()
-        link = PasswordLink(account_id=account_id, link_hash=link_hash(token), created_at=now,
+        link = PasswordLink(account_id=account_id, link_hash=token_hash(token), created_at=now,
                             expires_at=now + self._ttl_ms)
         self._links.put(link)
         # In the fragment: browsers do not send it to servers, so it stays out of access logs.
@@ -84,7 +79,7 @@ class PasswordLinks:
         """Set the password of the link's account, once; every session of the account ends.
         InvalidRequest (param `token`) for a link that does not work, naming no reason."""
         account_id, _, _ = command.token.partition(".")
-        presented = link_hash(command.token)
+        presented = token_hash(command.token)
         link = self._links.get(account_id) if account_id else None
         account = self._accounts.get(account_id) if link else None
         now = self._now_ms()
