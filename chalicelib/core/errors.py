@@ -21,7 +21,8 @@ GatewayError
 │   ├── UpstreamUnavailable     502 upstream_error (5xx, refused connection, malformed body)
 │   └── UpstreamTimeout         504 upstream_error / upstream_timeout
 ├── StorageError                503 api_error / storage_unavailable
-│   └── SecretUnreadable        a stored secret that does not decrypt (its channel is skipped, not served)
+│   ├── SecretUnreadable        a stored secret that does not decrypt (its channel is skipped, not served)
+│   └── DataDirectoryUnusable   the one-machine data directory refused at start (read-only, full, in use)
 └── InternalError               500 api_error (anything unexpected; details are logged, not sent)
 """
 
@@ -161,6 +162,11 @@ class StorageError(GatewayError):
 class SecretUnreadable(StorageError):
     """A sealed secret that does not open: altered, moved from its owner, or sealed under another key.
     Storage reports it and leaves the owner out; it never reaches a client."""
+
+
+class DataDirectoryUnusable(StorageError):
+    """The one-machine data directory cannot be used: not a directory, read-only, full, or held by
+    another running gateway. Raised at start with one line naming the path and the fix."""
 
 
 class InternalError(GatewayError):
