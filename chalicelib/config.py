@@ -8,17 +8,11 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from chalicelib.catalog.catalog import PROVIDERS
+
 # Environment variables that hold each built-in provider's API key. Supplying
 # one makes that provider's catalog models routable.
-PROVIDER_KEY_ENV = {
-    "deepseek": "DEEPSEEK_API_KEY",
-    "qwen": "DASHSCOPE_API_KEY",
-    "kimi": "MOONSHOT_API_KEY",
-    "doubao": "ARK_API_KEY",
-    "glm": "ZHIPUAI_API_KEY",
-    "openai": "OPENAI_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-}
+PROVIDER_KEY_ENV = {provider.name: provider.key_env for provider in PROVIDERS.values()}
 
 
 class Settings(BaseSettings):

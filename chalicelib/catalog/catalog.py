@@ -59,6 +59,7 @@ PRICE_CHANGING_FIELDS: dict[ModelKind, frozenset[str]] = {
 class Provider:
     name: str
     base_url: str
+    key_env: str  # the environment variable whose key makes the provider live
     kind: str = "openai"
     # Where its chat API reads the output cap: DeepSeek, Qwen, Kimi, Doubao and GLM
     # read `max_tokens` and ignore `max_completion_tokens`.
@@ -68,13 +69,13 @@ class Provider:
 PROVIDERS = {
     provider.name: provider
     for provider in (
-        Provider("deepseek", "https://api.deepseek.com/v1"),
-        Provider("qwen", "https://dashscope-intl.aliyuncs.com/compatible-mode/v1"),
-        Provider("kimi", "https://api.moonshot.ai/v1"),
-        Provider("doubao", "https://ark.cn-beijing.volces.com/api/v3"),
-        Provider("glm", "https://open.bigmodel.cn/api/paas/v4"),
-        Provider("openai", "https://api.openai.com/v1", cap_field="max_completion_tokens"),
-        Provider("anthropic", "https://api.anthropic.com/v1", kind="anthropic"),
+        Provider("deepseek", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
+        Provider("qwen", "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "DASHSCOPE_API_KEY"),
+        Provider("kimi", "https://api.moonshot.ai/v1", "MOONSHOT_API_KEY"),
+        Provider("doubao", "https://ark.cn-beijing.volces.com/api/v3", "ARK_API_KEY"),
+        Provider("glm", "https://open.bigmodel.cn/api/paas/v4", "ZHIPUAI_API_KEY"),
+        Provider("openai", "https://api.openai.com/v1", "OPENAI_API_KEY", cap_field="max_completion_tokens"),
+        Provider("anthropic", "https://api.anthropic.com/v1", "ANTHROPIC_API_KEY", kind="anthropic"),
     )
 }
 
@@ -196,6 +197,24 @@ class Catalog:
     def routable_models(self) -> list[ModelEntry]:
         self._refresh()
         return [model for model in self._models.values() if any(self._serves(r) for r in model.routes)]
+
+    def availability(self) -> list[tuple[ModelEntry, str | None]]:
+        """Every model with None if it is routable now, else one line saying why not."""
+        self._refresh()
+        return [(model, None if any(self._serves(r) for r in model.routes) else self._why_not(model))
+                for model in sorted(self._models.values(), key=lambda m: m.name)]
+
+    def _why_not(self, model: ModelEntry) -> str:
+        reasons = []
+        for route in model.routes:
+            channel = self._channels.get(route.channel)
+            if channel is None:
+                hint = (f"set {PROVIDERS[route.channel].key_env} or add the channel"
+                        if route.channel in PROVIDERS else "add it with `tokenway channel add`")
+                reasons.append(f"no channel `{route.channel}` ({hint})")
+            else:
+                reasons.append(f"channel `{route.channel}` speaks `{channel.kind}`, which has no adapter yet")
+        return "; ".join(reasons) or "no channel serves it"
 
     def _serves(self, route: Route) -> bool:
         channel = self._channels.get(route.channel)

@@ -48,6 +48,18 @@ def test_a_channel_named_after_a_provider_serves_its_models_and_claude_waits_for
     assert routable(catalog) == {"qwen-plus", "qwen-max"}
 
 
+def test_each_model_that_is_not_routable_says_why_in_one_line():
+    repo = InMemoryCatalogRepo()
+    repo.put_channel(Channel("qwen", "https://proxy.example.com/v1", "k"))
+    catalog = Catalog(repo, {"anthropic": "sk-ant"}, ttl_s=0)
+    why = {model.name: reason for model, reason in catalog.availability()}
+    assert set(why) == GUIDE
+    assert why["qwen-plus"] is None and why["qwen-max"] is None
+    assert why["deepseek-chat"] == "no channel `deepseek` (set DEEPSEEK_API_KEY or add the channel)"
+    assert why["claude-sonnet"] == "channel `anthropic` speaks `anthropic`, which has no adapter yet"
+    assert all("\n" not in reason for reason in why.values() if reason)
+
+
 def test_the_catalog_is_reread_once_its_lifetime_passes():
     repo = InMemoryCatalogRepo()
     now = [0.0]
