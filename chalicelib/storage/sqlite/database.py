@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -194,7 +196,7 @@ class Database:
         self._local = threading.local()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._create_schema()
+            self._open_file()
         except (sqlite3.Error, OSError) as exc:
             # At start, so the operator reads the cause (a read-only or full directory, a locked file).
             raise StorageError(f"cannot open the database {self.path}: {exc}") from exc
@@ -252,6 +254,20 @@ class Database:
         connection.execute("PRAGMA synchronous = NORMAL")
         return connection
 
+    def _open_file(self) -> None:
+        """Switch the file to WAL and create or check its schema, trying again while other processes
+        starting at the same moment do the same: on a new file, before it is in WAL mode, SQLite
+        refuses one of two connections that both want its lock at once (to avoid a deadlock)
+        without waiting, so the busy timeout does not cover it."""
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        while True:
+            try:
+                return self._create_schema()
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(random.uniform(0.005, 0.05))
+
     def _create_schema(self) -> None:
         connection = self._connect()
         try:
@@ -284,11 +300,16 @@ def _mapped(action: str) -> Iterator[None]:
     try:
         yield
     except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
+        if _busy(exc):
             raise StorageError(f"storage is busy ({action})") from exc
         raise StorageError(f"storage failed to {action}") from exc
     except (sqlite3.Error, OSError) as exc:
         raise StorageError(f"storage failed to {action}") from exc
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether another connection held the lock this one needed (SQLITE_BUSY or SQLITE_LOCKED)."""
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def json_list(values: tuple[str, ...] | list[str]) -> str:
