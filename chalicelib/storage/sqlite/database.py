@@ -286,12 +286,15 @@ class Database:
                 elif version != SCHEMA_VERSION:
                     raise StorageError(f"the database {self.path} has schema version {version}; this gateway "
                                        f"reads version {SCHEMA_VERSION}")
-                connection.commit()
+                connection.execute("COMMIT")
             except BaseException:
                 connection.rollback()
                 raise
-        finally:
+        except BaseException:
             connection.close()
+            raise
+        # Kept as this thread's connection: the schema it has read need not be read again.
+        self._local.connection, self._local.pid = connection, os.getpid()
 
 
 @contextmanager
