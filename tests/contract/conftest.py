@@ -1,6 +1,5 @@
-"""Each repository contract runs against the in-memory implementation, against SQLite (a
-database file in the test's temporary directory) and against DynamoDB (moto), with tables
-provisioned from infra/template.yaml."""
+"""Each repository contract runs against SQLite (a database file in the test's temporary
+directory) and against DynamoDB (moto), with tables provisioned from infra/template.yaml."""
 
 from __future__ import annotations
 
@@ -18,13 +17,6 @@ from chalicelib.storage.dynamodb.login_attempt_repo import DynamoLoginAttemptRep
 from chalicelib.storage.dynamodb.password_link_repo import DynamoPasswordLinkRepo
 from chalicelib.storage.dynamodb.session_repo import DynamoSessionRepo
 from chalicelib.storage.dynamodb.wallet_repo import DynamoWalletRepo
-from chalicelib.storage.memory.account_repo import InMemoryAccountRepo
-from chalicelib.storage.memory.catalog_repo import InMemoryCatalogRepo
-from chalicelib.storage.memory.key_repo import InMemoryKeyRepo
-from chalicelib.storage.memory.login_attempt_repo import InMemoryLoginAttemptRepo
-from chalicelib.storage.memory.password_link_repo import InMemoryPasswordLinkRepo
-from chalicelib.storage.memory.session_repo import InMemorySessionRepo
-from chalicelib.storage.memory.wallet_repo import InMemoryWalletRepo
 from chalicelib.storage.ports import (
     AccountRepo,
     CatalogRepo,
@@ -61,14 +53,6 @@ class Repos:
     password_links: PasswordLinkRepo
     dynamodb: Any = None  # the raw client, for tests that scan what was written
     sqlite: Database | None = None  # the database, for tests that read its rows
-
-
-def _memory() -> Repos:
-    keys = InMemoryKeyRepo()
-    wallets = InMemoryWalletRepo(keys)
-    return Repos(InMemoryAccountRepo(wallets), keys, wallets, InMemoryCatalogRepo(),
-                 sessions=InMemorySessionRepo(), login_attempts=InMemoryLoginAttemptRepo(),
-                 password_links=InMemoryPasswordLinkRepo())
 
 
 def _sqlite(path: Path) -> Repos:
@@ -109,10 +93,8 @@ def _dynamodb(client: Any) -> Repos:
     )
 
 
-@pytest.fixture(params=["memory", "sqlite", "dynamodb"])
+@pytest.fixture(params=["sqlite", "dynamodb"])
 def repos(request, tmp_path) -> Repos:
-    if request.param == "memory":
-        return _memory()
     if request.param == "sqlite":
         return _sqlite(tmp_path / "tokenway.db")
     return _dynamodb(request.getfixturevalue("_aws"))
