@@ -1,7 +1,7 @@
 """The one-machine database: one SQLite file in WAL mode, shared by every thread and worker process.
 
     Database(path)           opens the file, switches it to WAL, creates or checks the schema
-      ├── read()             a consistent snapshot for a few SELECTs (BEGIN … COMMIT)
+      ├── read()             a consistent snapshot for a few SELECTs (BEGIN … ROLLBACK)
       └── write()            BEGIN IMMEDIATE … COMMIT: the file's write lock is taken first,
                              so conditions read inside hold until the commit, in whichever
                              thread or process the other writers run
@@ -14,8 +14,8 @@ it: measured, one made the slowest transactions slower and none faster
 (bench/sqlite_wallet.py). sqlite3's errors are mapped to StorageError here and only here.
 
 Durability: `synchronous=NORMAL`, the usual setting in WAL mode. A committed
-transaction survives a crash of the process; a power loss may undo the last
-transactions before a checkpoint, but never half of one, and never corrupts the file.
+transaction survives a crash of the process; a power loss may undo the most recent
+transactions (those not yet synced to disk), but never half of one, and never corrupts the file.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from pathlib import Path
 
 from chalicelib.core.errors import StorageError
 
-# Raised by `schema_version` whenever the tables below change; a file made by a
-# newer version of the gateway is refused rather than misread.
+# Raised whenever the tables below change (kept in the file as PRAGMA user_version); a file
+# made by a newer version of the gateway is refused rather than misread.
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 10_000
 # Connections a forked process inherited: kept, so that they are never closed there.
