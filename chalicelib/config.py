@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TOKENWAY_", extra="ignore")
 
     resource_prefix: str = "tokenway-dev"
+    # Where the tables live: DynamoDB (AWS, or the emulator), or one SQLite file in
+    # `data_dir` (one machine).
+    storage: Literal["dynamodb", "sqlite"] = "dynamodb"
+    data_dir: Path = Path("./data")
     aws_region: str = Field(
         "us-east-1", validation_alias=AliasChoices("TOKENWAY_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
     )
@@ -33,7 +37,8 @@ class Settings(BaseSettings):
 
     # Channel API keys are sealed at rest under one key-encryption key: the KMS key
     # `kms_key_id` (by default the template's alias `alias/<prefix>-secrets`), or, on one
-    # machine, the key in `secrets_key_file` (created with mode 0600 on first use).
+    # machine, the key in `secrets_key_file` (created with mode 0600 on first use; with
+    # SQLite storage and no KMS key named, `<data_dir>/secrets.key`).
     kms_key_id: str | None = None
     secrets_key_file: Path | None = None
 
@@ -87,6 +92,18 @@ class Settings(BaseSettings):
         if self.kms_key_id and self.secrets_key_file:
             raise ValueError("set TOKENWAY_KMS_KEY_ID or TOKENWAY_SECRETS_KEY_FILE, not both")
         return self
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite database, when `storage` is `sqlite`."""
+        return self.data_dir / "tokenway.db"
+
+    @property
+    def secrets_key_path(self) -> Path | None:
+        """The local key file that seals channel keys; None: KMS seals them."""
+        if self.secrets_key_file is None and self.storage == "sqlite" and not self.kms_key_id:
+            return self.data_dir / "secrets.key"
+        return self.secrets_key_file
 
     @property
     def secrets_kms_key_id(self) -> str:

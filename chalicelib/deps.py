@@ -34,10 +34,27 @@ from chalicelib.storage.dynamodb.login_attempt_repo import DynamoLoginAttemptRep
 from chalicelib.storage.dynamodb.password_link_repo import DynamoPasswordLinkRepo
 from chalicelib.storage.dynamodb.session_repo import DynamoSessionRepo
 from chalicelib.storage.dynamodb.wallet_repo import DynamoWalletRepo
-from chalicelib.storage.ports import KeyWrapper
+from chalicelib.storage.ports import (
+    AccountRepo,
+    CatalogRepo,
+    KeyRepo,
+    KeyWrapper,
+    LoginAttemptRepo,
+    PasswordLinkRepo,
+    SessionRepo,
+    WalletRepo,
+)
 from chalicelib.storage.secrets.envelope import SecretSealer
 from chalicelib.storage.secrets.kms import KmsKeyWrapper
 from chalicelib.storage.secrets.local import LocalKeyWrapper
+from chalicelib.storage.sqlite.account_repo import SqliteAccountRepo
+from chalicelib.storage.sqlite.catalog_repo import SqliteCatalogRepo
+from chalicelib.storage.sqlite.database import Database
+from chalicelib.storage.sqlite.key_repo import SqliteKeyRepo
+from chalicelib.storage.sqlite.login_attempt_repo import SqliteLoginAttemptRepo
+from chalicelib.storage.sqlite.password_link_repo import SqlitePasswordLinkRepo
+from chalicelib.storage.sqlite.session_repo import SqliteSessionRepo
+from chalicelib.storage.sqlite.wallet_repo import SqliteWalletRepo
 from chalicelib.storage.usage_sinks import FirehoseUsageSink
 
 
@@ -69,29 +86,63 @@ def aws_client(session: boto3.session.Session, settings: Settings, service: str)
 
 
 def key_wrapper(settings: Settings, session: boto3.session.Session) -> KeyWrapper:
-    """The keeper of the key that seals channel keys: the local key file if one is set, else KMS."""
-    if settings.secrets_key_file is not None:
-        return LocalKeyWrapper.from_file(settings.secrets_key_file)
+    """The keeper of the key that seals channel keys: the local key file if there is one, else KMS."""
+    if settings.secrets_key_path is not None:
+        return LocalKeyWrapper.from_file(settings.secrets_key_path)
     return KmsKeyWrapper(aws_client(session, settings, "kms"), settings.secrets_kms_key_id)
+
+
+@dataclass(frozen=True)
+class Repositories:
+    """One backend's implementation of every repository port."""
+
+    accounts: AccountRepo
+    keys: KeyRepo
+    wallets: WalletRepo
+    catalog: CatalogRepo
+    sessions: SessionRepo
+    login_attempts: LoginAttemptRepo
+    password_links: PasswordLinkRepo
+
+
+def dynamodb_repositories(settings: Settings, session: boto3.session.Session, sealer: SecretSealer) -> Repositories:
+    dynamodb = aws_client(session, settings, "dynamodb")
+    table = settings.table_name
+    return Repositories(
+        accounts=DynamoAccountRepo(dynamodb, table("accounts"), emails=table("emails")),
+        keys=DynamoKeyRepo(dynamodb, table("keys")),
+        wallets=DynamoWalletRepo(dynamodb, accounts=table("accounts"), holds=table("holds"), ledger=table("ledger"),
+                                 keys=table("keys")),
+        catalog=DynamoCatalogRepo(dynamodb, table("catalog"), sealer=sealer),
+        sessions=DynamoSessionRepo(dynamodb, table("sessions")),
+        login_attempts=DynamoLoginAttemptRepo(dynamodb, table("login-attempts")),
+        password_links=DynamoPasswordLinkRepo(dynamodb, table("password-links")),
+    )
+
+
+def sqlite_repositories(settings: Settings, sealer: SecretSealer) -> Repositories:
+    db = Database(settings.database_path)
+    return Repositories(
+        accounts=SqliteAccountRepo(db),
+        keys=SqliteKeyRepo(db),
+        wallets=SqliteWalletRepo(db),
+        catalog=SqliteCatalogRepo(db, sealer=sealer),
+        sessions=SqliteSessionRepo(db),
+        login_attempts=SqliteLoginAttemptRepo(db),
+        password_links=SqlitePasswordLinkRepo(db),
+    )
 
 
 def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
                   session: boto3.session.Session | None = None) -> Gateway:
     """Wire the services; `http` and the boto3 `session` may be given (tests, benchmarks)."""
     session = session or boto3.session.Session()
-    dynamodb = aws_client(session, settings, "dynamodb")
-    keys_repo = DynamoKeyRepo(dynamodb, settings.table_name("keys"))
-    accounts_repo = DynamoAccountRepo(dynamodb, settings.table_name("accounts"),
-                                      emails=settings.table_name("emails"))
-    wallets = DynamoWalletRepo(
-        dynamodb,
-        accounts=settings.table_name("accounts"),
-        holds=settings.table_name("holds"),
-        ledger=settings.table_name("ledger"),
-        keys=settings.table_name("keys"),
-    )
-    catalog_repo = DynamoCatalogRepo(dynamodb, settings.table_name("catalog"),
-                                     sealer=SecretSealer(key_wrapper(settings, session)))
+    sealer = SecretSealer(key_wrapper(settings, session))
+    if settings.storage == "sqlite":
+        repos = sqlite_repositories(settings, sealer)
+    else:
+        repos = dynamodb_repositories(settings, session, sealer)
+    keys_repo, accounts_repo, wallets, catalog_repo = repos.keys, repos.accounts, repos.wallets, repos.catalog
     http = http or httpx.Client(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
     adapters: Adapters = {"openai": OpenAICompatAdapter(http)}
     catalog = Catalog(catalog_repo, settings.provider_keys(), ttl_s=settings.catalog_cache_ttl_s,
@@ -112,17 +163,16 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
         wallets=wallets, wallet=wallet, catalog_repo=catalog_repo, catalog=catalog, key_manager=key_manager,
         now_ms=now_ms,
     )
-    console = ConsoleAuth(DynamoSessionRepo(dynamodb, settings.table_name("sessions")), accounts_repo, now_ms,
-                          ttl_s=settings.session_ttl_s)
+    console = ConsoleAuth(repos.sessions, accounts_repo, now_ms, ttl_s=settings.session_ttl_s)
     limiter = LoginLimiter(
-        DynamoLoginAttemptRepo(dynamodb, settings.table_name("login-attempts")), now_ms,
+        repos.login_attempts, now_ms,
         per_account_ip=settings.login_failures_per_account_ip, per_ip=settings.login_failures_per_ip,
         window_s=settings.login_window_s, per_account=settings.login_failures_per_account,
         delay_s=settings.login_delay_s, max_delay_s=settings.login_max_delay_s, signups_per_ip=settings.signups_per_ip,
     )
     password_hasher = PasswordHasher()
     password_links = PasswordLinks(
-        DynamoPasswordLinkRepo(dynamodb, settings.table_name("password-links")), accounts_repo, password_hasher,
+        repos.password_links, accounts_repo, password_hasher,
         now_ms, ttl_s=settings.password_link_ttl_s, console_url=settings.console_url,
     )
     return Gateway(

@@ -1,10 +1,11 @@
-"""Each repository contract runs against the in-memory implementation and against
-DynamoDB (moto), with tables provisioned from infra/template.yaml."""
+"""Each repository contract runs against SQLite (a database file in the test's temporary
+directory) and against DynamoDB (moto), with tables provisioned from infra/template.yaml."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,13 +17,6 @@ from chalicelib.storage.dynamodb.login_attempt_repo import DynamoLoginAttemptRep
 from chalicelib.storage.dynamodb.password_link_repo import DynamoPasswordLinkRepo
 from chalicelib.storage.dynamodb.session_repo import DynamoSessionRepo
 from chalicelib.storage.dynamodb.wallet_repo import DynamoWalletRepo
-from chalicelib.storage.memory.account_repo import InMemoryAccountRepo
-from chalicelib.storage.memory.catalog_repo import InMemoryCatalogRepo
-from chalicelib.storage.memory.key_repo import InMemoryKeyRepo
-from chalicelib.storage.memory.login_attempt_repo import InMemoryLoginAttemptRepo
-from chalicelib.storage.memory.password_link_repo import InMemoryPasswordLinkRepo
-from chalicelib.storage.memory.session_repo import InMemorySessionRepo
-from chalicelib.storage.memory.wallet_repo import InMemoryWalletRepo
 from chalicelib.storage.ports import (
     AccountRepo,
     CatalogRepo,
@@ -34,6 +28,14 @@ from chalicelib.storage.ports import (
 )
 from chalicelib.storage.secrets.envelope import SecretSealer
 from chalicelib.storage.secrets.local import KEY_BYTES, LocalKeyWrapper
+from chalicelib.storage.sqlite.account_repo import SqliteAccountRepo
+from chalicelib.storage.sqlite.catalog_repo import SqliteCatalogRepo
+from chalicelib.storage.sqlite.database import Database
+from chalicelib.storage.sqlite.key_repo import SqliteKeyRepo
+from chalicelib.storage.sqlite.login_attempt_repo import SqliteLoginAttemptRepo
+from chalicelib.storage.sqlite.password_link_repo import SqlitePasswordLinkRepo
+from chalicelib.storage.sqlite.session_repo import SqliteSessionRepo
+from chalicelib.storage.sqlite.wallet_repo import SqliteWalletRepo
 from devstack.emulator import provision
 from tests.conftest import TEMPLATE
 
@@ -50,14 +52,15 @@ class Repos:
     login_attempts: LoginAttemptRepo
     password_links: PasswordLinkRepo
     dynamodb: Any = None  # the raw client, for tests that scan what was written
+    sqlite: Database | None = None  # the database, for tests that read its rows
 
 
-def _memory() -> Repos:
-    keys = InMemoryKeyRepo()
-    wallets = InMemoryWalletRepo(keys)
-    return Repos(InMemoryAccountRepo(wallets), keys, wallets, InMemoryCatalogRepo(),
-                 sessions=InMemorySessionRepo(), login_attempts=InMemoryLoginAttemptRepo(),
-                 password_links=InMemoryPasswordLinkRepo())
+def _sqlite(path: Path) -> Repos:
+    db = Database(path)
+    return Repos(SqliteAccountRepo(db), SqliteKeyRepo(db), SqliteWalletRepo(db),
+                 SqliteCatalogRepo(db, sealer=SecretSealer(LocalKeyWrapper(os.urandom(KEY_BYTES)))),
+                 sessions=SqliteSessionRepo(db), login_attempts=SqliteLoginAttemptRepo(db),
+                 password_links=SqlitePasswordLinkRepo(db), sqlite=db)
 
 
 @pytest.fixture(scope="session")
@@ -90,10 +93,10 @@ def _dynamodb(client: Any) -> Repos:
     )
 
 
-@pytest.fixture(params=["memory", "dynamodb"])
-def repos(request) -> Repos:
-    if request.param == "memory":
-        return _memory()
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def repos(request, tmp_path) -> Repos:
+    if request.param == "sqlite":
+        return _sqlite(tmp_path / "tokenway.db")
     return _dynamodb(request.getfixturevalue("_aws"))
 
 
@@ -101,3 +104,9 @@ def repos(request) -> Repos:
 def dynamo_repos(_aws) -> Repos:
     """The DynamoDB implementations alone, for what only they have."""
     return _dynamodb(_aws)
+
+
+@pytest.fixture
+def sqlite_repos(tmp_path) -> Repos:
+    """The SQLite implementations alone, for what only they have."""
+    return _sqlite(tmp_path / "tokenway.db")

@@ -1,8 +1,8 @@
 """Channel API keys at rest: sealed by both catalog repositories, under a local key file or KMS (moto).
 
-What is stored is checked by scanning the raw DynamoDB items; what an attacker or a
-mistake could do to them (alter a byte, move a sealed key to another channel, swap
-the key-encryption key) is done to those raw items.
+What is stored is checked by scanning the raw DynamoDB items and SQLite rows; what an
+attacker or a mistake could do to them (alter a byte, move a sealed key to another
+channel, swap the key-encryption key) is done to those raw items and rows.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ import pytest
 
 from chalicelib.core.domain import Channel
 from chalicelib.storage.dynamodb.catalog_repo import DynamoCatalogRepo
-from chalicelib.storage.memory.catalog_repo import InMemoryCatalogRepo
 from chalicelib.storage.ports import CatalogRepo, KeyWrapper
 from chalicelib.storage.secrets.envelope import SecretSealer
 from chalicelib.storage.secrets.kms import KmsKeyWrapper
 from chalicelib.storage.secrets.local import LocalKeyWrapper, load_key_file
+from chalicelib.storage.sqlite.catalog_repo import SqliteCatalogRepo
+from chalicelib.storage.sqlite.database import Database
 from tests.contract.conftest import PREFIX
 
 TABLE = f"{PREFIX}-catalog"
@@ -79,8 +80,8 @@ def flip_a_bit(text: str, at: int) -> str:
     return base64.b64encode(bytes(raw)).decode()
 
 
-def test_both_repositories_give_back_the_key_they_sealed(request, wrapper):
-    repos = [InMemoryCatalogRepo(SecretSealer(wrapper())),
+def test_both_repositories_give_back_the_key_they_sealed(request, wrapper, tmp_path):
+    repos = [SqliteCatalogRepo(Database(tmp_path / "tokenway.db"), sealer=SecretSealer(wrapper())),
              dynamo_repo(request.getfixturevalue("dynamodb"), wrapper)]
     for repo in repos:
         key, replaced = upstream_key(), upstream_key()

@@ -1,4 +1,4 @@
-"""One contract, two implementations: in-memory and DynamoDB."""
+"""One contract, two implementations: SQLite and DynamoDB."""
 
 from __future__ import annotations
 

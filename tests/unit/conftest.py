@@ -1,10 +1,12 @@
-"""Services wired to in-memory repositories and an httpx handler standing in for the upstream."""
+"""Services wired to SQLite repositories (a file in the test's directory) and an httpx handler standing
+in for the upstream."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,11 +19,8 @@ from chalicelib.core.money import usd_to_units
 from chalicelib.keys.plans import KeyPlans
 from chalicelib.providers.openai_compat import OpenAICompatAdapter
 from chalicelib.relay.relay import Relay
-from chalicelib.storage.memory.account_repo import InMemoryAccountRepo
-from chalicelib.storage.memory.catalog_repo import InMemoryCatalogRepo
-from chalicelib.storage.memory.key_repo import InMemoryKeyRepo
-from chalicelib.storage.memory.wallet_repo import InMemoryWalletRepo
 from chalicelib.storage.usage_sinks import InMemoryUsageSink
+from tests.sqlite_store import store_in
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -66,16 +65,18 @@ def chunk(content: str | None = None, *, finish: str | None = None, usage: dict 
 
 @dataclass
 class World:
-    """A relay over in-memory storage; `handler` answers for the upstream."""
+    """A relay over SQLite storage in `directory`; `handler` answers for the upstream."""
 
     handler: Handler = lambda request: httpx.Response(200, json=chat_reply())
     sent: list[httpx.Request] = field(default_factory=list)
     time_ms: int = 1_700_000_000_000
+    directory: Path = field(kw_only=True)
 
     def __post_init__(self) -> None:
-        self.keys = InMemoryKeyRepo()
-        self.wallets = InMemoryWalletRepo(self.keys)
-        self.catalog_repo = InMemoryCatalogRepo()
+        self.store = store_in(self.directory)
+        self.keys = self.store.keys
+        self.wallets = self.store.wallets
+        self.catalog_repo = self.store.catalog
         self.catalog_repo.put_channel(Channel("primary", "http://primary.test/v1", "upstream-secret"))
         for model in (CHAT, EMBED, IMAGE):
             self.catalog_repo.put_model(model)
@@ -83,13 +84,18 @@ class World:
         self.billing = Billing(self.wallets, self.keys, now_ms=lambda: self.time_ms, hold_ttl_ms=60_000)
         self.usage = InMemoryUsageSink()
         http = httpx.Client(transport=httpx.MockTransport(self._answer))
-        self.accounts = InMemoryAccountRepo(self.wallets)
+        self.accounts = self.store.accounts
         self.relay = Relay(self.catalog, self.billing, {"openai": OpenAICompatAdapter(http)}, self.usage,
                            plans=KeyPlans(self.catalog, self.accounts), default_timeout_s=5)
         self.key = ApiKey(key_id="key_1", key_hash="hash_1", account_id="acct_1", name="test", created_at=0,
                           hint="sk-abc…wxyz")
         self.keys.create(self.key)
         self.accounts.create(Account("acct_1", "a@example.com", 0))  # and its wallet
+
+    def change_key(self, **settings: Any) -> None:
+        """Change the key's settings as token management saves them, and read it again."""
+        self.keys.save_settings(replace(self.keys.get_by_hash(self.key.key_hash), **settings))
+        self.key = self.keys.get_by_hash(self.key.key_hash)
 
     def _answer(self, request: httpx.Request) -> httpx.Response:
         self.sent.append(request)
@@ -111,5 +117,5 @@ class World:
 
 
 @pytest.fixture
-def world() -> World:
-    return World()
+def world(tmp_path) -> World:
+    return World(directory=tmp_path)

@@ -1,8 +1,10 @@
-"""Console accounts and sessions over in-memory storage, with a clock the test moves."""
+"""Console accounts and sessions over SQLite storage (a file in the test's directory), with a clock the
+test moves."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from chalicelib.core.domain import Principal
 from chalicelib.identity.accounts import Accounts, ChangePassword, LogIn, LoginResult, NewAccount, SignUp
@@ -10,10 +12,7 @@ from chalicelib.identity.login_limits import LoginLimiter
 from chalicelib.identity.password_links import PasswordLinks, SetPassword
 from chalicelib.identity.passwords import PasswordHasher
 from chalicelib.identity.sessions import ConsoleAuth
-from chalicelib.storage.memory.account_repo import InMemoryAccountRepo
-from chalicelib.storage.memory.login_attempt_repo import InMemoryLoginAttemptRepo
-from chalicelib.storage.memory.password_link_repo import InMemoryPasswordLinkRepo
-from chalicelib.storage.memory.session_repo import InMemorySessionRepo
+from tests.sqlite_store import store_in
 
 PASSWORD = "correct horse 42"
 TTL_S = 3600
@@ -41,14 +40,16 @@ class CountingHasher(PasswordHasher):
 
 @dataclass
 class ConsoleWorld:
+    directory: Path
     time_ms: int = START_MS
     hasher: CountingHasher = field(default_factory=CountingHasher)
 
     def __post_init__(self) -> None:
-        self.accounts_repo = InMemoryAccountRepo()
-        self.sessions = InMemorySessionRepo()
-        self.attempts = InMemoryLoginAttemptRepo()
-        self.links_repo = InMemoryPasswordLinkRepo()
+        self.store = store_in(self.directory)
+        self.accounts_repo = self.store.accounts
+        self.sessions = self.store.sessions
+        self.attempts = self.store.login_attempts
+        self.links_repo = self.store.password_links
         clock = lambda: self.time_ms  # noqa: E731
         self.auth = ConsoleAuth(self.sessions, self.accounts_repo, clock, ttl_s=TTL_S)
         self.limiter = LoginLimiter(self.attempts, clock, per_account_ip=PER_ACCOUNT_IP, per_ip=PER_IP,

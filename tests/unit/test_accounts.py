@@ -1,5 +1,5 @@
 """Creating accounts (sign-up and operator alike), login, sessions, CSRF and password change, over
-in-memory storage and a test clock."""
+SQLite storage and a test clock."""
 
 import pytest
 
@@ -18,8 +18,8 @@ from tests.unit.console_world import PASSWORD, TTL_S, ConsoleWorld
 
 
 @pytest.fixture
-def world() -> ConsoleWorld:
-    return ConsoleWorld()
+def world(tmp_path) -> ConsoleWorld:
+    return ConsoleWorld(tmp_path)
 
 
 def test_signup_normalizes_the_email_and_stores_only_a_hash(world):
@@ -140,7 +140,7 @@ def test_a_disabled_account_is_told_so_only_with_the_right_password(world):
     with pytest.raises(PermissionDenied) as caught:
         world.login()
     assert (caught.value.status, caught.value.code) == (403, "account_disabled")
-    assert world.sessions.sessions == {}
+    assert world.store.rows("SELECT * FROM sessions") == []
 
 
 def test_a_session_works_as_bearer_or_cookie(world):

@@ -1,4 +1,4 @@
-"""Billing over the in-memory wallet: holds, settlement, release and the sweeper."""
+"""Billing over the SQLite wallet: holds, settlement, release and the sweeper."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ import pytest
 
 from chalicelib.billing.holds import Billing, Quote
 from chalicelib.billing.pricing import Usage, charge
-from chalicelib.core.domain import ApiKey, LedgerEntry, Prices
+from chalicelib.core.domain import Account, ApiKey, LedgerEntry, Prices
 from chalicelib.core.errors import InsufficientQuota
-from chalicelib.storage.memory.key_repo import InMemoryKeyRepo
-from chalicelib.storage.memory.wallet_repo import InMemoryWalletRepo
+from tests.sqlite_store import Store, store_in
 
 KEY = ApiKey(key_id="key_1", key_hash="h1", account_id="acct_1", name="k", created_at=0, hint="")
 # One unit per input token, ten per output token.
@@ -30,18 +29,22 @@ def clock():
 
 
 @pytest.fixture
-def keys():
-    repo = InMemoryKeyRepo()
-    repo.create(KEY)
-    return repo
+def store(tmp_path) -> Store:
+    store = store_in(tmp_path)
+    store.accounts.create(Account("acct_1", "a@example.com", 0))
+    store.keys.create(KEY)
+    store.wallets.credit(LedgerEntry("acct_1", "0000000000000#credit", "credit", 1_000, 0))
+    return store
 
 
 @pytest.fixture
-def wallets(keys):
-    repo = InMemoryWalletRepo(keys)
-    repo.open("acct_1")
-    repo.credit(LedgerEntry("acct_1", "0000000000000#credit", "credit", 1_000, 0))
-    return repo
+def keys(store):
+    return store.keys
+
+
+@pytest.fixture
+def wallets(store):
+    return store.wallets
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ from chalicelib.core.money import usd_to_units
 from chalicelib.core.validation import parse
 from chalicelib.keys.auth import KeyHasher
 from chalicelib.keys.manage import KeyManager
-from chalicelib.storage.memory.account_repo import InMemoryAccountRepo
-from chalicelib.storage.memory.catalog_repo import InMemoryCatalogRepo
+from tests.sqlite_store import store_in
 from tests.unit.conftest import CHAT, World
 from tests.unit.relay_requests import chat
 
@@ -29,27 +28,27 @@ def test_the_catalog_holds_the_guides_models_with_prices_and_use_cases():
         assert model.prices.input_per_1m or model.prices.per_image
 
 
-def test_nothing_is_routable_without_a_provider_key_or_channel():
-    assert routable(Catalog(InMemoryCatalogRepo(), {}, ttl_s=0)) == set()
+def test_nothing_is_routable_without_a_provider_key_or_channel(tmp_path):
+    assert routable(Catalog(store_in(tmp_path).catalog, {}, ttl_s=0)) == set()
 
 
-def test_a_providers_key_in_the_environment_makes_its_models_routable():
-    catalog = Catalog(InMemoryCatalogRepo(), {"deepseek": "sk-upstream", "openai": "sk-openai"}, ttl_s=0)
+def test_a_providers_key_in_the_environment_makes_its_models_routable(tmp_path):
+    catalog = Catalog(store_in(tmp_path).catalog, {"deepseek": "sk-upstream", "openai": "sk-openai"}, ttl_s=0)
     assert routable(catalog) == {"deepseek-chat", "deepseek-reasoner", "gpt-4o", "text-embedding-3-small",
                                  "dall-e-3"}
     [route] = catalog.routes(BUILTIN_MODELS["deepseek-chat"])
     assert route.channel.base_url == "https://api.deepseek.com/v1" and route.channel.api_key == "sk-upstream"
 
 
-def test_a_channel_named_after_a_provider_serves_its_models_and_claude_waits_for_its_adapter():
-    repo = InMemoryCatalogRepo()
+def test_a_channel_named_after_a_provider_serves_its_models_and_claude_waits_for_its_adapter(tmp_path):
+    repo = store_in(tmp_path).catalog
     repo.put_channel(Channel("qwen", "https://proxy.example.com/v1", "k"))
     catalog = Catalog(repo, {"anthropic": "sk-ant"}, ttl_s=0)
     assert routable(catalog) == {"qwen-plus", "qwen-max"}
 
 
-def test_each_model_that_is_not_routable_says_why_in_one_line():
-    repo = InMemoryCatalogRepo()
+def test_each_model_that_is_not_routable_says_why_in_one_line(tmp_path):
+    repo = store_in(tmp_path).catalog
     repo.put_channel(Channel("qwen", "https://proxy.example.com/v1", "k"))
     catalog = Catalog(repo, {"anthropic": "sk-ant"}, ttl_s=0)
     why = {model.name: reason for model, reason in catalog.availability()}
@@ -60,8 +59,8 @@ def test_each_model_that_is_not_routable_says_why_in_one_line():
     assert all("\n" not in reason for reason in why.values() if reason)
 
 
-def test_the_catalog_is_reread_once_its_lifetime_passes():
-    repo = InMemoryCatalogRepo()
+def test_the_catalog_is_reread_once_its_lifetime_passes(tmp_path):
+    repo = store_in(tmp_path).catalog
     now = [0.0]
     catalog = Catalog(repo, {}, ttl_s=5, clock=lambda: now[0])
     assert routable(catalog) == set()
@@ -71,7 +70,7 @@ def test_the_catalog_is_reread_once_its_lifetime_passes():
     assert routable(catalog) == {"glm-4"}
 
 
-# Operator models (the admin's `model add`), relayed over the in-memory World.
+# Operator models (the admin's `model add`), relayed over the World's storage.
 
 def add_model(admin: Admin, body: dict) -> ModelEntry:
     """The admin's `model add`, as the API parses it."""
@@ -79,7 +78,7 @@ def add_model(admin: Admin, body: dict) -> ModelEntry:
 
 
 def admin_for(world: World) -> Admin:
-    return Admin(token="t", accounts=InMemoryAccountRepo(world.wallets), wallets=world.wallets,
+    return Admin(token="t", accounts=world.accounts, wallets=world.wallets,
                  catalog_repo=world.catalog_repo, catalog=world.catalog,
                  key_manager=KeyManager(world.keys, world.catalog, KeyHasher(), now_ms=lambda: world.time_ms),
                  wallet=Wallet(world.wallets, now_ms=lambda: world.time_ms), now_ms=lambda: world.time_ms)

@@ -3,7 +3,7 @@ import pytest
 from chalicelib.core.domain import ApiKey
 from chalicelib.core.errors import InvalidApiKey
 from chalicelib.keys.auth import KeyAuthenticator, KeyHasher, generate_key, key_hint
-from chalicelib.storage.memory.key_repo import InMemoryKeyRepo
+from tests.sqlite_store import store_in
 
 
 def test_keys_are_long_random_and_prefixed():
@@ -21,8 +21,8 @@ def test_a_pepper_changes_the_hash_and_neither_hash_contains_the_key():
 
 
 @pytest.fixture
-def setup():
-    repo = InMemoryKeyRepo()
+def setup(tmp_path):
+    repo = store_in(tmp_path).keys
     hasher = KeyHasher()
     clock = {"now": 0.0}
     secret = generate_key()
@@ -48,8 +48,8 @@ def test_missing_malformed_or_unknown_keys_are_refused(setup, header):
 def test_a_revoked_key_stops_working_once_the_cache_lifetime_passes(setup):
     repo, auth, secret, clock = setup
     auth.authenticate(f"Bearer {secret}", now_ms=0)
-    record = repo.keys[KeyHasher()(secret)]
-    repo.keys[record.key_hash] = ApiKey(**{**record.__dict__, "status": "revoked"})
+    record = repo.get_by_hash(KeyHasher()(secret))
+    repo.save_settings(ApiKey(**{**record.__dict__, "status": "revoked"}))
     assert auth.authenticate(f"Bearer {secret}", now_ms=0)  # cached for up to 5 s
     clock["now"] += 5.01
     with pytest.raises(InvalidApiKey) as caught:

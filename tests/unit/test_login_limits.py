@@ -22,8 +22,8 @@ STRANGER_IP = "198.51.100.66"
 
 
 @pytest.fixture
-def world() -> ConsoleWorld:
-    world = ConsoleWorld()
+def world(tmp_path) -> ConsoleWorld:
+    world = ConsoleWorld(tmp_path)
     world.signup()
     return world
 
@@ -231,8 +231,8 @@ def test_wrong_current_passwords_count_against_the_account_and_address(world):
     assert world.login(ip="192.0.2.10").session.token
 
 
-def test_an_address_gets_ten_sign_ups_per_window():
-    world = ConsoleWorld()
+def test_an_address_gets_ten_sign_ups_per_window(tmp_path):
+    world = ConsoleWorld(tmp_path)
     for n in range(10):
         world.signup(f"user{n}@example.com", ip="198.51.100.1")
     with pytest.raises(RateLimited) as caught:

@@ -18,8 +18,8 @@ HELLO = parse(ChatRequest, {"model": "test-chat", "messages": [{"role": "user", 
 
 
 @pytest.fixture
-def world() -> World:
-    world = World()
+def world(tmp_path) -> World:
+    world = World(directory=tmp_path)
     world.catalog_repo.put_group(Group("pro", multiplier_ppm=900_000))
     world.catalog_repo.put_group(Group("team"))
     world.fund("1")
@@ -27,8 +27,7 @@ def world() -> World:
 
 
 def on_plan(world: World, group: str | None) -> None:
-    world.keys.update("hash_1", group=group)
-    world.key = world.keys.get_by_hash("hash_1")
+    world.change_key(group=group)
 
 
 def refused(world: World) -> PermissionDenied:

@@ -1,4 +1,4 @@
-"""The relay service over in-memory storage, with the upstream as an httpx handler."""
+"""The relay service over SQLite storage, with the upstream as an httpx handler."""
 
 from __future__ import annotations
 
@@ -362,8 +362,7 @@ def test_a_cap_above_the_model_maximum_holds_and_asks_for_only_the_maximum(world
 # Key and plan limits.
 
 def limited(world: World, **changes) -> None:
-    world.keys.update("hash_1", **changes)
-    world.key = world.keys.get_by_hash("hash_1")
+    world.change_key(**changes)
 
 
 @pytest.mark.parametrize("changes, code", [
@@ -404,7 +403,7 @@ def test_a_plan_prices_with_its_multiplier_and_limits_its_models(world):
 
 def test_a_key_quota_caps_what_it_may_hold_and_spend(world):
     world.fund("1")
-    limited(world, quota=25_000, quota_left=25_000)
+    limited(world, quota=25_000)
     chat(world, "r1")  # costs 20 000
     key = world.keys.get_by_hash("hash_1")
     assert (key.spent, key.reserved, key.quota_left, key.requests) == (20_000, 0, 5_000, 1)
@@ -417,7 +416,7 @@ def test_a_key_quota_caps_what_it_may_hold_and_spend(world):
 
 def test_a_key_quota_lowers_the_output_cap_like_the_wallet_does(world):
     world.fund("1")
-    limited(world, quota=7_000 + 50 * 2_000, quota_left=7_000 + 50 * 2_000)  # the prompt and 50 output tokens
+    limited(world, quota=7_000 + 50 * 2_000)  # the prompt and 50 output tokens
     chat(world, max_tokens=500)
     assert world.sent_json()["max_tokens"] == 50
 
@@ -430,7 +429,7 @@ def test_a_key_quota_lowers_the_output_cap_like_the_wallet_does(world):
 def test_a_key_changed_after_it_was_read_is_refused_when_held(world, changes, error, code):
     world.fund("1")
     stale = world.key
-    world.keys.update("hash_1", **changes)
+    world.change_key(**changes)
     with pytest.raises(error) as caught:
         world.relay.chat(stale, parse(ChatRequest, {"model": "test-chat", "messages": HELLO}), "r")
     assert caught.value.code == code
@@ -439,7 +438,7 @@ def test_a_key_changed_after_it_was_read_is_refused_when_held(world, changes, er
 
 def test_a_disabled_account_is_refused_when_held(world):
     world.fund("1")
-    world.wallets.set_status("acct_1", "disabled")
+    world.accounts.set_status("acct_1", "disabled")
     with pytest.raises(PermissionDenied) as caught:
         chat(world)
     assert caught.value.code == "account_disabled"

@@ -1,17 +1,16 @@
-"""Token management over in-memory storage: validation, ownership, revoke and regenerate."""
+"""Token management over SQLite storage: validation, ownership, revoke and regenerate."""
 
 from __future__ import annotations
 
 import pytest
 
 from chalicelib.catalog.catalog import Catalog
-from chalicelib.core.domain import Account, Group
+from chalicelib.core.domain import Account, ApiKey, Group, Hold, LedgerEntry
 from chalicelib.core.errors import InvalidRequest, NotFound
 from chalicelib.core.validation import parse
 from chalicelib.keys.auth import KeyHasher
 from chalicelib.keys.manage import KeyCreate, KeyManager, KeyUpdate
-from chalicelib.storage.memory.catalog_repo import InMemoryCatalogRepo
-from chalicelib.storage.memory.key_repo import InMemoryKeyRepo
+from tests.sqlite_store import Store, store_in
 
 NOW = 1_800_000_000_000
 ALICE = Account("acct_alice", "alice@example.com", 0, groups=("pro",))
@@ -19,19 +18,24 @@ BOB = Account("acct_bob", "bob@example.com", 0)
 
 
 @pytest.fixture
-def keys():
-    return InMemoryKeyRepo()
+def store(tmp_path) -> Store:
+    return store_in(tmp_path)
 
 
 @pytest.fixture
-def manager(keys):
-    catalog_repo = InMemoryCatalogRepo()
+def keys(store):
+    return store.keys
+
+
+@pytest.fixture
+def manager(store, keys):
+    catalog_repo = store.catalog
     catalog_repo.put_group(Group("pro", multiplier_ppm=1_200_000))
     catalog_repo.put_group(Group("vip"))
     return KeyManager(keys, Catalog(catalog_repo, {}, ttl_s=0), KeyHasher(), now_ms=lambda: NOW)
 
 
-def test_a_key_is_created_with_its_limits_and_its_secret_is_only_in_the_answer(manager, keys):
+def test_a_key_is_created_with_its_limits_and_its_secret_is_only_in_the_answer(manager, store):
     created = manager.create(ALICE, parse(KeyCreate, {
         "name": " Production ", "group": "pro", "expires_at": "2030-01-01T00:00:00Z", "quota_usd": "12.5",
         "models": ["deepseek-chat", "deepseek-chat", "gpt-4o"], "allowed_ips": ["10.0.0.0/8", "192.168.1.7"]}))
@@ -41,7 +45,7 @@ def test_a_key_is_created_with_its_limits_and_its_secret_is_only_in_the_answer(m
     assert key.expires_at == 1_893_456_000_000
     assert key.models == ("deepseek-chat", "gpt-4o")
     assert key.cidrs == ("10.0.0.0/8", "192.168.1.7/32")
-    assert created.secret not in repr(keys.keys) and key.hint.endswith(created.secret[-4:])
+    assert created.secret.encode() not in store.file_bytes() and key.hint.endswith(created.secret[-4:])
 
 
 @pytest.mark.parametrize("body, param", [
@@ -58,11 +62,11 @@ def test_a_key_is_created_with_its_limits_and_its_secret_is_only_in_the_answer(m
     ({"name": "k", "quota_usd": 1.5}, "quota_usd"),
     ({"name": "k", "surprise": 1}, "surprise"),
 ])
-def test_bad_settings_are_refused_naming_the_field_and_nothing_is_written(manager, keys, body, param):
+def test_bad_settings_are_refused_naming_the_field_and_nothing_is_written(manager, store, body, param):
     with pytest.raises(InvalidRequest) as caught:
         manager.create(ALICE, parse(KeyCreate, body))
     assert caught.value.param == param
-    assert keys.keys == {}
+    assert store.rows("SELECT * FROM keys") == []
 
 
 def test_updates_change_only_what_is_sent_and_null_clears(manager):
@@ -73,9 +77,19 @@ def test_updates_change_only_what_is_sent_and_null_clears(manager):
     assert (cleared.quota, cleared.quota_left, cleared.models, cleared.status) == (None, None, (), "active")
 
 
-def test_a_quota_starts_from_what_the_key_has_spent_and_holds(manager, keys):
+def spend(store: Store, key: ApiKey, *, spent: int, reserved: int) -> None:
+    """Two requests on the key: one settled at `spent`, one in flight holding `reserved`."""
+    store.accounts.create(ALICE)
+    store.wallets.credit(LedgerEntry(ALICE.account_id, f"{NOW:013d}#credit", "credit", 10_000, NOW))
+    for request_id, amount in (("r1", spent), ("r2", reserved)):
+        store.wallets.hold(Hold(request_id, ALICE.account_id, key.key_hash, amount, NOW, NOW + 60_000))
+    store.wallets.settle(Hold("r1", ALICE.account_id, key.key_hash, spent, NOW, NOW + 60_000), spent,
+                         LedgerEntry(ALICE.account_id, f"{NOW:013d}#r1", "charge", 0, NOW, request_id="r1"))
+
+
+def test_a_quota_starts_from_what_the_key_has_spent_and_holds(manager, store):
     key = manager.create(ALICE, parse(KeyCreate, {"name": "k"})).key
-    keys.update(key.key_hash, spent=300, reserved=200)
+    spend(store, key, spent=300, reserved=200)
     updated = manager.update(ALICE, key.key_id, parse(KeyUpdate, {"quota_usd": "0.000001"}))  # 1000 units
     assert updated.quota_left == 500
 

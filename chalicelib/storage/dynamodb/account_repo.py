@@ -1,4 +1,4 @@
-"""Account storage: DynamoDB (tables `accounts` and `emails`) and in-memory.
+"""Account storage on DynamoDB: tables `accounts` and `emails`.
 
 Email uniqueness: DynamoDB has no unique secondary index, so each account also
 owns one item in the small `emails` table, keyed by its email in lower case.

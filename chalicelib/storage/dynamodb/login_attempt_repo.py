@@ -1,4 +1,4 @@
-"""Login attempt counters and guess locks: DynamoDB (table `login-attempts`) and in-memory."""
+"""Login attempt counters and guess locks on DynamoDB: table `login-attempts`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Set-password link storage: DynamoDB (table `password-links`) and in-memory.
+"""Set-password link storage on DynamoDB: table `password-links`.
 
     put        the account's item is written whole: an earlier link is replaced, and dies
       │

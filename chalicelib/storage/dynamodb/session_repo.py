@@ -1,4 +1,4 @@
-"""Console session storage: DynamoDB (table `sessions`) and in-memory."""
+"""Console session storage on DynamoDB: table `sessions`."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Storage on one SQLite file, for the one-machine gateway."""

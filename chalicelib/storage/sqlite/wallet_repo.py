@@ -1,0 +1,253 @@
+"""The wallet on SQLite: balances, holds, the ledger and key counters, each move one transaction.
+
+Where things live:
+- `accounts` row: `available`, `held`, `shortfall` (as on DynamoDB), beside the account's
+  `status`, `groups` and `default_plan`, which the hold checks;
+- `holds`: one row per open hold; `ledger`: one row per credit or charge, unique per
+  (account, entry id); `credit_claims`: one row per credit's claim, unique across accounts;
+- `keys` row: `reserved`, `spent`, `quota_left` (while a quota is set), request and token
+  counters, `last_used_at`. A hold names the hash it was placed under; closing it counts on
+  the key that hash names now (its own row, or the row it was regenerated into).
+
+Every move is one `BEGIN IMMEDIATE … COMMIT`: the write lock of the file is taken
+before the first read, so what a transaction reads cannot change before it commits,
+whichever thread or worker process writes next. Conditions are WHERE clauses of the
+writes (a refused write changes no row), and the tables' CHECKs guard the same
+invariants once more.
+
+A hold's timeline:
+
+    hold()     key: reserved += amount, quota_left -= amount       (active, unexpired, quota_left >= amount)
+               account: available -= amount, held += amount        (active, on the key's plan, available >= amount)
+               holds row inserted                                  (its request id is new)
+       │
+       ├── settle(cost)   holds row deleted (if still open: `held` = its amount, else 0)
+       │                  charged = min(cost, held + available, held + quota_left): beyond the hold,
+       │                  only what both the wallet and the key's quota still have (read under the lock)
+       │                  ledger entry -charged with its shortfall   (its id is new: else settled before,
+       │                                                              and only the hold is given back)
+       │                  account: held -= held, available += held - charged, shortfall += cost - charged
+       │                  key: reserved -= held, spent += charged, quota_left += held - charged, counts
+       └── release()      holds row deleted (else False); account: held -= amount, available += amount;
+                          key: reserved -= amount, quota_left += amount
+
+A usual hold is three statements and a usual settlement four (no reads when the
+cost is within the hold), each in one transaction.
+
+A credit's timeline (once per claim):
+
+    credit()   claim inserted, naming the entry                    (the claim is new: else the entry
+                                                                    that took it is returned)
+               ledger entry +amount                                (its id is new)
+               account: available += amount                        (the account exists)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from typing import Any
+
+from chalicelib.core.domain import DEFAULT_GROUP, Balance, Credited, Hold, HoldResult, LedgerEntry, Settlement
+from chalicelib.core.errors import NotFound, StorageError
+from chalicelib.storage.ports import WalletRepo
+from chalicelib.storage.sqlite.database import Database, first
+from chalicelib.storage.sqlite.key_repo import CURRENT_KEY_ID
+
+_ENTRY_COLUMNS = ("account_id, entry_id, kind, amount, created_at, request_id, key_id, model, shortfall, note, "
+                  "prompt_tokens, completion_tokens, reference")
+_HOLD_COLUMNS = "request_id, account_id, key_hash, amount, created_at, expires_at, key_quota, plan"
+
+
+class _Refused(Exception):
+    """Ends a transaction that must write nothing, carrying what to answer."""
+
+    def __init__(self, answer: Any) -> None:
+        super().__init__(answer)
+        self.answer = answer
+
+
+class SqliteWalletRepo(WalletRepo):
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def balance(self, account_id: str) -> Balance:
+        with self._db.read() as tx:
+            return _balance(tx, account_id)
+
+    def credit(self, entry: LedgerEntry, *, claim: str | None = None) -> Credited:
+        try:
+            with self._db.write() as tx:
+                if claim is not None:
+                    # Invariant: a credit's claim credits once, across all accounts.
+                    claimed = tx.execute("INSERT INTO credit_claims (claim, account_id, entry_id) VALUES (?, ?, ?) "
+                                         "ON CONFLICT DO NOTHING", (claim, entry.account_id, entry.entry_id)).rowcount
+                    if not claimed:
+                        _require_account(tx, entry.account_id)
+                        taken = first(tx.execute("SELECT account_id, entry_id FROM credit_claims WHERE claim = ?",
+                                                 (claim,)))
+                        raise _Refused(_credited_before(tx, taken["account_id"], taken["entry_id"]))
+                # Invariant: an entry is written once.
+                if not _insert_entry(tx, entry):
+                    _require_account(tx, entry.account_id)
+                    raise _Refused(_credited_before(tx, entry.account_id, entry.entry_id))
+                # Money moves only on an existing account: without one, the claim and entry are rolled back.
+                if not tx.execute("UPDATE accounts SET available = available + ? WHERE account_id = ?",
+                                  (entry.amount, entry.account_id)).rowcount:
+                    raise NotFound(f"No account `{entry.account_id}`.", param="account_id")
+                return Credited(entry, _balance(tx, entry.account_id), applied=True)
+        except _Refused as refused:
+            return refused.answer
+
+    def hold(self, hold: Hold) -> HoldResult:
+        try:
+            with self._db.write() as tx:
+                # Invariant: a key never holds past its quota; only an active, unexpired key holds (the
+                # hash of a regenerated key names no row of `keys`, so an old secret cannot hold).
+                # A hold made as if the key had no quota is refused once it has one: the caller reads it again.
+                reserved = tx.execute(
+                    "UPDATE keys SET reserved = reserved + :amount, last_used_at = :now, "
+                    "quota_left = CASE WHEN :key_quota THEN quota_left - :amount ELSE quota_left END "
+                    "WHERE key_hash = :key_hash AND status = 'active' AND (expires_at IS NULL OR expires_at > :now) "
+                    "AND CASE WHEN :key_quota THEN quota_left >= :amount ELSE quota IS NULL END",
+                    {"amount": hold.amount, "now": hold.created_at, "key_quota": hold.key_quota,
+                     "key_hash": hold.key_hash},
+                ).rowcount
+                if not reserved:
+                    raise _Refused(HoldResult.KEY_REFUSED)
+                # Invariant: a balance never goes below zero. Only an active account holds, for a key
+                # on a plan the account still has (`default` is its own unless the operator confined it).
+                moved = tx.execute(
+                    "UPDATE accounts SET available = available - :amount, held = held + :amount "
+                    "WHERE account_id = :account_id AND status = 'active' AND available >= :amount "
+                    "AND ((:plan = :default_plan AND default_plan) "
+                    "     OR EXISTS (SELECT 1 FROM json_each(accounts.groups) WHERE value = :plan))",
+                    {"amount": hold.amount, "account_id": hold.account_id, "plan": hold.plan,
+                     "default_plan": DEFAULT_GROUP},
+                ).rowcount
+                if not moved:
+                    account = first(tx.execute("SELECT status, available FROM accounts WHERE account_id = ?",
+                                               (hold.account_id,)))
+                    if account and account["status"] == "active" and account["available"] >= hold.amount:
+                        raise _Refused(HoldResult.PLAN_REFUSED)  # the one condition left on the account
+                    raise _Refused(HoldResult.WALLET_SHORT)
+                # Invariant: a request holds once.
+                opened = tx.execute(f"INSERT INTO holds ({_HOLD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                                    "ON CONFLICT DO NOTHING",
+                                    (hold.request_id, hold.account_id, hold.key_hash, hold.amount, hold.created_at,
+                                     hold.expires_at, hold.key_quota, hold.plan)).rowcount
+                if not opened:
+                    raise _Refused(HoldResult.WALLET_SHORT)
+        except _Refused as refused:
+            return refused.answer
+        return HoldResult.HELD
+
+    def settle(self, hold: Hold, cost: int, entry: LedgerEntry) -> Settlement:
+        with self._db.write() as tx:
+            # Invariant: a hold is settled or released exactly once; one released meanwhile
+            # (expired) holds nothing, and the charge comes from what is available.
+            held = hold.amount if _close_hold(tx, hold) else 0
+            key = {"key_hash": hold.key_hash}
+            charged = cost
+            if cost > held:
+                # Beyond the hold, only what both the wallet and the key's quota still have: read
+                # under the write lock, so the amounts cannot move before the charge is written.
+                # Invariant: a balance never goes below zero; a key never spends past its quota.
+                limits = first(tx.execute(
+                    "SELECT (SELECT available FROM accounts WHERE account_id = :account_id) AS available, "
+                    f"(SELECT quota_left FROM keys WHERE key_id = {CURRENT_KEY_ID} AND quota IS NOT NULL) "
+                    "AS quota_left", {"account_id": hold.account_id, **key}))
+                if limits["available"] is None:
+                    raise StorageError(f"account {hold.account_id} of request {hold.request_id} is missing")
+                charged = min(cost, held + max(0, limits["available"]))
+                if limits["quota_left"] is not None:
+                    charged = min(charged, held + max(0, limits["quota_left"]))
+            shortfall = cost - charged
+            # Invariant: a request is charged once; its entry id is derived from the request.
+            if (charged or shortfall) and not _insert_entry(tx, dataclasses.replace(entry, amount=-charged,
+                                                                                     shortfall=shortfall)):
+                # Settled before: charge nothing more, only give back a hold still open.
+                _give_back(tx, hold, held)
+                return Settlement(charged=0, shortfall=0)
+            _move(tx, hold, available=held - charged, held=-held, shortfall=shortfall)
+            tx.execute(
+                "UPDATE keys SET reserved = reserved - :held, spent = spent + :charged, requests = requests + 1, "
+                "prompt_tokens = prompt_tokens + :prompt, completion_tokens = completion_tokens + :completion, "
+                # `quota_left` is kept while, and only while, the key has a quota.
+                "quota_left = CASE WHEN quota IS NULL THEN NULL ELSE quota_left + :held - :charged END "
+                f"WHERE key_id = {CURRENT_KEY_ID}",
+                {"held": held, "charged": charged, "prompt": entry.prompt_tokens,
+                 "completion": entry.completion_tokens, **key},
+            )  # no key under that hash: only its account pays
+            return Settlement(charged=charged, shortfall=shortfall)
+
+    def release(self, hold: Hold) -> bool:
+        with self._db.write() as tx:
+            # Invariant: a hold is settled or released exactly once.
+            if not _close_hold(tx, hold):
+                return False
+            _give_back(tx, hold, hold.amount)
+            return True
+
+    def ledger(self, account_id: str) -> list[LedgerEntry]:
+        with self._db.read() as tx:
+            rows = tx.execute(f"SELECT {_ENTRY_COLUMNS} FROM ledger WHERE account_id = ? ORDER BY entry_id",
+                              (account_id,)).fetchall()
+        return [LedgerEntry(**dict(row)) for row in rows]
+
+    def expired_holds(self, now: int) -> list[Hold]:
+        with self._db.read() as tx:
+            rows = tx.execute(f"SELECT {_HOLD_COLUMNS} FROM holds WHERE expires_at <= ? ORDER BY expires_at",
+                              (now,)).fetchall()
+        return [Hold(**{**dict(row), "key_quota": bool(row["key_quota"])}) for row in rows]
+
+
+def _balance(tx: sqlite3.Connection, account_id: str) -> Balance:
+    row = first(tx.execute("SELECT available, held, status, shortfall FROM accounts WHERE account_id = ?",
+                           (account_id,)))
+    if row is None:
+        return Balance(0, 0, "missing", 0)
+    return Balance(row["available"], row["held"], row["status"], row["shortfall"])
+
+
+def _require_account(tx: sqlite3.Connection, account_id: str) -> None:
+    if not first(tx.execute("SELECT 1 FROM accounts WHERE account_id = ?", (account_id,))):
+        raise NotFound(f"No account `{account_id}`.", param="account_id")
+
+
+def _credited_before(tx: sqlite3.Connection, account_id: str, entry_id: str) -> Credited:
+    row = first(tx.execute(f"SELECT {_ENTRY_COLUMNS} FROM ledger WHERE account_id = ? AND entry_id = ?",
+                           (account_id, entry_id)))
+    if row is None:
+        raise StorageError(f"ledger entry {entry_id} is missing")
+    return Credited(LedgerEntry(**dict(row)), _balance(tx, account_id), applied=False)
+
+
+def _insert_entry(tx: sqlite3.Connection, entry: LedgerEntry) -> bool:
+    """Write the entry if its id is new in its account's ledger; whether it was."""
+    return bool(tx.execute(
+        f"INSERT INTO ledger ({_ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        (entry.account_id, entry.entry_id, entry.kind, entry.amount, entry.created_at, entry.request_id, entry.key_id,
+         entry.model, entry.shortfall, entry.note, entry.prompt_tokens, entry.completion_tokens, entry.reference),
+    ).rowcount)
+
+
+def _close_hold(tx: sqlite3.Connection, hold: Hold) -> bool:
+    """Delete the hold's row; whether it was still open."""
+    return bool(tx.execute("DELETE FROM holds WHERE request_id = ?", (hold.request_id,)).rowcount)
+
+
+def _move(tx: sqlite3.Connection, hold: Hold, *, available: int, held: int, shortfall: int = 0) -> None:
+    if not tx.execute("UPDATE accounts SET available = available + ?, held = held + ?, shortfall = shortfall + ? "
+                      "WHERE account_id = ?", (available, held, shortfall, hold.account_id)).rowcount:
+        raise StorageError(f"account {hold.account_id} of request {hold.request_id} is missing")
+
+
+def _give_back(tx: sqlite3.Connection, hold: Hold, held: int) -> None:
+    """Return `held` from the hold to the account and the key it was placed on."""
+    if not held:
+        return
+    _move(tx, hold, available=held, held=-held)
+    tx.execute("UPDATE keys SET reserved = reserved - :held, "
+               "quota_left = CASE WHEN quota IS NULL THEN NULL ELSE quota_left + :held END "
+               f"WHERE key_id = {CURRENT_KEY_ID}", {"held": held, "key_hash": hold.key_hash})
