@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     # `data_dir` (one machine).
     storage: Literal["dynamodb", "sqlite"] = "dynamodb"
     data_dir: Path = Path("./data")
+    # Usage files (`<data_dir>/usage/…`, SQLite storage) start anew past this size, and every hour.
+    usage_file_max_bytes: int = Field(64 * 1024 * 1024, gt=0)
     aws_region: str = Field(
         "us-east-1", validation_alias=AliasChoices("TOKENWAY_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
     )

@@ -34,6 +34,7 @@ from chalicelib.storage.dynamodb.login_attempt_repo import DynamoLoginAttemptRep
 from chalicelib.storage.dynamodb.password_link_repo import DynamoPasswordLinkRepo
 from chalicelib.storage.dynamodb.session_repo import DynamoSessionRepo
 from chalicelib.storage.dynamodb.wallet_repo import DynamoWalletRepo
+from chalicelib.storage.local_usage_sink import LocalUsageSink
 from chalicelib.storage.ports import (
     AccountRepo,
     CatalogRepo,
@@ -42,6 +43,7 @@ from chalicelib.storage.ports import (
     LoginAttemptRepo,
     PasswordLinkRepo,
     SessionRepo,
+    UsageSink,
     WalletRepo,
 )
 from chalicelib.storage.secrets.envelope import SecretSealer
@@ -133,6 +135,13 @@ def sqlite_repositories(settings: Settings, sealer: SecretSealer) -> Repositorie
     )
 
 
+def usage_sink(settings: Settings, session: boto3.session.Session) -> UsageSink:
+    """Where usage events go: files in the data directory beside SQLite, Firehose beside DynamoDB."""
+    if settings.storage == "sqlite":
+        return LocalUsageSink(settings.data_dir, max_bytes=settings.usage_file_max_bytes)
+    return FirehoseUsageSink(aws_client(session, settings, "firehose"), settings.usage_stream_name)
+
+
 def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
                   session: boto3.session.Session | None = None) -> Gateway:
     """Wire the services; `http` and the boto3 `session` may be given (tests, benchmarks)."""
@@ -152,7 +161,7 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
     wallet = Wallet(wallets, now_ms=now_ms)
     relay = Relay(
         catalog, billing, adapters,
-        FirehoseUsageSink(aws_client(session, settings, "firehose"), settings.usage_stream_name),
+        usage_sink(settings, session),
         plans=KeyPlans(catalog, accounts_repo),
         default_timeout_s=settings.upstream_timeout_s,
     )

@@ -14,6 +14,7 @@ import pytest
 
 from chalicelib import deps
 from chalicelib.config import Settings
+from chalicelib.storage.local_usage_sink import read_usage_events
 from tests.api.conftest import Stack, configure_catalog
 from tests.api.test_tokens_api import Customer
 from tests.fakes import upstream as faults
@@ -62,7 +63,10 @@ def test_what_a_customer_does_is_kept_in_the_file_and_survives_a_restart(on_sqli
 
     data_dir = stack.settings.data_dir
     assert sorted(path.name for path in data_dir.iterdir() if not path.name.startswith("tokenway.db-")) == [
-        "secrets.key", "tokenway.db"]
+        "secrets.key", "tokenway.db", "usage"]
+    # The usage event is a JSON line under the bucket's partition layout, not on Firehose.
+    [event] = [e for e in read_usage_events(data_dir) if e["account_id"] == alice.account_id]
+    assert event["status"] == 200 and event["cost_usd"] == cost and event["key_id"] == key["id"]
     with sqlite3.connect(data_dir / "tokenway.db") as raw:
         (available,) = raw.execute("SELECT available FROM accounts WHERE account_id = ?",
                                    (alice.account_id,)).fetchone()
