@@ -73,6 +73,15 @@ class Settings(BaseSettings):
     password_link_ttl_s: int = Field(72 * 3600, gt=0)
     console_url: str = ""
 
+    # The one-machine server (api/server.py): worker processes; threads per worker, each serving one
+    # request at a time (a stream holds its thread until it ends); how long an idle kept-alive
+    # connection stays open; and, once told to stop, how long requests in flight may run to their
+    # end before the server cuts them (then settled for what they delivered).
+    server_workers: int = Field(2, gt=0)
+    server_threads: int = Field(32, gt=0)
+    server_keepalive_s: int = Field(5, gt=0)
+    server_graceful_timeout_s: int = Field(30, gt=0)
+
     deepseek_api_key: SecretStr | None = Field(None, validation_alias="DEEPSEEK_API_KEY")
     dashscope_api_key: SecretStr | None = Field(None, validation_alias="DASHSCOPE_API_KEY")
     moonshot_api_key: SecretStr | None = Field(None, validation_alias="MOONSHOT_API_KEY")
