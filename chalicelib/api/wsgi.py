@@ -56,7 +56,7 @@ class ChaliceWsgi:
                 answer = self._app(event, None)
             except BaseException:
                 if handed.events is not None:
-                    handed.events.close()  # type: ignore[attr-defined]
+                    _close(handed.events)
                 raise
         events = handed.events
         try:
@@ -65,8 +65,8 @@ class ChaliceWsgi:
             if events is not None and status == 200:
                 # No Content-Length: the body is chunked, each event a chunk, as it comes.
                 start_response(_status_line(status), headers)
-                stream, events = _EventStream(events), None
-                return stream
+                served, events = _EventStream(events), None  # the server closes it from here on
+                return served
             body = b"" if status in _NO_BODY else _body(answer)
             if status not in _NO_BODY:
                 headers.append(("Content-Length", str(len(body))))
@@ -74,7 +74,7 @@ class ChaliceWsgi:
             return [b"" if environ["REQUEST_METHOD"] == "HEAD" else body]
         finally:
             if events is not None:
-                events.close()  # type: ignore[attr-defined]  # handed over, not served: closing settles it
+                _close(events)  # handed over but not served: closing settles it
 
     def event(self, environ: dict[str, Any]) -> dict[str, Any]:
         """The API Gateway event of one WSGI request."""
@@ -125,7 +125,14 @@ class _EventStream:
 
     def close(self) -> None:
         """The answer ended or the client went away: the relay settles the stream."""
-        self._events.close()  # type: ignore[attr-defined]
+        _close(self._events)
+
+
+def _close(events: Iterator[str]) -> None:
+    # The relay's iterator is a generator: closing it runs its `finally`, which settles the stream.
+    close = getattr(events, "close", None)
+    if close is not None:
+        close()
 
 
 class _RouteTable:
