@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
     # The proxies (CIDR blocks, comma-separated in the environment) whose X-Forwarded-For
     # is believed: the client is the right-most address in it that is not one of them.
-    # None by default: the client is the peer API Gateway or the local server saw.
+    # None by default: the client is the peer API Gateway or the one-machine server saw.
     trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
     upstream_timeout_s: float = Field(120.0, gt=0)
     # How long a looked-up key and the catalog are reused before re-reading.

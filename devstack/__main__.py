@@ -44,8 +44,9 @@ LOCAL_AWS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AW
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class _Stop(Exception):
-    """Ctrl-C or SIGTERM, while starting or serving."""
+class _Stop(BaseException):
+    """Ctrl-C or SIGTERM, while starting or serving (a BaseException, as KeyboardInterrupt is, so that
+    no `except Exception` on the way swallows it)."""
 
 
 def _stop(signum: int, frame: object) -> None:
@@ -57,6 +58,7 @@ def main() -> int:
     # an ignored SIGINT ignored.
     for stop_signal in STOP_SIGNALS:
         signal.signal(stop_signal, _stop)
+    settings = Settings()
     host = "127.0.0.1"
     port = int(os.environ.get("PORT", "8000"))
     emulator_port = int(os.environ.get("AWS_EMULATOR_PORT", "4566"))
@@ -79,7 +81,6 @@ def main() -> int:
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
         )
         _wait_until_serving(url, server)
-        settings = Settings()
         print(f"Gateway           {url}  (gunicorn, {settings.server_workers} workers of "
               f"{settings.server_threads} threads; TOKENWAY_SERVER_WORKERS, TOKENWAY_SERVER_THREADS)")
         print(f"Admin token       {admin_token}" + ("  (generated; set TOKENWAY_ADMIN_TOKEN to choose one)"
@@ -100,19 +101,18 @@ def main() -> int:
             signal.signal(stop_signal, signal.SIG_IGN)
         print("Stopping…", flush=True)
         if server is not None:
-            _stop_server(server)
+            _stop_server(server, settings.server_graceful_timeout_s)
         if demo is not None:
             demo.stop()
         emulator.stop()
 
 
-def _stop_server(server: subprocess.Popen[bytes]) -> None:
+def _stop_server(server: subprocess.Popen[bytes], graceful_timeout_s: float) -> None:
     """SIGTERM, and wait while it finishes the requests in flight (bounded by its own timeouts)."""
     if server.poll() is None:
         server.send_signal(signal.SIGTERM)
-    settings = Settings()
     try:
-        server.wait(timeout=settings.server_graceful_timeout_s + 15)
+        server.wait(timeout=graceful_timeout_s + 15)
     except subprocess.TimeoutExpired:
         server.kill()
         server.wait()

@@ -8,6 +8,7 @@ import json
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -120,20 +121,26 @@ def test_a_client_that_hangs_up_mid_stream_is_settled_at_once_for_what_was_deliv
 
 
 @pytest.mark.parametrize("stop", ["SIGTERM", "Ctrl-C"])
-def test_a_stop_lets_the_stream_in_flight_finish_and_settle(stack, upstream, tmp_path, stop):
+def test_a_stop_lets_the_requests_in_flight_finish_and_settle(stack, upstream, tmp_path, stop):
     server = Server(stack.settings, tmp_path / "server.log")
-    account_id, key = stack.customer("1")
+    (account_id, key), (_, other_key) = stack.customer("1"), stack.customer("1")
     upstream.fail_next(faults.paced(0.2), path="/chat/completions")
+    upstream.fail_next(faults.delay(1.5), path="/chat/completions")
     stopped: list[float] = []
     with httpx.Client(timeout=30) as http, http.stream("POST", server.url + "/v1/chat/completions",
                                                        json={**CHAT, "stream": True}, headers=auth(key)) as response:
         request_id = response.headers["x-request-id"]
         lines = response.iter_lines()
         assert next(line for line in lines if content(line))
-        stopping = threading.Thread(target=lambda: stopped.append(
-            server.stop(signal.SIGTERM) if stop == "SIGTERM" else server.stop(signal.SIGINT, group=True)))
-        stopping.start()
-        rest = [line for line in lines if line]
+        with ThreadPoolExecutor(1) as pool:
+            plain = pool.submit(httpx.post, server.url + "/v1/chat/completions", json=CHAT,
+                                headers=auth(other_key), timeout=30)
+            time.sleep(0.5)  # in flight too, waiting on its upstream
+            stopping = threading.Thread(target=lambda: stopped.append(
+                server.stop(signal.SIGTERM) if stop == "SIGTERM" else server.stop(signal.SIGINT, group=True)))
+            stopping.start()
+            rest = [line for line in lines if line]
+            assert plain.result().status_code == 200
     stopping.join()
 
     assert rest[-1] == "data: [DONE]" and "".join(filter(None, map(content, rest))).endswith("twelve")
