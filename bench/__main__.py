@@ -1,17 +1,25 @@
 """`make bench`: what the gateway adds to an upstream call, on the local stack.
 
-The same non-stream chat request is sent N times (a) straight to the demo
-upstream and (b) through the gateway (chalice's local server, the AWS
-emulator provisioned from infra/template.yaml), sequentially and from 16
-concurrent clients. It prints p50/p99 latency of both, the overhead, the AWS
-calls per relay request (counted with botocore's event hooks) and the import
-time of the app.
+The same non-stream chat request is sent N times (a) straight to the demo upstream and (b) through
+the gateway, sequentially and from 16 concurrent clients, on the AWS emulator provisioned from
+infra/template.yaml, through each of two servers (each on tables of its own):
+
+- chalice's local server, in this process (devstack.local_server: what `make run` served with
+  before), where the AWS calls per relay request are counted with botocore's event hooks;
+- the one-machine server (`python -m chalicelib.api.server`: gunicorn, TOKENWAY_SERVER_WORKERS
+  processes), what `make run` serves with now, in processes of its own.
+
+It prints p50/p99 latency and requests per second of each run and the overhead over the direct
+call; the same for an unknown path (the app's own 404, no storage call: the server's and the app's
+dispatch alone); the time to a stream's first event through the one-machine server against the upstream's
+own, and the import time of the app. `--servers` picks the servers to measure.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ADMIN = "bench-admin-token"
 BODY = {"model": "bench-chat", "messages": [{"role": "user", "content": "Say hello to the benchmark."}],
         "max_tokens": 64}
+SERVERS = ("chalice-local", "server")
+STREAMS = 50
 
 
 class AwsMeter:
@@ -95,19 +105,71 @@ def import_time_ms(repeats: int = 5) -> float:
     return app - bare
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", type=int, default=300, help="requests per run (default 300)")
-    args = parser.parse_args()
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        os.environ.setdefault(name, "bench")
+def seed(url: str, upstream: DemoUpstream) -> str:
+    """A channel to the demo upstream, a priced model and a well-funded account: its key."""
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30) as admin:
+        admin.post("/admin/channels", json={"name": "demo", "base_url": upstream.base_url, "api_key": "demo"})
+        admin.post("/admin/models", json={"name": "bench-chat", "channel": "demo", "input_per_1m": "0.28",
+                                          "output_per_1m": "0.42"})
+        account = admin.post("/admin/accounts", json={"email": "bench@example.com"}).json()["account_id"]
+        admin.post(f"/admin/accounts/{account}/credit", json={"amount_usd": "1000"})
+        return admin.post(f"/admin/accounts/{account}/keys", json={"name": "bench"}).json()["key"]
 
-    emulator = Emulator(port=0)
-    emulator.start()
+
+def measure(http: httpx.Client, upstream: DemoUpstream, url: str, key: str, n: int,
+            aws: AwsMeter | None) -> None:
+    """The direct and gateway runs, sequential and with 16 clients, printed."""
+    direct = lambda: http.post(upstream.base_url + "/chat/completions", json=BODY,  # noqa: E731
+                               headers={"Authorization": "Bearer demo"}).raise_for_status()
+    gateway = lambda: http.post(url + "/v1/chat/completions", json=BODY,  # noqa: E731
+                                headers={"Authorization": f"Bearer {key}"}).raise_for_status()
+    for send in (direct, gateway):  # warm up connections, caches and the key lookup
+        run(send, 20, 1)
+        run(send, 32, 16)
+    print(f"{'run':<28}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}")
+    for concurrency in (1, 16):
+        results = {}
+        for name, send in (("direct", direct), ("gateway", gateway)):
+            if aws is not None:
+                aws.reset()
+            latencies, wall = run(send, n, concurrency)
+            results[name] = latencies
+            label = f"{name}, {'sequential' if concurrency == 1 else f'{concurrency} clients'}"
+            print(f"{label:<28}{percentile(latencies, 0.5):>9.2f}{percentile(latencies, 0.99):>9.2f}"
+                  f"{n / wall:>9.0f}")
+        overhead = [percentile(results["gateway"], q) - percentile(results["direct"], q) for q in (0.5, 0.99)]
+        print(f"{'  overhead':<28}{overhead[0]:>9.2f}{overhead[1]:>9.2f}")
+        if aws is None:
+            continue
+        print(f"  AWS calls per relay request: {sum(aws.calls.values()) / n:.2f} ("
+              + ", ".join(f"{op} {count / n:.2f}" for op, count in sorted(aws.calls.items())) + ")")
+        in_aws = aws.seconds * 1000 / n
+        own = statistics.mean(results["gateway"]) - statistics.mean(results["direct"]) - in_aws
+        print(f"  mean time in AWS calls (the emulator): {in_aws:.2f} ms; the gateway's own mean overhead: "
+              f"{own:.2f} ms")
+    # An answer that needs no storage (the app's own 404): the server's and the app's dispatch alone.
+    unknown = lambda: http.get(url + "/v1/no-such-route").status_code == 404 or sys.exit("not a 404")  # noqa: E731
+    for concurrency in (1, 16):
+        latencies, wall = run(unknown, n, concurrency)
+        label = f"404, {'sequential' if concurrency == 1 else f'{concurrency} clients'}"
+        print(f"{label:<28}{percentile(latencies, 0.5):>9.2f}{percentile(latencies, 0.99):>9.2f}{n / wall:>9.0f}")
+
+
+def first_event_ms(http: httpx.Client, url: str, key: str) -> float:
+    """Milliseconds from sending a streamed chat to reading its first event."""
+    start = time.perf_counter()
+    with http.stream("POST", url, json={**BODY, "stream": True}, headers={"Authorization": f"Bearer {key}"}) as answer:
+        lines = answer.iter_lines()
+        next(line for line in lines if line.startswith("data: "))
+        elapsed = (time.perf_counter() - start) * 1000
+        for _ in lines:
+            pass
+    return elapsed
+
+
+def chalice_local(emulator: Emulator, upstream: DemoUpstream, http: httpx.Client, n: int) -> None:
+    """Chalice's local server in this process, its AWS calls counted."""
     provision(emulator.client, ROOT / "infra" / "template.yaml", "bench")
-    upstream = DemoUpstream()
-    upstream.start()
-
     aws = AwsMeter()
     session = boto3.session.Session()
     aws.attach(session)
@@ -117,49 +179,74 @@ def main() -> None:
     from app import app
 
     server = LocalGateway(app, stage="bench").start()
-    url = server.url
+    try:
+        print("\n== chalice's local server (devstack.local_server), in this process ==")
+        measure(http, upstream, server.url, seed(server.url, upstream), n, aws)
+    finally:
+        server.stop()
+        deps.use_gateway(None)
 
-    admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30)
-    admin.post("/admin/channels", json={"name": "demo", "base_url": upstream.base_url, "api_key": "demo"})
-    admin.post("/admin/models", json={"name": "bench-chat", "channel": "demo", "input_per_1m": "0.28",
-                                      "output_per_1m": "0.42"})
-    account = admin.post("/admin/accounts", json={"email": "bench@example.com"}).json()["account_id"]
-    admin.post(f"/admin/accounts/{account}/credit", json={"amount_usd": "1000"})
-    key = admin.post(f"/admin/accounts/{account}/keys", json={"name": "bench"}).json()["key"]
 
+def one_machine_server(emulator: Emulator, upstream: DemoUpstream, http: httpx.Client, n: int) -> None:
+    """The one-machine server `make run` starts, in processes of its own."""
+    provision(emulator.client, ROOT / "infra" / "template.yaml", "bench-server")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "TOKENWAY_RESOURCE_PREFIX": "bench-server", "TOKENWAY_ADMIN_TOKEN": ADMIN,
+           "TOKENWAY_AWS_ENDPOINT_URL": emulator.endpoint_url, "TOKENWAY_AWS_REGION": "us-east-1"}
+    server = subprocess.Popen([sys.executable, "-m", "chalicelib.api.server", "--port", str(port)], cwd=ROOT,
+                              env=env, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(url + "/v1/models", timeout=1)
+                break
+            except httpx.HTTPError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("the one-machine server did not start") from None
+                time.sleep(0.1)
+        settings = Settings()  # the server's, from the same environment
+        print(f"\n== the one-machine server (chalicelib.api.server: gunicorn, {settings.server_workers} workers of "
+              f"{settings.server_threads} threads), in processes of its own; AWS calls not counted there ==")
+        key = seed(url, upstream)
+        measure(http, upstream, url, key, n, None)
+        direct = [first_event_ms(http, upstream.base_url + "/chat/completions", "demo") for _ in range(STREAMS)]
+        relayed = [first_event_ms(http, url + "/v1/chat/completions", key) for _ in range(STREAMS)]
+        print(f"  stream, first event (p50 of {STREAMS}): direct {percentile(direct, 0.5):.2f} ms, through the "
+              f"server {percentile(relayed, 0.5):.2f} ms")
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=300, help="requests per run (default 300)")
+    parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS),
+                        help="the servers to measure (default both)")
+    args = parser.parse_args()
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault(name, "bench")
+
+    emulator = Emulator(port=0)
+    emulator.start()
+    upstream = DemoUpstream()
+    upstream.start()
     http = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=64))
-    direct = lambda: http.post(upstream.base_url + "/chat/completions", json=BODY,  # noqa: E731
-                               headers={"Authorization": "Bearer demo"}).raise_for_status()
-    gateway = lambda: http.post(url + "/v1/chat/completions", json=BODY,  # noqa: E731
-                                headers={"Authorization": f"Bearer {key}"}).raise_for_status()
-
-    for send in (direct, gateway):  # warm up connections, caches and the key lookup
-        run(send, 20, 1)
-
-    print(f"Tokenway benchmark: {args.n} non-stream chat requests per run, local stack\n")
-    print(f"{'run':<28}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}")
-    for concurrency in (1, 16):
-        results = {}
-        for name, send in (("direct", direct), ("gateway", gateway)):
-            aws.reset()
-            latencies, wall = run(send, args.n, concurrency)
-            results[name] = latencies
-            label = f"{name}, {'sequential' if concurrency == 1 else f'{concurrency} clients'}"
-            print(f"{label:<28}{percentile(latencies, 0.5):>9.2f}{percentile(latencies, 0.99):>9.2f}"
-                  f"{args.n / wall:>9.0f}")
-        overhead = [percentile(results["gateway"], q) - percentile(results["direct"], q) for q in (0.5, 0.99)]
-        print(f"{'  overhead':<28}{overhead[0]:>9.2f}{overhead[1]:>9.2f}")
-        print(f"  AWS calls per relay request: {sum(aws.calls.values()) / args.n:.2f} ("
-              + ", ".join(f"{op} {n / args.n:.2f}" for op, n in sorted(aws.calls.items())) + ")")
-        in_aws = aws.seconds * 1000 / args.n
-        own = statistics.mean(results["gateway"]) - statistics.mean(results["direct"]) - in_aws
-        print(f"  mean time in AWS calls (the emulator): {in_aws:.2f} ms; the gateway's own mean overhead: "
-              f"{own:.2f} ms")
-    print(f"\nimport app: {import_time_ms():.0f} ms (median of 5, above a bare interpreter)")
-
-    server.stop()
-    upstream.stop()
-    emulator.stop()
+    print(f"Tokenway benchmark: {args.n} non-stream chat requests per run, local stack (AWS emulator)")
+    try:
+        if "chalice-local" in args.servers:
+            chalice_local(emulator, upstream, http, args.n)
+        if "server" in args.servers:
+            one_machine_server(emulator, upstream, http, args.n)
+        print(f"\nimport app: {import_time_ms():.0f} ms (median of 5, above a bare interpreter)")
+    finally:
+        http.close()
+        upstream.stop()
+        emulator.stop()
 
 
 if __name__ == "__main__":

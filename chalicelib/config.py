@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
     # The proxies (CIDR blocks, comma-separated in the environment) whose X-Forwarded-For
     # is believed: the client is the right-most address in it that is not one of them.
-    # None by default: the client is the peer API Gateway or the local server saw.
+    # None by default: the client is the peer API Gateway or the one-machine server saw.
     trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
     upstream_timeout_s: float = Field(120.0, gt=0)
     # How long a looked-up key and the catalog are reused before re-reading.
@@ -73,6 +73,15 @@ class Settings(BaseSettings):
     # that its URL starts with (empty: a path on this gateway).
     password_link_ttl_s: int = Field(72 * 3600, gt=0)
     console_url: str = ""
+
+    # The one-machine server (api/server.py): worker processes; threads per worker, each serving one
+    # request at a time (a stream holds its thread until it ends); how long an idle kept-alive
+    # connection stays open; and, once told to stop, how long requests in flight may run to their
+    # end before the server cuts them (then settled for what they delivered).
+    server_workers: int = Field(2, gt=0)
+    server_threads: int = Field(32, gt=0)
+    server_keepalive_s: int = Field(5, gt=0)
+    server_graceful_timeout_s: int = Field(30, gt=0)
 
     deepseek_api_key: SecretStr | None = Field(None, validation_alias="DEEPSEEK_API_KEY")
     dashscope_api_key: SecretStr | None = Field(None, validation_alias="DASHSCOPE_API_KEY")

@@ -1,14 +1,16 @@
 """`make run`: the whole gateway on one machine.
 
-Starts the AWS emulator on 127.0.0.1:${AWS_EMULATOR_PORT:-4566}, provisions it
-from infra/template.yaml, and serves the gateway with chalice's local server
-(devstack.local_server: `chalice local`, plus API Gateway's greedy routes and
-the callers' real addresses) on 127.0.0.1:${PORT:-8000}. Channel keys are sealed
-under the key file ${TOKENWAY_SECRETS_KEY_FILE:-.data/secrets.key}, created on the
-first run (or, with TOKENWAY_KMS_KEY_ID set, under that key on the emulator). When
-no provider key is set it also starts the demo
-upstream and seeds a funded demo account, so the manual's snippets run as
-written. Ctrl-C stops everything it started.
+Starts the AWS emulator on 127.0.0.1:${AWS_EMULATOR_PORT:-4566}, provisions it from
+infra/template.yaml, and serves the gateway on 127.0.0.1:${PORT:-8000} with the one-machine
+server (chalicelib/api/server.py: gunicorn's threaded workers, streams written as they come).
+Channel keys are sealed under the key file ${TOKENWAY_SECRETS_KEY_FILE:-.data/secrets.key},
+created on the first run (or, with TOKENWAY_KMS_KEY_ID set, under that key on the emulator).
+When no provider key is set it also starts the demo upstream and seeds a funded demo account,
+so the manual's snippets run as written.
+
+Ctrl-C or SIGTERM (to the launcher or to its process group) stops everything it started: the
+server first, which finishes and settles the requests in flight (see the server's graceful
+timeout), then the demo upstream and the emulator those requests still need.
 """
 
 from __future__ import annotations
@@ -39,14 +41,24 @@ STAGE_PREFIX = "tokenway-dev"  # .chalice/config.json, stage dev
 DEMO_CREDIT_USD = "5.00"
 DATA_DIR = ROOT / ".data"  # what the one-machine gateway keeps on disk: the key file
 LOCAL_AWS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM stops everything as Ctrl-C does
+class _Stop(BaseException):
+    """Ctrl-C or SIGTERM, while starting or serving (a BaseException, as KeyboardInterrupt is, so that
+    no `except Exception` on the way swallows it)."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise _Stop
 
 
 def main() -> int:
-    signal.signal(signal.SIGTERM, _interrupt)
+    # Set, not inherited: a shell starts a background job with SIGINT ignored, and Python keeps
+    # an ignored SIGINT ignored.
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, _stop)
+    settings = Settings()
     host = "127.0.0.1"
     port = int(os.environ.get("PORT", "8000"))
     emulator_port = int(os.environ.get("AWS_EMULATOR_PORT", "4566"))
@@ -56,41 +68,54 @@ def main() -> int:
     os.environ.update({name: os.environ.get(name, value) for name, value in LOCAL_AWS.items()})
 
     emulator = Emulator(host, emulator_port)
-    emulator.start()
     demo: DemoUpstream | None = None
-    gateway: subprocess.Popen[bytes] | None = None
+    server: subprocess.Popen[bytes] | None = None
     try:
+        emulator.start()
         provision(emulator.client, ROOT / "infra" / "template.yaml", STAGE_PREFIX)
         print(f"AWS emulator      {emulator.endpoint_url}  (tables, bucket and stream from infra/template.yaml)")
-        env = {**os.environ, "TOKENWAY_AWS_ENDPOINT_URL": emulator.endpoint_url,
-               "TOKENWAY_ADMIN_TOKEN": admin_token, **_secrets_key()}
-        gateway = subprocess.Popen(
-            [sys.executable, "-m", "devstack.local_server", "--host", host, "--port", str(port), "--stage", "dev"],
-            cwd=ROOT, env=env,
+        env = {**os.environ, "TOKENWAY_RESOURCE_PREFIX": STAGE_PREFIX, "TOKENWAY_AWS_ENDPOINT_URL":
+               emulator.endpoint_url, "TOKENWAY_ADMIN_TOKEN": admin_token, **_secrets_key()}
+        server = subprocess.Popen(
+            [sys.executable, "-m", "chalicelib.api.server", "--host", host, "--port", str(port)],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
         )
-        _wait_until_serving(url, gateway)
-        print(f"Gateway           {url}  (chalice's local server, stage dev)")
+        _wait_until_serving(url, server)
+        print(f"Gateway           {url}  (gunicorn, {settings.server_workers} workers of "
+              f"{settings.server_threads} threads; TOKENWAY_SERVER_WORKERS, TOKENWAY_SERVER_THREADS)")
         print(f"Admin token       {admin_token}" + ("  (generated; set TOKENWAY_ADMIN_TOKEN to choose one)"
                                                    if generated_token else "  (from TOKENWAY_ADMIN_TOKEN)"))
-        if not Settings().provider_keys():
+        if not settings.provider_keys():
             demo = DemoUpstream(host, int(os.environ.get("DEMO_UPSTREAM_PORT", "0")))
             demo.start()
             key = _seed_demo(url, admin_token, demo.base_url)
             _print_demo(url, key, demo.base_url)
         print("Ctrl-C stops everything.", flush=True)
-        return gateway.wait()
-    except KeyboardInterrupt:
+        return server.wait()
+    except _Stop:
         return 0
     finally:
-        if gateway is not None and gateway.poll() is None:
-            gateway.send_signal(signal.SIGINT)
-            try:
-                gateway.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                gateway.kill()
+        # Stopping is not interrupted: a signal now would leave things half-stopped. (Ctrl-C
+        # again reaches the server too, which then stops at once.)
+        for stop_signal in STOP_SIGNALS:
+            signal.signal(stop_signal, signal.SIG_IGN)
+        print("Stopping…", flush=True)
+        if server is not None:
+            _stop_server(server, settings.server_graceful_timeout_s)
         if demo is not None:
             demo.stop()
         emulator.stop()
+
+
+def _stop_server(server: subprocess.Popen[bytes], graceful_timeout_s: float) -> None:
+    """SIGTERM, and wait while it finishes the requests in flight (bounded by its own timeouts)."""
+    if server.poll() is None:
+        server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=graceful_timeout_s + 15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
 
 
 def _secrets_key() -> dict[str, str]:
@@ -108,11 +133,11 @@ def _secrets_key() -> dict[str, str]:
     return {"TOKENWAY_SECRETS_KEY_FILE": str(key_file)}
 
 
-def _wait_until_serving(url: str, gateway: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+def _wait_until_serving(url: str, server: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if gateway.poll() is not None:
-            raise SystemExit(f"the gateway exited with status {gateway.returncode}")
+        if server.poll() is not None:
+            raise SystemExit(f"the gateway exited with status {server.returncode}")
         try:
             httpx.get(f"{url}/v1/models", timeout=1)
             return

@@ -202,6 +202,7 @@ class Exchange:
     omit_usage: bool = False
     cut_after_chunks: int | None = None  # abort a stream after this many content chunks
     images_override: int | None = None  # return this many images, whatever `n` says
+    event_interval_s: float | None = None  # in a stream, wait this long before each event after the first
 
     @property
     def json(self) -> Any:
@@ -502,25 +503,34 @@ class DemoUpstream:
 
         pieces = _STREAM_PIECE.findall(reply) or ([reply] if reply else [])
         cut = exchange.cut_after_chunks
+        started = False
+
+        def send(data: Any) -> None:
+            nonlocal started
+            if started and exchange.event_interval_s is not None and self._stopping.wait(exchange.event_interval_s):
+                raise ConnectionAbortedError("the demo upstream is stopping")
+            started = True
+            handler.send_event(data)
+
         handler.start_stream()
         sent = 0
         for index in range(n):
-            handler.send_event(chunk([choice(index, {"role": "assistant", "content": ""})]))
+            send(chunk([choice(index, {"role": "assistant", "content": ""})]))
             for piece in pieces:
                 if cut is not None and sent >= cut:
                     handler.abort()
                     return
-                handler.send_event(chunk([choice(index, {"content": piece})]))
+                send(chunk([choice(index, {"content": piece})]))
                 sent += 1
             if cut is not None:  # fewer pieces than the cut point: still end without finishing
                 handler.abort()
                 return
-            handler.send_event(chunk([choice(index, {}, finish)]))
+            send(chunk([choice(index, {}, finish)]))
         if with_usage_key:
             final = chunk([])
             final["usage"] = usage
-            handler.send_event(final)
-        handler.send_event("[DONE]")
+            send(final)
+        send("[DONE]")
         handler.end_stream()
 
     # -- embeddings

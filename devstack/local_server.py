@@ -1,27 +1,29 @@
-"""chalice's local server, closer to API Gateway: for `make run`, the tests and the benchmark.
+"""chalice's local server, closer to API Gateway; and an in-process transport for the tests.
 
-What it adds to `chalice local`:
+`LocalGateway` is `chalice local` (what `make run` served with before the one-machine server,
+chalicelib/api/server.py), kept as the reference the server is compared with in the tests and
+the benchmark. What it adds to `chalice local`:
 - API Gateway's greedy path segment: `/{proxy+}` matches any path no other route does, and its
   value reaches the app as `pathParameters["proxy"]`, as API Gateway sends it;
 - the caller's address from the socket as `requestContext.identity.sourceIp` (chalice local
   reports every caller as 127.0.0.1), so limits and allowlists see real addresses;
 - no body on an answer to HEAD.
 
-`InProcessTransport` sends an httpx client's requests through the same event building, in
-process: the tests that do not need a socket use it. `python -m devstack.local_server` serves
-the app in this directory as `chalice local --stage STAGE` does (the stage's environment from
-.chalice/config.json), and is what `make run` starts.
+`InProcessTransport` sends an httpx client's requests to the app in process, without a socket,
+through the server's own WSGI adapter (chalicelib/api/wsgi.py), with streams joined into one body
+as on Lambda: the tests that do not need a socket use it. `python -m devstack.local_server`
+serves the app in this directory as `chalice local --stage STAGE` does.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
+import io
 import sys
 import threading
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import httpx
 from chalice import Chalice
@@ -32,12 +34,13 @@ from chalice.local import (
     LambdaEventConverter,
     LocalChalice,
     LocalDevServer,
-    LocalGatewayException,
     MatchResult,
     RouteMatcher,
     ThreadedHTTPServer,
 )
 from chalice.local import LocalGateway as _ChaliceGateway
+
+from chalicelib.api.wsgi import ChaliceWsgi
 
 
 class _RouteMatcher(RouteMatcher):
@@ -151,35 +154,47 @@ class LocalGateway:
 
 
 class InProcessTransport(httpx.BaseTransport):
-    """An httpx transport that hands each request to the app as the local server would, without a
-    socket; `client_ip` is the peer address the app sees."""
+    """An httpx transport that hands each request to the app through the server's WSGI adapter, in
+    process; `client_ip` is the peer address the app sees. Streams are joined, as on Lambda."""
 
     def __init__(self, app: Chalice, *, client_ip: str = "127.0.0.1", stage: str = "local") -> None:
-        self._app = _local(app)
-        self._config = Config.create(chalice_stage=stage)
+        self._wsgi = ChaliceWsgi(app, streams=False, stage=stage)
         self.client_ip = client_ip
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        headers: dict[str, str] = {}
-        for name, value in request.headers.multi_items():
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        path = request.url.raw_path.decode("ascii")
-        gateway = _Gateway(self._app, self._config, self.client_ip)
+        body = request.read()
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": request.method,
+            "RAW_URI": request.url.raw_path.decode("ascii"),
+            "PATH_INFO": unquote(request.url.path),
+            "QUERY_STRING": request.url.query.decode("ascii"),
+            "SERVER_NAME": request.url.host,
+            "SERVER_PORT": str(request.url.port or 80),
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": self.client_ip,
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.url_scheme": request.url.scheme,
+            "wsgi.errors": io.StringIO(),
+        }
+        for raw_name, raw_value in request.headers.raw:
+            key = raw_name.decode("latin-1").upper().replace("-", "_")
+            key = key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}"
+            # As a WSGI server does: each byte a latin-1 character, repeated headers joined.
+            value = raw_value.decode("latin-1")
+            environ[key] = f"{environ[key]},{value}" if key in environ else value
+        answer: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+            answer.update(status=int(status.split(" ", 1)[0]), headers=headers)
+
+        chunks = self._wsgi(environ, start_response)
         try:
-            answer = gateway.handle_request(method=request.method, path=path, headers=headers,
-                                            body=request.read() or None)
-        except LocalGatewayException as exc:
-            return httpx.Response(exc.CODE, headers=exc.headers, content=exc.body or b"", request=request)
-        body = answer.get("body") or b""
-        if answer.get("isBase64Encoded"):
-            body = base64.b64decode(body)
-        elif isinstance(body, str):
-            body = body.encode()
-        response_headers = list(answer["headers"].items())
-        for name, values in (answer.get("multiValueHeaders") or {}).items():
-            response_headers += [(name, value) for value in values]
-        return httpx.Response(answer["statusCode"], headers=response_headers,
-                              content=b"" if request.method == "HEAD" else body, request=request)
+            content = b"".join(chunks)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        return httpx.Response(answer["status"], headers=answer["headers"], content=content, request=request)
 
 
 def main(argv: list[str] | None = None) -> int:

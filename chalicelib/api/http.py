@@ -55,7 +55,7 @@ def cookie_header(name: str, value: str, *, max_age: int) -> str:
 
 
 def client_ip(request: Any) -> str | None:
-    """The caller's address: the peer API Gateway (or the local server) saw, or, when that peer is a
+    """The caller's address: the peer API Gateway (or the one-machine server) saw, or, when that peer is a
     trusted proxy (TOKENWAY_TRUSTED_PROXIES), the right-most address of X-Forwarded-For it did not add."""
     identity = (request.context or {}).get("identity") or {}
     return forwarded_client(identity.get("sourceIp"), request.headers.get("x-forwarded-for"),

@@ -7,6 +7,7 @@ from urllib.parse import unquote
 from chalice import Blueprint, Response
 
 from chalicelib.api.http import ANY_CONTENT_TYPE, client_ip, json_response, openai_errors, read_json, render_error
+from chalicelib.api.streaming import hand_off
 from chalicelib.core.domain import ApiKey
 from chalicelib.core.errors import ModelNotFound
 from chalicelib.core.validation import parse
@@ -41,11 +42,15 @@ def _render(result: RelayResult) -> Response:
     if result.events is None:
         headers["X-Tokenway-Cost-USD"] = result.cost_usd or "0.00"
         return json_response(result.body, headers=headers)
+    headers.update({"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    if hand_off(result.events):
+        # A server that streams writes each event as it comes, after these headers: the cost is
+        # known only once the stream is settled, in the usage chunk for a client that asks for it.
+        return Response(body="", status_code=200, headers=headers)
     # API Gateway and Lambda buffer the response, so the stream is joined into
     # one body; it is settled (and its cost known) once joined.
     body = "".join(result.events)
-    headers.update({"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                    "X-Tokenway-Cost-USD": result.cost_usd or "0.00"})
+    headers["X-Tokenway-Cost-USD"] = result.cost_usd or "0.00"
     return Response(body=body, status_code=200, headers=headers)
 
 

@@ -145,7 +145,11 @@ class Relay:
                 body["stream_options"] = {**(request.stream_options or {}), "include_usage": True}
                 events = self._call_upstream(call, Operation.CHAT, body)
                 result = RelayResult(request_id)
-                result.events = self._relay_stream(call, events, result, wants_usage=request.wants_usage)
+                stream = self._relay_stream(call, events, result, wants_usage=request.wants_usage)
+                # A generator closed before its first step runs none of its body, `finally` included:
+                # stepped once, closing it at any point settles the stream.
+                next(stream)
+                result.events = stream
                 return result
             payload = self._call_upstream(call, Operation.CHAT, body)
             usage = pricing.read_usage(payload.get("usage")) or Usage(
@@ -286,6 +290,7 @@ class Relay:
         usage_event: dict[str, Any] | None = None
         status, error_type = 499, "client_closed_request"
         try:
+            yield ""  # the step `chat` takes before handing the stream out; nobody sees it
             for event in events:
                 reported = pricing.read_usage(event.get("usage"))
                 if reported is not None:
@@ -326,9 +331,14 @@ class Relay:
         finally:
             # Runs also when the consumer stops early (a client that hung up), or on an
             # unexpected error, which propagates once the hold is closed.
-            if not call.closed:
-                result.cost_units = self._settle_stream(call, usage, delivered, finished=False, status=status,
-                                                        error_type=error_type)
+            try:
+                if not call.closed:
+                    result.cost_units = self._settle_stream(call, usage, delivered, finished=False, status=status,
+                                                            error_type=error_type)
+            finally:
+                close = getattr(events, "close", None)
+                if close is not None:
+                    close()  # the upstream connection goes now, not whenever the iterator is collected
 
     def _settle_stream(self, call: _Call, usage: Usage | None, delivered: list[str], *, finished: bool,
                        status: int, error_type: str | None = None) -> int:

@@ -1,7 +1,8 @@
 """The whole gateway over HTTP: the AWS emulator provisioned from infra/template.yaml, a fake
-OpenAI-compatible upstream on loopback, and the app behind chalice's local server (`stack.url`,
-for SDK clients, subprocesses, streams and races) and in process (`stack.http`, for the rest:
-the same Lambda events, without a socket)."""
+OpenAI-compatible upstream on loopback, and the app behind the one-machine server that `make run`
+starts (`stack.url`, for SDK clients, subprocesses, streams and races: a process of its own,
+configured as this stack) and in process (`stack.http`, for the rest: the same Lambda events,
+without a socket, streams joined as on Lambda)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import pytest
 from chalicelib import deps
 from chalicelib.config import Settings
 from devstack.emulator import Emulator, provision
-from devstack.local_server import InProcessTransport, LocalGateway
+from devstack.local_server import InProcessTransport
+from tests.api.servers import Server
 from tests.conftest import TEMPLATE
 from tests.fakes.upstream import FakeUpstream
 
@@ -57,7 +59,7 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def stack(emulator: Emulator) -> Iterator[Stack]:
+def stack(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     outputs = provision(emulator.client, TEMPLATE, PREFIX)
     upstream = FakeUpstream()
     upstream.start()
@@ -71,7 +73,7 @@ def stack(emulator: Emulator) -> Iterator[Stack]:
     deps.use_gateway(deps.build_gateway(settings))
     from app import app
 
-    server = LocalGateway(app, stage="test").start()
+    server = Server(settings, tmp_path_factory.mktemp("server") / "server.log")
     http = in_process(app)
     stack = Stack(server.url, http, emulator, upstream, settings, outputs)
     configure_catalog(stack)
@@ -80,6 +82,7 @@ def stack(emulator: Emulator) -> Iterator[Stack]:
     finally:
         http.close()
         server.stop()
+        assert "Traceback" not in server.output(), server.output()
         upstream.stop()
         deps.use_gateway(None)
 

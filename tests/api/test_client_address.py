@@ -60,7 +60,7 @@ def test_a_trusted_proxy_is_believed_up_to_the_first_address_it_does_not_trust(s
     assert refused.status_code == 403 and "198.51.100.8" in refused.json()["error"]["message"]
 
 
-def test_the_local_server_takes_the_address_from_the_socket(stack, upstream):
+def test_the_server_takes_the_address_from_the_socket(stack, upstream):
     # Every loopback address is this machine; chalice local reported each caller as 127.0.0.1.
     account_id, _ = stack.customer("1")
     key = stack.admin("POST", f"/admin/accounts/{account_id}/keys",

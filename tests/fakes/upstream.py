@@ -5,6 +5,7 @@
     upstream.fail_next(http_error(429, "slow down"), times=2)
     upstream.fail_next(usage(prompt=10, completion=5, cached=4), path="/chat/completions")
     upstream.fail_next(writes(20_000, cap_field="max_tokens"), times=30)
+    upstream.fail_next(paced(0.2), path="/chat/completions")
     ...
     upstream.requests[-1].json["model"]
     upstream.stop()
@@ -84,6 +85,11 @@ class Images(Fault):
     count: int
 
 
+@dataclass(frozen=True)
+class Paced(Fault):
+    interval_s: float
+
+
 def http_error(status: int, message: str = "scripted upstream error", type: str | None = None,
                code: str | None = None, param: str | None = None,
                headers: dict[str, str] | None = None) -> HttpError:
@@ -137,7 +143,13 @@ def images(count: int) -> Images:
     return Images(count)
 
 
-for _factory in (http_error, delay, malformed, cut_stream, close, usage, no_usage, writes, images):
+def paced(interval_s: float) -> Paced:
+    """Answer a stream normally, but send its events one every ``interval_s`` seconds, as a model writing
+    slowly would (stop() cuts the wait short and drops the connection)."""
+    return Paced(interval_s)
+
+
+for _factory in (http_error, delay, malformed, cut_stream, close, usage, no_usage, writes, images, paced):
     setattr(Fault, _factory.__name__, staticmethod(_factory))
 
 
@@ -234,6 +246,8 @@ class FakeUpstream(DemoUpstream):
             exchange.usage_override = _written(exchange.json, fault)
         elif isinstance(fault, Images):
             exchange.images_override = fault.count
+        elif isinstance(fault, Paced):
+            exchange.event_interval_s = fault.interval_s
         return False
 
 

@@ -329,6 +329,17 @@ def test_a_stream_the_client_abandons_is_settled_for_what_it_received(world):
     assert world.usage.events[-1].status == 499
 
 
+def test_a_stream_closed_before_its_first_event_is_released_at_once(world):
+    # A server that was handed the stream but never served it (its client gone, or an error first).
+    world.fund("1")
+    world.handler = lambda r: httpx.Response(200, content=sse(chunk("abc"), chunk(finish="stop")))
+    result = chat(world, stream=True)
+    result.events.close()
+    assert world.balance().held == 0 and world.balance().available == 10**9
+    assert result.cost_units == 0
+    assert world.usage.events[-1].status == 499
+
+
 def test_a_stream_that_fails_to_start_costs_nothing(world):
     world.fund("1")
     world.handler = lambda r: httpx.Response(500, json={"error": {"message": "down"}})
