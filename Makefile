@@ -34,7 +34,7 @@ $(NODE_STAMP): tests/node/package.json tests/node/package-lock.json
 	touch $(NODE_STAMP)
 
 test: lint $(NODE_STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
