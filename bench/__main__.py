@@ -18,11 +18,13 @@ own, and the import time of the app. `--servers` picks the servers to measure.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -43,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ADMIN = "bench-admin-token"
 BODY = {"model": "bench-chat", "messages": [{"role": "user", "content": "Say hello to the benchmark."}],
         "max_tokens": 64}
-SERVERS = ("chalice-local", "server")
+SERVERS = ("chalice-local", "server", "sqlite")
 STREAMS = 50
 
 
@@ -93,16 +95,17 @@ def run(send: Callable[[], None], n: int, concurrency: int) -> tuple[list[float]
     return latencies, time.perf_counter() - start
 
 
-def import_time_ms(repeats: int = 5) -> float:
-    """Median wall time of `python -c "import app"` in a fresh interpreter, minus a bare interpreter."""
+def import_time_ms(repeats: int = 5) -> tuple[float, float]:
+    """Median wall times of `import app` and of `import boto3` in a fresh interpreter, minus a bare one."""
     def once(code: str) -> float:
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
         return (time.perf_counter() - start) * 1000
 
     app = statistics.median(once("import app") for _ in range(repeats))
+    boto = statistics.median(once("import boto3") for _ in range(repeats))
     bare = statistics.median(once("pass") for _ in range(repeats))
-    return app - bare
+    return app - bare, boto - bare
 
 
 def seed(url: str, upstream: DemoUpstream) -> str:
@@ -155,6 +158,104 @@ def measure(http: httpx.Client, upstream: DemoUpstream, url: str, key: str, n: i
         print(f"{label:<28}{percentile(latencies, 0.5):>9.2f}{percentile(latencies, 0.99):>9.2f}{n / wall:>9.0f}")
 
 
+def flatness(http: httpx.Client, url: str, key: str, n: int, concurrency: int = 16) -> None:
+    """n requests from `concurrency` clients: the first and the last tenth, by order sent, compared."""
+    send = lambda: http.post(url + "/v1/chat/completions", json=BODY,  # noqa: E731
+                             headers={"Authorization": f"Bearer {key}"}).raise_for_status()
+    latencies, wall = run(send, n, concurrency)
+    tenth = max(1, n // 10)
+    head, tail = latencies[:tenth], latencies[-tenth:]
+    print(f"  flat over {n} requests ({concurrency} clients, {n / wall:.0f} req/s): first {tenth} p50/p99 "
+          f"{percentile(head, 0.5):.2f}/{percentile(head, 0.99):.2f} ms, last {tenth} "
+          f"{percentile(tail, 0.5):.2f}/{percentile(tail, 0.99):.2f} ms")
+
+
+def storage_round_trips(upstream: DemoUpstream, data_dir: Path, n: int = 200) -> None:
+    """SQLite transactions (and statements) per relay request, counted with sqlite3's trace callback on
+    a gateway built in this process over its own database, served through the WSGI adapter without
+    a socket (what a request runs is the same; only the HTTP parsing is left out)."""
+    import io
+
+    from chalicelib.api.wsgi import ChaliceWsgi
+
+    statements: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def trace(sql: str) -> None:
+        word = sql.lstrip().split(None, 2)
+        kind = " ".join(word[:2]) if word and word[0].upper() == "BEGIN" else (word[0].upper() if word else "")
+        with lock:
+            statements[kind] += 1
+
+    settings = Settings(storage="sqlite", data_dir=data_dir, admin_token=ADMIN)
+    gateway = deps.build_gateway(settings)
+    deps.use_gateway(gateway)
+    from app import app
+
+    wsgi = ChaliceWsgi(app, streams=True, max_body_bytes=settings.max_body_bytes)
+
+    def call(method: str, path: str, body: dict | None, token: str) -> tuple[int, bytes]:
+        raw = json.dumps(body).encode() if body is not None else b""
+        environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "RAW_URI": path, "QUERY_STRING": "",
+                   "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(raw)),
+                   "HTTP_AUTHORIZATION": f"Bearer {token}", "REMOTE_ADDR": "127.0.0.1",
+                   "wsgi.input": io.BytesIO(raw)}
+        answer: list[int] = []
+        body_parts = wsgi(environ, lambda status, headers, *_: answer.append(int(status.split()[0])))
+        content = b"".join(body_parts)
+        getattr(body_parts, "close", lambda: None)()
+        return answer[0], content
+
+    try:
+        call("POST", "/admin/channels", {"name": "demo", "base_url": upstream.base_url, "api_key": "demo"}, ADMIN)
+        call("POST", "/admin/models", {"name": "bench-chat", "channel": "demo", "input_per_1m": "0.28",
+                                       "output_per_1m": "0.42"}, ADMIN)
+        account = json.loads(call("POST", "/admin/accounts", {"email": "bench@example.com"}, ADMIN)[1])["account_id"]
+        call("POST", f"/admin/accounts/{account}/credit", {"amount_usd": "1000"}, ADMIN)
+        key = json.loads(call("POST", f"/admin/accounts/{account}/keys", {"name": "bench"}, ADMIN)[1])["key"]
+        for _ in range(5):  # warm: the key and the catalog cached
+            call("POST", "/v1/chat/completions", BODY, key)
+        import sqlite3
+        connect = sqlite3.connect
+
+        def traced(*args: object, **kwargs: object) -> sqlite3.Connection:
+            connection = connect(*args, **kwargs)
+            connection.set_trace_callback(trace)
+            return connection
+
+        sqlite3.connect = traced
+        try:
+            _fresh_connections(gateway)
+            for _ in range(n):
+                status, _ = call("POST", "/v1/chat/completions", BODY, key)
+                assert status == 200, status
+        finally:
+            sqlite3.connect = connect
+        per = {kind: count / n for kind, count in sorted(statements.items())}
+        transactions = sum(count for kind, count in per.items() if kind.startswith("BEGIN"))
+        print(f"  SQLite per relay request (of {n}, key and catalog cached): {transactions:.2f} transactions ("
+              + ", ".join(f"{kind} {count:.2f}" for kind, count in per.items()) + ")")
+    finally:
+        deps.use_gateway(None)
+
+
+def _fresh_connections(gateway: object) -> None:
+    """Close this thread's connection to each database the gateway holds, so that the next is traced."""
+    from chalicelib.storage.sqlite.database import Database
+
+    seen: set[int] = set()
+    stack = [gateway]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen or not hasattr(item, "__dict__"):
+            continue
+        seen.add(id(item))
+        if isinstance(item, Database):
+            item.close()
+            continue
+        stack.extend(value for value in vars(item).values() if hasattr(value, "__dict__"))
+
+
 def first_event_ms(http: httpx.Client, url: str, key: str) -> float:
     """Milliseconds from sending a streamed chat to reading its first event."""
     start = time.perf_counter()
@@ -187,62 +288,101 @@ def chalice_local(emulator: Emulator, upstream: DemoUpstream, http: httpx.Client
         deps.use_gateway(None)
 
 
-def one_machine_server(emulator: Emulator, upstream: DemoUpstream, http: httpx.Client, n: int) -> None:
-    """The one-machine server `make run` starts, in processes of its own."""
-    provision(emulator.client, ROOT / "infra" / "template.yaml", "bench-server")
+def start_server(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """The one-machine server in processes of its own, with `env` added to ours: it and its URL once it answers."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "TOKENWAY_RESOURCE_PREFIX": "bench-server", "TOKENWAY_ADMIN_TOKEN": ADMIN,
-           "TOKENWAY_AWS_ENDPOINT_URL": emulator.endpoint_url, "TOKENWAY_AWS_REGION": "us-east-1"}
     server = subprocess.Popen([sys.executable, "-m", "chalicelib.api.server", "--port", str(port)], cwd=ROOT,
-                              env=env, stdout=subprocess.DEVNULL)
+                              env={**os.environ, **env}, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(url + "/v1/models", timeout=1)
+            return server, url
+        except httpx.HTTPError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise SystemExit("the one-machine server did not start") from None
+            time.sleep(0.1)
+
+
+def streams(http: httpx.Client, upstream: DemoUpstream, url: str, key: str) -> None:
+    """A stream's first event at the client, straight from the upstream and through the gateway."""
+    direct = [first_event_ms(http, upstream.base_url + "/chat/completions", "demo") for _ in range(STREAMS)]
+    relayed = [first_event_ms(http, url + "/v1/chat/completions", key) for _ in range(STREAMS)]
+    print(f"  stream, first event (p50 of {STREAMS}): direct {percentile(direct, 0.5):.2f} ms, through the "
+          f"server {percentile(relayed, 0.5):.2f} ms (+{percentile(relayed, 0.5) - percentile(direct, 0.5):.2f} ms)")
+
+
+def one_machine_server(emulator: Emulator, upstream: DemoUpstream, http: httpx.Client, n: int) -> None:
+    """The one-machine server on the AWS emulator, in processes of its own."""
+    provision(emulator.client, ROOT / "infra" / "template.yaml", "bench-server")
+    server, url = start_server({"TOKENWAY_STORAGE": "dynamodb", "TOKENWAY_RESOURCE_PREFIX": "bench-server",
+                                "TOKENWAY_ADMIN_TOKEN": ADMIN, "TOKENWAY_AWS_ENDPOINT_URL": emulator.endpoint_url,
+                                "TOKENWAY_AWS_REGION": "us-east-1"})
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(url + "/v1/models", timeout=1)
-                break
-            except httpx.HTTPError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("the one-machine server did not start") from None
-                time.sleep(0.1)
         settings = Settings()  # the server's, from the same environment
         print(f"\n== the one-machine server (chalicelib.api.server: gunicorn, {settings.server_workers} workers of "
-              f"{settings.server_threads} threads), in processes of its own; AWS calls not counted there ==")
+              f"{settings.server_threads} threads) on the AWS emulator, in processes of its own; AWS calls not "
+              "counted there ==")
         key = seed(url, upstream)
         measure(http, upstream, url, key, n, None)
-        direct = [first_event_ms(http, upstream.base_url + "/chat/completions", "demo") for _ in range(STREAMS)]
-        relayed = [first_event_ms(http, url + "/v1/chat/completions", key) for _ in range(STREAMS)]
-        print(f"  stream, first event (p50 of {STREAMS}): direct {percentile(direct, 0.5):.2f} ms, through the "
-              f"server {percentile(relayed, 0.5):.2f} ms")
+        streams(http, upstream, url, key)
     finally:
         server.terminate()
         server.wait(timeout=60)
 
 
+def one_machine_sqlite(upstream: DemoUpstream, http: httpx.Client, n: int, flat_n: int) -> None:
+    """One-machine mode as `make run` serves it: the server on SQLite in a temporary data directory."""
+    with tempfile.TemporaryDirectory(prefix="tokenway-bench-") as data_dir:
+        server, url = start_server({"TOKENWAY_STORAGE": "sqlite", "TOKENWAY_DATA_DIR": str(Path(data_dir) / "server"),
+                                    "TOKENWAY_ADMIN_TOKEN": ADMIN})
+        try:
+            settings = Settings()
+            print(f"\n== ONE-MACHINE MODE: the one-machine server on SQLite (gunicorn, {settings.server_workers} "
+                  f"workers of {settings.server_threads} threads; a temporary data directory; billing on) ==")
+            key = seed(url, upstream)
+            measure(http, upstream, url, key, n, None)
+            flatness(http, url, key, flat_n)
+            streams(http, upstream, url, key)
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+        storage_round_trips(upstream, Path(data_dir) / "counted")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=300, help="requests per run (default 300)")
+    parser.add_argument("--flat", type=int, default=2000,
+                        help="requests of the one-machine flatness run, first and last tenth compared (default 2000)")
     parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS),
-                        help="the servers to measure (default both)")
+                        help="the servers to measure (default all: chalice's local server and the one-machine "
+                             "server on the AWS emulator, the one-machine server on SQLite)")
     args = parser.parse_args()
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(name, "bench")
 
     emulator = Emulator(port=0)
-    emulator.start()
+    if {"chalice-local", "server"} & set(args.servers):
+        emulator.start()
     upstream = DemoUpstream()
     upstream.start()
     http = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=64))
-    print(f"Tokenway benchmark: {args.n} non-stream chat requests per run, local stack (AWS emulator)")
+    print(f"Tokenway benchmark: {args.n} non-stream chat requests per run, the demo upstream on loopback")
     try:
         if "chalice-local" in args.servers:
             chalice_local(emulator, upstream, http, args.n)
         if "server" in args.servers:
             one_machine_server(emulator, upstream, http, args.n)
-        print(f"\nimport app: {import_time_ms():.0f} ms (median of 5, above a bare interpreter)")
+        if "sqlite" in args.servers:
+            one_machine_sqlite(upstream, http, args.n, args.flat)
+        app_ms, boto3_ms = import_time_ms()
+        print(f"\nimport app: {app_ms:.0f} ms; import boto3: {boto3_ms:.0f} ms ({app_ms / boto3_ms:.2f}x; "
+              "medians of 5, above a bare interpreter)")
     finally:
         http.close()
         upstream.stop()
