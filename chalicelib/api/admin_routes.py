@@ -1,21 +1,23 @@
-"""The operator's admin API (used by `python -m tokenway_cli.main`), behind the admin token."""
+"""The operator's admin API (used by `python -m tokenway_cli.main`), behind the admin token.
+
+Each view imports the command it parses when it runs: importing the app (a cold start) pays for
+none of them."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Blueprint, Response
 
-from chalicelib.admin.operations import AccountChanges, ChannelInput, CreditInput, GroupInput, ModelInput
 from chalicelib.api.console import console_principal
-from chalicelib.api.http import ANY_CONTENT_TYPE, json_response, openai_errors, read_json
+from chalicelib.api.http import ANY_CONTENT_TYPE, get_gateway, json_response, openai_errors, read_json
 from chalicelib.api.render import account_json, credit_json, group_json, iso, key_json, model_json, wallet_json
 from chalicelib.core.validation import parse
-from chalicelib.deps import Gateway, get_gateway
-from chalicelib.identity.accounts import NewAccount
 from chalicelib.identity.sessions import COOKIE_NAME, SESSION_PREFIX
 from chalicelib.keys.auth import bearer_token
-from chalicelib.keys.manage import KeyCreate
+
+if TYPE_CHECKING:
+    from chalicelib.deps import Gateway
 
 admin_routes = Blueprint(__name__)
 
@@ -42,6 +44,8 @@ def _authorized(*, with_body: bool = True) -> tuple[Gateway, Any]:
 @admin_routes.route("/admin/channels", methods=["POST"], content_types=ANY_CONTENT_TYPE)
 @openai_errors
 def add_channel() -> Response:
+    from chalicelib.admin.operations import ChannelInput
+
     gateway, body = _authorized()
     channel = gateway.admin.add_channel(parse(ChannelInput, body))
     return json_response({"name": channel.name, "base_url": channel.base_url, "kind": channel.kind,
@@ -51,6 +55,8 @@ def add_channel() -> Response:
 @admin_routes.route("/admin/models", methods=["POST"], content_types=ANY_CONTENT_TYPE)
 @openai_errors
 def add_model() -> Response:
+    from chalicelib.admin.operations import ModelInput
+
     gateway, body = _authorized()
     return json_response(model_json(gateway.admin.add_model(parse(ModelInput, body))), status=201)
 
@@ -58,6 +64,8 @@ def add_model() -> Response:
 @admin_routes.route("/admin/groups", methods=["POST"], content_types=ANY_CONTENT_TYPE)
 @openai_errors
 def add_group() -> Response:
+    from chalicelib.admin.operations import GroupInput
+
     gateway, body = _authorized()
     return json_response(group_json(gateway.admin.add_group(parse(GroupInput, body))), status=201)
 
@@ -72,6 +80,8 @@ def list_groups() -> Response:
 @admin_routes.route("/admin/accounts", methods=["POST"], content_types=ANY_CONTENT_TYPE)
 @openai_errors
 def create_account() -> Response:
+    from chalicelib.identity.accounts import NewAccount
+
     gateway, body = _authorized()
     # The same service, rules and answers as a customer's sign-up.
     account = gateway.accounts.create(parse(NewAccount, body))
@@ -89,6 +99,8 @@ def list_accounts() -> Response:
 @admin_routes.route("/admin/accounts/{account_id}", methods=["PATCH"], content_types=ANY_CONTENT_TYPE)
 @openai_errors
 def change_account(account_id: str) -> Response:
+    from chalicelib.admin.operations import AccountChanges
+
     gateway, body = _authorized()
     return json_response(account_json(gateway.admin.change_account(account_id, parse(AccountChanges, body))))
 
@@ -107,6 +119,8 @@ def password_link(account_id: str) -> Response:
 @admin_routes.route("/admin/accounts/{account_id}/credit", methods=["POST"], content_types=ANY_CONTENT_TYPE)
 @openai_errors
 def credit_wallet(account_id: str) -> Response:
+    from chalicelib.admin.operations import CreditInput
+
     gateway, body = _authorized()
     return json_response(credit_json(account_id, gateway.admin.credit(account_id, parse(CreditInput, body))))
 
@@ -121,6 +135,8 @@ def show_wallet(account_id: str) -> Response:
 @admin_routes.route("/admin/accounts/{account_id}/keys", methods=["POST"], content_types=ANY_CONTENT_TYPE)
 @openai_errors
 def create_key(account_id: str) -> Response:
+    from chalicelib.keys.manage import KeyCreate
+
     gateway, body = _authorized()
     created = gateway.admin.create_key(account_id, parse(KeyCreate, body))
     return json_response({"key": created.secret, "key_id": created.key.key_id, "account_id": account_id,

@@ -3,7 +3,7 @@ link, and who is logged in. Each view parses its body into the service's command
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Blueprint, Response
 
@@ -12,16 +12,17 @@ from chalicelib.api.http import (
     ANY_CONTENT_TYPE,
     client_ip,
     empty_response,
+    get_gateway,
     json_response,
     openai_errors,
     read_console_json,
 )
 from chalicelib.api.render import iso
-from chalicelib.core.domain import Account
 from chalicelib.core.validation import parse
-from chalicelib.deps import Gateway, get_gateway
-from chalicelib.identity.accounts import ChangePassword, LogIn, SignUp
-from chalicelib.identity.password_links import SetPassword
+
+if TYPE_CHECKING:
+    from chalicelib.core.domain import Account
+    from chalicelib.deps import Gateway
 
 auth_routes = Blueprint(__name__)
 
@@ -44,6 +45,8 @@ def _account(account: Account) -> dict[str, Any]:
 @auth_routes.route("/api/auth/signup", methods=["POST"], content_types=ANY_CONTENT_TYPE)
 @openai_errors
 def signup() -> Response:
+    from chalicelib.identity.accounts import SignUp
+
     gateway = get_gateway()
     account = gateway.accounts.sign_up(_command(gateway, SignUp), client_ip(auth_routes.current_request))
     return json_response(_account(account), status=201)
@@ -52,6 +55,8 @@ def signup() -> Response:
 @auth_routes.route("/api/auth/login", methods=["POST"], content_types=ANY_CONTENT_TYPE)
 @openai_errors
 def login() -> Response:
+    from chalicelib.identity.accounts import LogIn
+
     gateway = get_gateway()
     result = gateway.accounts.login(_command(gateway, LogIn), client_ip(auth_routes.current_request))
     session = result.session
@@ -72,6 +77,8 @@ def logout() -> Response:
 @auth_routes.route("/api/auth/password", methods=["POST"], content_types=ANY_CONTENT_TYPE)
 @openai_errors
 def change_password() -> Response:
+    from chalicelib.identity.accounts import ChangePassword
+
     gateway = get_gateway()
     request = auth_routes.current_request
     principal = console_principal(request)
@@ -84,6 +91,8 @@ def change_password() -> Response:
 @openai_errors
 def set_password() -> Response:
     """A password from an operator's one-time link; no session needed, and every session ends."""
+    from chalicelib.identity.password_links import SetPassword
+
     gateway = get_gateway()
     gateway.password_links.set_password(_command(gateway, SetPassword))
     return empty_response(headers=session_cookie("", 0))

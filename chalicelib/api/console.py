@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from chalice.app import Request
 
-from chalicelib.api.http import cookie_header
-from chalicelib.core.domain import Principal
-from chalicelib.deps import get_gateway
+from chalicelib.api.http import cookie_header, get_gateway
 from chalicelib.identity.sessions import COOKIE_NAME
+
+if TYPE_CHECKING:
+    from chalicelib.core.domain import Principal
 
 
 def console_principal(request: Request) -> Principal:

@@ -7,7 +7,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Network, IPv6Network, ip_address
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Response
 
@@ -19,7 +19,9 @@ from chalicelib.core.errors import (
     RateLimited,
     UnsupportedMediaType,
 )
-from chalicelib.deps import get_gateway
+
+if TYPE_CHECKING:
+    from chalicelib.deps import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,21 @@ log = logging.getLogger(__name__)
 # runs; the gateway reads JSON whatever the client called it (curl -d says
 # application/x-www-form-urlencoded).
 ANY_CONTENT_TYPE = ["*/*"]
+
+
+def get_gateway() -> Gateway:
+    """The container's gateway. The composition root (boto3, httpx, pydantic and every service) is
+    imported by the first request that needs it, not with the app: importing the app stays cheap."""
+    from chalicelib import deps
+
+    return deps.get_gateway()
+
+
+def now_ms() -> int:
+    """The gateway's clock, in epoch milliseconds."""
+    from chalicelib import deps
+
+    return deps.now_ms()
 
 
 def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:

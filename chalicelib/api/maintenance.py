@@ -6,7 +6,7 @@ import logging
 
 from chalice import Blueprint, Rate
 
-from chalicelib.deps import get_gateway
+from chalicelib.api.http import get_gateway
 
 log = logging.getLogger(__name__)
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Blueprint, Response
-from pydantic import BaseModel
 
 from chalicelib.api.http import json_response, openai_errors
-from chalicelib.identity.accounts import ChangePassword, LogIn, SignUp
-from chalicelib.identity.password_links import SetPassword
-from chalicelib.keys.manage import KeyCreate, KeyUpdate
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 openapi_routes = Blueprint(__name__)
 
@@ -52,34 +51,40 @@ def _list_of(schema: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "properties": {"data": {"type": "array", "items": schema}}}
 
 
-# (method, path, summary, request model, success status, response schema, needs a session)
-OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, int, dict[str, Any] | None, bool]] = [
-    ("POST", "/api/auth/signup", "Create an account", SignUp, 201, _ACCOUNT, False),
-    ("POST", "/api/auth/login", "Log in: a session token, also set as an HttpOnly cookie", LogIn, 200,
-     _LOGIN, False),
-    ("POST", "/api/auth/logout", "End this session", None, 204, None, True),
-    ("POST", "/api/auth/password", "Change the password; ends every session", ChangePassword, 204, None, True),
-    ("POST", "/api/auth/password/set", "Set the password with an operator's one-time link; ends every session",
-     SetPassword, 204, None, False),
-    ("GET", "/api/auth/me", "The logged-in account", None, 200, _ACCOUNT, True),
-    ("GET", "/api/tokens", "List your API keys (never their secrets)", None, 200, _list_of(_KEY), True),
-    ("POST", "/api/tokens", "Create an API key; its secret is shown once", KeyCreate, 201, _CREATED_KEY, True),
-    ("GET", "/api/tokens/{key_id}", "One API key", None, 200, _KEY, True),
-    ("PATCH", "/api/tokens/{key_id}", "Edit, enable or disable an API key; null clears a limit", KeyUpdate, 200,
-     _KEY, True),
-    ("DELETE", "/api/tokens/{key_id}", "Revoke an API key", None, 204, None, True),
-    ("POST", "/api/tokens/{key_id}/regenerate", "A new secret for the key; the old one stops at once", None, 200,
-     _CREATED_KEY, True),
-    ("GET", "/api/tokens/{key_id}/usage", "Requests, tokens and spend of an API key", None, 200, _USAGE, True),
-    ("GET", "/api/groups", "The groups (plans) your keys may use", None, 200, _list_of(_GROUP), True),
-    ("GET", "/api/openapi.json", "This document", None, 200, {"type": "object"}, False),
-]
+def operations() -> list[tuple[str, str, str, type[BaseModel] | None, int, dict[str, Any] | None, bool]]:
+    """(method, path, summary, request model, success status, response schema, needs a session) of each
+    operation; the request models are imported here, when the document is first asked for."""
+    from chalicelib.identity.accounts import ChangePassword, LogIn, SignUp
+    from chalicelib.identity.password_links import SetPassword
+    from chalicelib.keys.manage import KeyCreate, KeyUpdate
+
+    return [
+        ("POST", "/api/auth/signup", "Create an account", SignUp, 201, _ACCOUNT, False),
+        ("POST", "/api/auth/login", "Log in: a session token, also set as an HttpOnly cookie", LogIn, 200,
+         _LOGIN, False),
+        ("POST", "/api/auth/logout", "End this session", None, 204, None, True),
+        ("POST", "/api/auth/password", "Change the password; ends every session", ChangePassword, 204, None, True),
+        ("POST", "/api/auth/password/set", "Set the password with an operator's one-time link; ends every session",
+         SetPassword, 204, None, False),
+        ("GET", "/api/auth/me", "The logged-in account", None, 200, _ACCOUNT, True),
+        ("GET", "/api/tokens", "List your API keys (never their secrets)", None, 200, _list_of(_KEY), True),
+        ("POST", "/api/tokens", "Create an API key; its secret is shown once", KeyCreate, 201, _CREATED_KEY, True),
+        ("GET", "/api/tokens/{key_id}", "One API key", None, 200, _KEY, True),
+        ("PATCH", "/api/tokens/{key_id}", "Edit, enable or disable an API key; null clears a limit", KeyUpdate, 200,
+         _KEY, True),
+        ("DELETE", "/api/tokens/{key_id}", "Revoke an API key", None, 204, None, True),
+        ("POST", "/api/tokens/{key_id}/regenerate", "A new secret for the key; the old one stops at once", None, 200,
+         _CREATED_KEY, True),
+        ("GET", "/api/tokens/{key_id}/usage", "Requests, tokens and spend of an API key", None, 200, _USAGE, True),
+        ("GET", "/api/groups", "The groups (plans) your keys may use", None, 200, _list_of(_GROUP), True),
+        ("GET", "/api/openapi.json", "This document", None, 200, {"type": "object"}, False),
+    ]
 
 
 @functools.cache
 def document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
-    for method, path, summary, model, status, schema, session in OPERATIONS:
+    for method, path, summary, model, status, schema, session in operations():
         operation: dict[str, Any] = {
             "summary": summary,
             "responses": {

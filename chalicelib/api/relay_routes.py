@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.http import ANY_CONTENT_TYPE, client_ip, json_response, openai_errors, read_json, render_error
+from chalicelib.api.http import (
+    ANY_CONTENT_TYPE,
+    client_ip,
+    get_gateway,
+    json_response,
+    now_ms,
+    openai_errors,
+    read_json,
+    render_error,
+)
 from chalicelib.api.streaming import hand_off
-from chalicelib.core.domain import ApiKey
 from chalicelib.core.errors import ModelNotFound
 from chalicelib.core.validation import parse
-from chalicelib.deps import Gateway, get_gateway, now_ms
-from chalicelib.relay.relay import RelayResult
-from chalicelib.relay.schemas import ChatRequest, EmbeddingsRequest, ImagesRequest
+
+if TYPE_CHECKING:
+    from chalicelib.core.domain import ApiKey
+    from chalicelib.deps import Gateway
+    from chalicelib.relay.relay import RelayResult
 
 relay_routes = Blueprint(__name__)
 
-# Each relay service and the request it takes.
-_COMMANDS = {"chat": ChatRequest, "embeddings": EmbeddingsRequest, "images": ImagesRequest}
+
+def _command(endpoint: str) -> type[Any]:
+    """The request the relay service of `endpoint` takes (imported with the first request, not the app)."""
+    from chalicelib.relay.schemas import ChatRequest, EmbeddingsRequest, ImagesRequest
+
+    return {"chat": ChatRequest, "embeddings": EmbeddingsRequest, "images": ImagesRequest}[endpoint]
 
 
 def _relay(endpoint: str) -> Response:
@@ -28,7 +43,7 @@ def _relay(endpoint: str) -> Response:
     try:
         key = gateway.keys.authenticate(request.headers.get("authorization"), now_ms=now_ms())
         body = read_json(request.raw_body, max_bytes=gateway.settings.max_body_bytes)
-        command = parse(_COMMANDS[endpoint], body)
+        command = parse(_command(endpoint), body)
         result = getattr(gateway.relay, endpoint)(key, command, request_id, client_ip=client_ip(request))
     except Exception as exc:
         # A refused or failed request is never charged, and says so.

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Blueprint, Response
 
 from chalicelib.api.console import console_principal
-from chalicelib.api.http import ANY_CONTENT_TYPE, empty_response, json_response, openai_errors, read_console_json
+from chalicelib.api.http import (
+    ANY_CONTENT_TYPE,
+    empty_response,
+    get_gateway,
+    json_response,
+    openai_errors,
+    read_console_json,
+)
 from chalicelib.api.render import group_json, key_json, key_usage_json
-from chalicelib.core.domain import Principal
 from chalicelib.core.validation import parse
-from chalicelib.deps import Gateway, get_gateway
-from chalicelib.keys.manage import KeyCreate, KeyUpdate
+
+if TYPE_CHECKING:
+    from chalicelib.core.domain import Principal
+    from chalicelib.deps import Gateway
 
 token_routes = Blueprint(__name__)
 
@@ -41,6 +49,8 @@ def list_tokens() -> Response:
 @token_routes.route("/api/tokens", methods=["POST"], content_types=ANY_CONTENT_TYPE)
 @openai_errors
 def create_token() -> Response:
+    from chalicelib.keys.manage import KeyCreate
+
     gateway, principal, body = _session(with_body=True)
     return _created(gateway.tokens.create(gateway.accounts.profile(principal), parse(KeyCreate, body)), 201)
 
@@ -55,6 +65,8 @@ def get_token(key_id: str) -> Response:
 @token_routes.route("/api/tokens/{key_id}", methods=["PATCH"], content_types=ANY_CONTENT_TYPE)
 @openai_errors
 def update_token(key_id: str) -> Response:
+    from chalicelib.keys.manage import KeyUpdate
+
     gateway, principal, body = _session(with_body=True)
     command = parse(KeyUpdate, body)
     return json_response(key_json(gateway.tokens.update(gateway.accounts.profile(principal), key_id, command)))

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.core.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
 def parse(model: type[BaseModel], body: Any) -> Any:
     """Validate a decoded JSON body; InvalidRequest naming the first bad field."""
+    from pydantic import ValidationError  # imported already with `model`: importing the app needs none of pydantic
+
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     try:
