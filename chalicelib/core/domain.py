@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from chalicelib.core.money import units_to_usd
 
@@ -309,6 +309,7 @@ class UsageEvent:
     ttft_ms: int | None = None
 
     def to_json_line(self) -> bytes:
-        record = asdict(self)
+        # Every field is a scalar: a copy of the fields, in their order, without asdict's deep copies.
+        record = dict(vars(self))
         record["cost_usd"] = units_to_usd(self.cost_units)
         return (json.dumps(record, separators=(",", ":")) + "\n").encode()
