@@ -7,12 +7,17 @@ infra/template.yaml, through each of two servers (each on tables of its own):
 - chalice's local server, in this process (devstack.local_server: what `make run` served with
   before), where the AWS calls per relay request are counted with botocore's event hooks;
 - the one-machine server (`python -m chalicelib.api.server`: gunicorn, TOKENWAY_SERVER_WORKERS
-  processes), what `make run` serves with now, in processes of its own.
+  processes), in processes of its own;
 
-It prints p50/p99 latency and requests per second of each run and the overhead over the direct
-call; the same for an unknown path (the app's own 404, no storage call: the server's and the app's
-dispatch alone); the time to a stream's first event through the one-machine server against the upstream's
-own, and the import time of the app. `--servers` picks the servers to measure.
+and one-machine mode as `make run` serves it: the one-machine server on SQLite in a temporary data
+directory, with a flatness run (`--flat` requests from 16 clients, the first and last tenth compared)
+and the SQLite transactions per relay request (sqlite3's trace callback, in this process).
+
+It prints p50/p99 latency and requests per second of each run, the overhead over the direct call
+and the server's CPU time per request; the same for an unknown path (the app's own 404, no storage
+call: the server's and the app's dispatch alone); the time to a stream's first event through the
+one-machine server against the upstream's own, and the import time of the app beside a bare
+`import boto3`. `--servers` picks what to measure.
 """
 
 from __future__ import annotations
@@ -119,9 +124,20 @@ def seed(url: str, upstream: DemoUpstream) -> str:
         return admin.post(f"/admin/accounts/{account}/keys", json={"name": "bench"}).json()["key"]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process and its children (the server's workers), from /proc."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    total = 0
+    for process in (pid, *map(int, children)):
+        fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def measure(http: httpx.Client, upstream: DemoUpstream, url: str, key: str, n: int,
-            aws: AwsMeter | None) -> None:
-    """The direct and gateway runs, sequential and with 16 clients, printed."""
+            aws: AwsMeter | None, server_pid: int | None = None) -> None:
+    """The direct and gateway runs, sequential and with 16 clients, printed (with the server's CPU time
+    per request when it runs in processes of its own)."""
     direct = lambda: http.post(upstream.base_url + "/chat/completions", json=BODY,  # noqa: E731
                                headers={"Authorization": "Bearer demo"}).raise_for_status()
     gateway = lambda: http.post(url + "/v1/chat/completions", json=BODY,  # noqa: E731
@@ -135,11 +151,14 @@ def measure(http: httpx.Client, upstream: DemoUpstream, url: str, key: str, n: i
         for name, send in (("direct", direct), ("gateway", gateway)):
             if aws is not None:
                 aws.reset()
+            cpu = cpu_seconds(server_pid) if server_pid is not None and name == "gateway" else None
             latencies, wall = run(send, n, concurrency)
             results[name] = latencies
             label = f"{name}, {'sequential' if concurrency == 1 else f'{concurrency} clients'}"
             print(f"{label:<28}{percentile(latencies, 0.5):>9.2f}{percentile(latencies, 0.99):>9.2f}"
-                  f"{n / wall:>9.0f}")
+                  f"{n / wall:>9.0f}"
+                  + (f"   server CPU {(cpu_seconds(server_pid) - cpu) * 1000 / n:.2f} ms/request"
+                     if cpu is not None and server_pid is not None else ""))
         overhead = [percentile(results["gateway"], q) - percentile(results["direct"], q) for q in (0.5, 0.99)]
         print(f"{'  overhead':<28}{overhead[0]:>9.2f}{overhead[1]:>9.2f}")
         if aws is None:
@@ -328,7 +347,7 @@ def one_machine_server(emulator: Emulator, upstream: DemoUpstream, http: httpx.C
               f"{settings.server_threads} threads) on the AWS emulator, in processes of its own; AWS calls not "
               "counted there ==")
         key = seed(url, upstream)
-        measure(http, upstream, url, key, n, None)
+        measure(http, upstream, url, key, n, None, server.pid)
         streams(http, upstream, url, key)
     finally:
         server.terminate()
@@ -345,7 +364,7 @@ def one_machine_sqlite(upstream: DemoUpstream, http: httpx.Client, n: int, flat_
             print(f"\n== ONE-MACHINE MODE: the one-machine server on SQLite (gunicorn, {settings.server_workers} "
                   f"workers of {settings.server_threads} threads; a temporary data directory; billing on) ==")
             key = seed(url, upstream)
-            measure(http, upstream, url, key, n, None)
+            measure(http, upstream, url, key, n, None, server.pid)
             flatness(http, url, key, flat_n)
             streams(http, upstream, url, key)
         finally:
