@@ -67,6 +67,17 @@ class Launcher:
     def output(self) -> str:
         return self.log.read_text()
 
+    def refusal(self, timeout_s: float = 60) -> str:
+        """What a start that is refused prints, once it exited with status 1 (one that is not refused is
+        stopped, and fails the test)."""
+        try:
+            status = self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.stop(signal.SIGTERM)
+            raise AssertionError(f"not refused:\n{self.output()}") from None
+        assert status == 1, self.output()
+        return self.output()
+
     def stop(self, sig: int, timeout_s: float = 30) -> float:
         """`sig` to the launcher's whole process group, as a terminal or a job control does; the seconds
         until the launcher exited."""
@@ -187,8 +198,7 @@ def test_a_data_directory_in_use_or_that_is_a_file_stops_the_launch_with_one_lin
         assert re.search(r"^  gpt-4o\s+not routable: no channel `openai` \(set OPENAI_API_KEY or add the channel\)$",
                          output, re.M)
         second = Launcher(tmp_path, wait=False, log="second.log", DEEPSEEK_API_KEY="sk-unused")
-        assert second.process.wait(timeout=60) == 1
-        [line] = second.output().splitlines()
+        [line] = second.refusal().splitlines()
         assert re.fullmatch(rf"make run: data directory {re.escape(str(running.data_dir))} is in use by another "
                             rf"running gateway \(pid={running.process.pid} host=\S+ since=\S+\): stop that gateway, "
                             r"or set TOKENWAY_DATA_DIR to another directory", line), line
@@ -201,8 +211,7 @@ def test_a_data_directory_in_use_or_that_is_a_file_stops_the_launch_with_one_lin
     (tmp_path / "file").mkdir()
     (tmp_path / "file" / "data").write_text("not a directory\n")
     refused = Launcher(tmp_path / "file", wait=False)
-    assert refused.process.wait(timeout=60) == 1
-    [line] = refused.output().splitlines()
+    [line] = refused.refusal().splitlines()
     assert line == (f"make run: data directory {tmp_path / 'file' / 'data'} is a file, not a directory: move the file "
                     "away or set TOKENWAY_DATA_DIR to another directory")
     assert (tmp_path / "file" / "data").read_text() == "not a directory\n"
@@ -360,3 +369,30 @@ def test_a_crash_in_the_middle_of_32_requests_doubles_no_charge_and_leaves_no_ho
             assert held == 0 and total.fetchone()[0] == available, account
         assert db.execute("SELECT count(*) FROM ledger WHERE account_id = ? AND kind = 'charge'",
                           (account_id,)).fetchone()[0] == 3
+
+
+def test_the_server_keeps_the_data_directory_held_when_the_launcher_dies_and_a_second_server_is_refused(tmp_path):
+    launcher = Launcher(tmp_path, DEEPSEEK_API_KEY="sk-unused")
+    try:
+        os.kill(launcher.process.pid, signal.SIGKILL)  # the launcher alone: its server goes on serving
+        launcher.process.wait(timeout=10)
+        assert httpx.get(f"{launcher.url}/v1/models", timeout=5).status_code == 401
+        refused = Launcher(tmp_path, wait=False, log="second.log", DEEPSEEK_API_KEY="sk-unused")
+        assert "is in use by another running gateway" in refused.refusal()
+        # The server run alone on the same directory locks it itself, and is refused too.
+        alone = subprocess.run(
+            [sys.executable, "-m", "chalicelib.api.server", "--port", str(_free_port())], cwd=ROOT, timeout=60,
+            capture_output=True, text=True,
+            env={**os.environ, "TOKENWAY_STORAGE": "sqlite", "TOKENWAY_DATA_DIR": str(launcher.data_dir)})
+        assert alone.returncode == 1 and "is in use by another running gateway" in alone.stderr, alone.stderr
+    finally:
+        os.killpg(launcher.process.pid, signal.SIGTERM)  # the server's processes, left in the launcher's group
+    deadline = time.monotonic() + 30
+    with pytest.raises(ProcessLookupError):
+        while True:  # until the last of the server's processes has exited
+            os.killpg(launcher.process.pid, 0)
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    restarted = Launcher(tmp_path, log="third.log", DEEPSEEK_API_KEY="sk-unused")  # the lock went with them
+    restarted.stop(signal.SIGTERM)
+    restarted.assert_all_stopped()
