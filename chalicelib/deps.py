@@ -65,6 +65,7 @@ class Gateway:
     """Everything a view may call."""
 
     settings: Settings
+    catalog: Catalog
     keys: KeyAuthenticator
     relay: Relay
     billing: Billing
@@ -186,6 +187,7 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
     )
     return Gateway(
         settings=settings,
+        catalog=catalog,
         keys=KeyAuthenticator(keys_repo, hasher, ttl_s=settings.key_cache_ttl_s),
         relay=relay,
         billing=billing,

@@ -1,12 +1,16 @@
 """`make run`: the whole gateway on one machine.
 
-Starts the AWS emulator on 127.0.0.1:${AWS_EMULATOR_PORT:-4566}, provisions it from
-infra/template.yaml, and serves the gateway on 127.0.0.1:${PORT:-8000} with the one-machine
-server (chalicelib/api/server.py: gunicorn's threaded workers, streams written as they come).
-Channel keys are sealed under the key file ${TOKENWAY_SECRETS_KEY_FILE:-.data/secrets.key},
-created on the first run (or, with TOKENWAY_KMS_KEY_ID set, under that key on the emulator).
-When no provider key is set it also starts the demo upstream and seeds a funded demo account,
-so the manual's snippets run as written.
+Storage by TOKENWAY_STORAGE: `sqlite` (the default here) keeps everything in the data directory
+${TOKENWAY_DATA_DIR:-./data} (chalicelib/storage/data_dir.py), which the launcher opens and locks
+before it starts anything, so a restart finds every account, key, wallet, ledger entry, session
+and usage file, and the same admin token; `dynamodb` starts the AWS emulator on
+127.0.0.1:${AWS_EMULATOR_PORT:-4566} and provisions it from infra/template.yaml (in memory: a stop
+forgets everything). The gateway is served on 127.0.0.1:${PORT:-8000} by the one-machine server
+(chalicelib/api/server.py: gunicorn's threaded workers, streams written as they come).
+
+When no provider key is set it also starts the demo upstream; on a first start (an empty
+database) it seeds a funded demo account and prints its key, once; on later starts it points the
+demo channel at the demo upstream's new port, so the demo account's keys keep working.
 
 Ctrl-C or SIGTERM (to the launcher or to its process group) stops everything it started: the
 server first, which finishes and settles the requests in flight (see the server's graceful
@@ -29,8 +33,10 @@ from typing import Any
 import httpx
 
 from chalicelib.catalog.catalog import BUILTIN_MODELS
-from chalicelib.config import Settings
+from chalicelib.config import PROVIDER_KEY_ENV, Settings
+from chalicelib.core.errors import DataDirectoryUnusable
 from chalicelib.core.money import units_to_usd
+from chalicelib.storage.data_dir import DataDirectory
 from chalicelib.storage.secrets.local import load_key_file
 from devstack.demo_upstream import DemoUpstream
 from devstack.emulator import Emulator, provision
@@ -38,8 +44,9 @@ from tokenway_cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE_PREFIX = "tokenway-dev"  # .chalice/config.json, stage dev
+DEMO_EMAIL = "demo@tokenway.local"
 DEMO_CREDIT_USD = "5.00"
-DATA_DIR = ROOT / ".data"  # what the one-machine gateway keeps on disk: the key file
+EMULATOR_DATA_DIR = ROOT / ".data"  # with the emulator, what is kept on disk: the key file
 LOCAL_AWS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -58,38 +65,55 @@ def main() -> int:
     # an ignored SIGINT ignored.
     for stop_signal in STOP_SIGNALS:
         signal.signal(stop_signal, _stop)
+    # One machine keeps its tables in SQLite unless told otherwise; the gateway's own default
+    # (dynamodb) is the AWS deployment's.
+    os.environ.setdefault("TOKENWAY_STORAGE", "sqlite")
+    os.environ.update({name: os.environ.get(name, value) for name, value in LOCAL_AWS.items()})
     settings = Settings()
     host = "127.0.0.1"
     port = int(os.environ.get("PORT", "8000"))
-    emulator_port = int(os.environ.get("AWS_EMULATOR_PORT", "4566"))
-    admin_token = os.environ.get("TOKENWAY_ADMIN_TOKEN") or secrets.token_urlsafe(24)
-    generated_token = "TOKENWAY_ADMIN_TOKEN" not in os.environ
     url = f"http://{host}:{port}"
-    os.environ.update({name: os.environ.get(name, value) for name, value in LOCAL_AWS.items()})
+    # Before anything starts: a directory that cannot be used stops the launch here, in one line.
+    data = _open_data_dir(settings) if settings.storage == "sqlite" else None
 
-    emulator = Emulator(host, emulator_port)
+    emulator: Emulator | None = None
     demo: DemoUpstream | None = None
     server: subprocess.Popen[bytes] | None = None
     try:
-        emulator.start()
-        provision(emulator.client, ROOT / "infra" / "template.yaml", STAGE_PREFIX)
-        print(f"AWS emulator      {emulator.endpoint_url}  (tables, bucket and stream from infra/template.yaml)")
-        env = {**os.environ, "TOKENWAY_RESOURCE_PREFIX": STAGE_PREFIX, "TOKENWAY_AWS_ENDPOINT_URL":
-               emulator.endpoint_url, "TOKENWAY_ADMIN_TOKEN": admin_token, **_secrets_key()}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "chalicelib.api.server", "--host", host, "--port", str(port)],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-        )
+        if data is not None:
+            admin_token, token_origin = _admin_token(data)
+            print(f"Storage           SQLite in {data.path}  (TOKENWAY_DATA_DIR; kept across restarts)")
+            env = {"TOKENWAY_STORAGE": "sqlite", "TOKENWAY_DATA_DIR": str(data.path),
+                   **_secrets_key(settings.secrets_key_file or data.secrets_key_path)}
+        else:
+            emulator = Emulator(host, int(os.environ.get("AWS_EMULATOR_PORT", "4566")))
+            emulator.start()
+            provision(emulator.client, ROOT / "infra" / "template.yaml", STAGE_PREFIX)
+            admin_token = os.environ.get("TOKENWAY_ADMIN_TOKEN") or secrets.token_urlsafe(24)
+            token_origin = ("from TOKENWAY_ADMIN_TOKEN" if os.environ.get("TOKENWAY_ADMIN_TOKEN")
+                            else "generated for this run; set TOKENWAY_ADMIN_TOKEN to choose one")
+            print(f"Storage           DynamoDB on the AWS emulator {emulator.endpoint_url}  (tables, bucket and "
+                  "stream from infra/template.yaml; in memory: a stop forgets everything)")
+            env = {"TOKENWAY_RESOURCE_PREFIX": STAGE_PREFIX, "TOKENWAY_AWS_ENDPOINT_URL": emulator.endpoint_url,
+                   **_emulator_secrets_key()}
+        os.environ.update(env, TOKENWAY_ADMIN_TOKEN=admin_token)
+        command = [sys.executable, "-m", "chalicelib.api.server", "--host", host, "--port", str(port)]
+        if data is not None:
+            # The server shares the launcher's lock (its copy of the descriptor keeps the directory held
+            # while any of its processes lives) and its workers open the directory without locking it.
+            command.append("--data-dir-locked")
+        server = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL,
+                                  pass_fds=(data.lock_fd,) if data is not None and data.lock_fd is not None else ())
         _wait_until_serving(url, server)
         print(f"Gateway           {url}  (gunicorn, {settings.server_workers} workers of "
               f"{settings.server_threads} threads; TOKENWAY_SERVER_WORKERS, TOKENWAY_SERVER_THREADS)")
-        print(f"Admin token       {admin_token}" + ("  (generated; set TOKENWAY_ADMIN_TOKEN to choose one)"
-                                                   if generated_token else "  (from TOKENWAY_ADMIN_TOKEN)"))
-        if not settings.provider_keys():
-            demo = DemoUpstream(host, int(os.environ.get("DEMO_UPSTREAM_PORT", "0")))
-            demo.start()
-            key = _seed_demo(url, admin_token, demo.base_url)
-            _print_demo(url, key, demo.base_url)
+        print(f"Admin token       {admin_token}  ({token_origin})")
+        live = settings.provider_keys()
+        print("Providers         " + (", ".join(f"{name} ({PROVIDER_KEY_ENV[name]} set)" for name in sorted(live))
+                                     if live else "none live (no provider key set)"))
+        if not live:
+            demo = _demo(url, admin_token, host)
+        _print_catalog()
         print("Ctrl-C stops everything.", flush=True)
         return server.wait()
     except _Stop:
@@ -104,7 +128,59 @@ def main() -> int:
             _stop_server(server, settings.server_graceful_timeout_s)
         if demo is not None:
             demo.stop()
-        emulator.stop()
+        if emulator is not None:
+            emulator.stop()
+        if data is not None:
+            data.close()
+
+
+def _open_data_dir(settings: Settings) -> DataDirectory:
+    """The data directory, checked and locked for this gateway; one line and exit status 1 if it cannot be."""
+    try:
+        return DataDirectory.open(settings.data_dir, exclusive=True)
+    except DataDirectoryUnusable as exc:
+        raise SystemExit(f"make run: {exc}") from None
+
+
+def _admin_token(data: DataDirectory) -> tuple[str, str]:
+    """The operator token (TOKENWAY_ADMIN_TOKEN, else the data directory's), and where it came from."""
+    configured = os.environ.get("TOKENWAY_ADMIN_TOKEN")
+    if configured:
+        return configured, "from TOKENWAY_ADMIN_TOKEN"
+    made = not data.admin_token_path.exists()
+    try:
+        token = data.admin_token()
+    except DataDirectoryUnusable as exc:
+        raise SystemExit(f"make run: {exc}") from None
+    return token, f"{'made now, ' if made else ''}kept in {data.admin_token_path}; TOKENWAY_ADMIN_TOKEN overrides it"
+
+
+def _demo(url: str, token: str, host: str) -> DemoUpstream | None:
+    """With no provider key: the demo upstream, and the demo account made on the first start (its key
+    printed then, once) or found again (its channel pointed at this start's demo upstream)."""
+    existing = _cli(url, token, "account", "list", "--search", DEMO_EMAIL)["data"]
+    if not existing and _cli(url, token, "account", "list")["data"]:
+        print("Demo              not made: the database already has accounts and none is the demo account")
+        return None
+    demo = DemoUpstream(host, int(os.environ.get("DEMO_UPSTREAM_PORT", "0")))
+    demo.start()
+    if existing:
+        # The demo upstream listens on a new port each start: the channel follows it.
+        _cli(url, token, "channel", "add", "demo", "--base-url", demo.base_url, "--api-key", "demo")
+        _print_demo_again(existing[0]["account_id"], demo.base_url)
+    else:
+        _print_demo(url, _seed_demo(url, token, demo.base_url), demo.base_url)
+    return demo
+
+
+def _print_catalog() -> None:
+    """Each catalog model: routable, or the one line saying why not (the server's own view of it)."""
+    from chalicelib.deps import build_gateway  # the launcher's settings are now the server's
+
+    gateway = build_gateway(Settings())
+    print("Models")
+    for model, reason in gateway.catalog.availability():
+        print(f"  {model.name:<24}{'routable' if reason is None else 'not routable: ' + reason}")
 
 
 def _stop_server(server: subprocess.Popen[bytes], graceful_timeout_s: float) -> None:
@@ -118,19 +194,23 @@ def _stop_server(server: subprocess.Popen[bytes], graceful_timeout_s: float) -> 
         server.wait()
 
 
-def _secrets_key() -> dict[str, str]:
+def _secrets_key(key_file: Path) -> dict[str, str]:
     """The gateway's setting for sealing channel keys: the key file, made now if it is new, so a
-    broken one stops the launch with its reason; or the KMS key named in the environment."""
-    if os.environ.get("TOKENWAY_KMS_KEY_ID"):
-        print(f"Channel keys      sealed with the emulator's KMS key {os.environ['TOKENWAY_KMS_KEY_ID']}")
-        return {}
-    key_file = Path(os.environ.get("TOKENWAY_SECRETS_KEY_FILE") or DATA_DIR / "secrets.key")
+    broken one stops the launch with its reason."""
     try:
         load_key_file(key_file)
     except (OSError, ValueError) as exc:
-        raise SystemExit(f"cannot use the key file for channel keys: {exc}") from None
+        raise SystemExit(f"make run: cannot use the key file for channel keys: {exc}") from None
     print(f"Channel keys      sealed with the key in {key_file}")
     return {"TOKENWAY_SECRETS_KEY_FILE": str(key_file)}
+
+
+def _emulator_secrets_key() -> dict[str, str]:
+    """With the emulator: the KMS key named in the environment, else the key file."""
+    if os.environ.get("TOKENWAY_KMS_KEY_ID"):
+        print(f"Channel keys      sealed with the emulator's KMS key {os.environ['TOKENWAY_KMS_KEY_ID']}")
+        return {}
+    return _secrets_key(Path(os.environ.get("TOKENWAY_SECRETS_KEY_FILE") or EMULATOR_DATA_DIR / "secrets.key"))
 
 
 def _wait_until_serving(url: str, server: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
@@ -170,7 +250,7 @@ def _seed_demo(url: str, token: str, demo_url: str) -> str:
         if model.context_window:
             args += ["--context-window", str(model.context_window)]
         _cli(url, token, *args)
-    account = _cli(url, token, "account", "create", "demo@tokenway.local")
+    account = _cli(url, token, "account", "create", DEMO_EMAIL)
     _cli(url, token, "wallet", "credit", account["account_id"], DEMO_CREDIT_USD, "--note", "demo credit")
     return _cli(url, token, "key", "create", account["account_id"], "Demo")["key"]
 
@@ -181,12 +261,22 @@ DEMO MODE: no provider key is set (DEEPSEEK_API_KEY, OPENAI_API_KEY, …), so ev
 catalog model is served by the demo upstream at {demo_url}. It echoes
 deterministic replies with real usage numbers; it is not a language model.
 
-Demo account      demo@tokenway.local, funded with ${DEMO_CREDIT_USD}
-Demo key          {key}   (shown once)
+Demo account      {DEMO_EMAIL}, funded with ${DEMO_CREDIT_USD}
+Demo key          {key}   (shown this once: it is not kept anywhere readable)
 
     from openai import OpenAI
     client = OpenAI(base_url="{url}", api_key="{key}")
     client.chat.completions.create(model="deepseek-chat", messages=[{{"role": "user", "content": "Hello"}}])
+""")
+
+
+def _print_demo_again(account_id: str, demo_url: str) -> None:
+    print(f"""
+DEMO MODE: no provider key is set, so every catalog model is served by the demo
+upstream at {demo_url} (its `demo` channel now points there).
+
+Demo account      {DEMO_EMAIL} ({account_id}) exists, made on the first start; its key was
+                  printed then. Another key: tokenway key create {account_id} NAME
 """)
 
 

@@ -17,6 +17,10 @@ before the workers exit. A second SIGINT stops at once.
 
 The app is imported once, before the workers are forked; each worker builds its gateway
 (clients, connection pools) after the fork, before it serves.
+
+With SQLite storage the server opens the data directory before it serves: it locks it itself, or,
+with --data-dir-locked (`make run`, which locked it and passes its lock on), checks that it is
+held; each worker checks it again without locking it (storage/data_dir.py).
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from chalicelib.api.wsgi import ChaliceWsgi
 from chalicelib.config import Settings
+from chalicelib.core.errors import DataDirectoryUnusable
 from chalicelib.deps import get_gateway
+from chalicelib.storage.data_dir import DataDirectory
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +127,9 @@ class _Server(BaseApplication):
 
 def _build_gateway(worker: Any) -> None:
     """Each worker builds its gateway once forked (clients and pools are not shared across a fork)."""
-    get_gateway()
+    gateway = get_gateway()
+    if gateway.settings.storage == "sqlite":
+        DataDirectory.open(gateway.settings.data_dir, exclusive=False)
 
 
 def _ready(arbiter: Any) -> None:
@@ -161,9 +169,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--app", default="app:app", help="the Chalice app, as module:attribute (default app:app)")
+    parser.add_argument("--data-dir-locked", action="store_true",
+                        help="the process starting the server holds the data directory's lock (SQLite storage)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()  # invalid settings stop the start here, with their reason
+    if settings.storage == "sqlite":
+        try:
+            # Held for the server's life: the workers forked from it share the lock.
+            DataDirectory.open(settings.data_dir, exclusive=not args.data_dir_locked)
+        except DataDirectoryUnusable as exc:
+            print(exc, file=sys.stderr)
+            return 1
     wsgi = ChaliceWsgi(load_app(args.app), streams=True, max_body_bytes=settings.max_body_bytes)
     _Server(wsgi, options(settings, host=args.host, port=args.port)).run()
     return 0
