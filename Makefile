@@ -13,9 +13,9 @@ install: $(STAMP)
 
 $(STAMP): requirements.txt requirements-server.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# pip installs only uv, which installs the pinned requirements in seconds.
+	# pip installs only uv, which installs the pinned requirements in seconds (compiled, as pip does).
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements-dev.txt
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements-dev.txt
 	# The operator CLI, as the `tokenway` command in $(BIN).
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --editable .
 	touch $(STAMP)
