@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from chalicelib.core.errors import DataDirectoryUnusable
+from chalicelib.storage.private_file import publish_once
 
 log = logging.getLogger(__name__)
 
@@ -202,19 +203,5 @@ def _refusal(path: Path, exc: OSError, what: str, probe_bytes: int = 0) -> DataD
 
 
 def _publish_new_token(path: Path) -> None:
-    staging = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    try:
-        with os.fdopen(os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), "w") as out:
-            os.fchmod(out.fileno(), 0o600)  # whatever the umask
-            out.write(secrets.token_urlsafe(32) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        try:
-            # A hard link publishes the whole file at once and never replaces one: of the processes
-            # starting together, the first to link wins and the others read its token.
-            os.link(staging, path)
-            log.warning("made a new admin token in %s", path)
-        except FileExistsError:
-            pass
-    finally:
-        staging.unlink(missing_ok=True)
+    if publish_once(path, (secrets.token_urlsafe(32) + "\n").encode()):
+        log.warning("made a new admin token in %s", path)

@@ -14,7 +14,6 @@ import binascii
 import hashlib
 import logging
 import os
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from chalicelib.core.errors import SecretUnreadable
 from chalicelib.storage.ports import DataKey, KeyWrapper
+from chalicelib.storage.private_file import publish_once
 from chalicelib.storage.secrets.envelope import DATA_KEY_BYTES, associated_data
 
 log = logging.getLogger(__name__)
@@ -92,19 +92,5 @@ def load_key_file(path: Path) -> bytes:
 
 def _create_key_file(path: Path) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    try:
-        with os.fdopen(os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
-            os.fchmod(out.fileno(), 0o600)  # whatever the umask
-            out.write(base64.b64encode(os.urandom(KEY_BYTES)) + b"\n")
-            out.flush()
-            os.fsync(out.fileno())
-        try:
-            # A hard link publishes the whole file at once and refuses to replace one: of processes
-            # starting together, the first to link wins and the others read its key.
-            os.link(staging, path)
-            log.warning("created the key-encryption key file %s; back it up apart from the tables", path)
-        except FileExistsError:
-            pass
-    finally:
-        staging.unlink(missing_ok=True)
+    if publish_once(path, base64.b64encode(os.urandom(KEY_BYTES)) + b"\n"):
+        log.warning("created the key-encryption key file %s; back it up apart from the tables", path)
