@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import signal
 import socket
@@ -36,6 +37,7 @@ import time
 from typing import Any
 
 from chalice import Chalice
+from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.workers.gthread import ThreadWorker
@@ -65,6 +67,14 @@ class _Worker(ThreadWorker):
     def init_signals(self) -> None:
         super().init_signals()
         signal.signal(signal.SIGINT, self.handle_exit)
+
+    def init_process(self) -> None:
+        # What gunicorn cannot parse as HTTP (a request line or headers past its limits, a malformed
+        # line) it answers itself, with an HTML page that repeats the offending text, headers
+        # included. Gunicorn has no setting for that page; its worker writes it through
+        # `util.write_error`, replaced here, in this worker process, by the envelope.
+        gunicorn_util.write_error = _write_envelope
+        super().init_process()
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         if self._cut_at is None:
@@ -99,6 +109,27 @@ class _Worker(ThreadWorker):
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass  # already closed by its client
+
+
+# The answers to what gunicorn refuses before the app sees it: never a part of the request.
+_UNPARSED = {
+    400: ("The request is not valid HTTP/1.1.", "invalid_request_error", "invalid_http"),
+    403: ("The request is forbidden.", "invalid_request_error", "forbidden"),
+    414: ("The request line is too long.", "invalid_request_error", "request_line_too_long"),
+    417: ("The Expect header cannot be met.", "invalid_request_error", "expectation_failed"),
+    431: ("The request's headers are too large.", "invalid_request_error", "headers_too_large"),
+    501: ("The request's transfer coding is not supported.", "invalid_request_error", "unsupported_transfer_coding"),
+}
+
+
+def _write_envelope(sock: Any, status: int, reason: str, message: str) -> None:
+    """Gunicorn's error answer, as the OpenAI envelope; `message` (the request's own text) is not sent."""
+    text, kind, code = _UNPARSED.get(status, ("The server had an error while processing your request.",
+                                               "api_error", "internal_error"))
+    body = json.dumps({"error": {"message": text, "type": kind, "param": None, "code": code}}).encode()
+    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
+    gunicorn_util.write_nonblock(sock, head + body)
 
 
 class _Arbiter(Arbiter):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -253,3 +254,32 @@ def test_the_server_answers_as_chalices_local_server_does(stack, upstream):
                 assert answers[1][0] != 500, (method, path)
     finally:
         reference.stop()
+
+
+def _raw(stack: Stack, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes that are not (quite) HTTP to the server; its status, headers and body."""
+    host, port = stack.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.mark.parametrize(("request_bytes", "status", "code"), [
+    (b"GET /v1/models" + b"x" * 5000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414, "request_line_too_long"),
+    (b"GET /v1/models HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer sk-secret" + b"y" * 9000 + b"\r\n\r\n", 431,
+     "headers_too_large"),
+    (b"HELLO sk-secret\r\n\r\n", 400, "invalid_http"),
+    (b"GET /v1/models HTTP/1.1\r\nHost: t\r\nBad Header sk-secret: 1\r\n\r\n", 400, "invalid_http"),
+], ids=["long-line", "huge-header", "not-http", "bad-header-name"])
+def test_what_is_not_http_is_answered_in_the_envelope_without_echoing_it(stack, request_bytes, status, code):
+    got, headers, body = _raw(stack, request_bytes)
+    assert got == status and headers["content-type"] == "application/json"
+    error = json.loads(body)["error"]
+    assert error["code"] == code and set(error) == {"message", "type", "param", "code"}
+    assert b"sk-secret" not in body and b"xxxx" not in body and b"yyyy" not in body
