@@ -207,6 +207,9 @@ _gateway: Gateway | None = None
 def get_gateway() -> Gateway:
     """The container's gateway, built on first use from the environment's settings."""
     global _gateway
+    gateway = _gateway  # built already: every request after the first takes no lock
+    if gateway is not None:
+        return gateway
     with _lock:
         if _gateway is None:
             _gateway = build_gateway(Settings())

@@ -11,17 +11,13 @@ the benchmark. What it adds to `chalice local`:
 
 `InProcessTransport` sends an httpx client's requests to the app in process, without a socket,
 through the server's own WSGI adapter (chalicelib/api/wsgi.py), with streams joined into one body
-as on Lambda: the tests that do not need a socket use it. `python -m devstack.local_server`
-serves the app in this directory as `chalice local --stage STAGE` does.
+as on Lambda: the tests that do not need a socket use it.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
-import sys
 import threading
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -30,9 +26,7 @@ from chalice import Chalice
 from chalice.config import Config
 from chalice.local import (
     ChaliceRequestHandler,
-    CustomLocalChalice,
     LambdaEventConverter,
-    LocalChalice,
     LocalDevServer,
     MatchResult,
     RouteMatcher,
@@ -40,7 +34,7 @@ from chalice.local import (
 )
 from chalice.local import LocalGateway as _ChaliceGateway
 
-from chalicelib.api.wsgi import ChaliceWsgi
+from chalicelib.api.wsgi import ChaliceWsgi, per_thread
 
 
 class _RouteMatcher(RouteMatcher):
@@ -104,14 +98,6 @@ class _Handler(ChaliceRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass  # no access log: the tests and the benchmark make thousands of requests
 
-    def _generic_handle(self) -> None:
-        # API Gateway tells the app the caller's address; chalice's local server says 127.0.0.1
-        # whoever calls. Tell the truth, so that per-address limits and allowlists work here too.
-        self.local_gateway.event_converter.LOCAL_SOURCE_IP = self.client_address[0]
-        super()._generic_handle()
-
-    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
-
 
 class _Server(ThreadedHTTPServer):
     # The default listen backlog of 5 resets connections when many clients
@@ -119,20 +105,12 @@ class _Server(ThreadedHTTPServer):
     request_queue_size = 128
 
 
-def _local(app: Chalice) -> Chalice:
-    if not isinstance(app, LocalChalice):
-        # What chalice.local.create_local_server does to make current_request thread-local.
-        CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
-        app.__class__ = CustomLocalChalice
-    return app
-
-
 class LocalGateway:
     """The app served as `chalice local` serves it, with the additions above: threaded, one current
     request per thread."""
 
     def __init__(self, app: Chalice, *, host: str = "127.0.0.1", port: int = 0, stage: str = "local") -> None:
-        self._server = LocalDevServer(_local(app), Config.create(chalice_stage=stage), host, port,
+        self._server = LocalDevServer(per_thread(app), Config.create(chalice_stage=stage), host, port,
                                       handler_cls=_Handler, server_cls=_Server)
         self._thread = threading.Thread(target=self._server.server.serve_forever, daemon=True)
 
@@ -145,9 +123,6 @@ class LocalGateway:
         self._thread.start()
         return self
 
-    def serve_forever(self) -> None:
-        self._server.server.serve_forever()
-
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server.server_close()
@@ -157,8 +132,8 @@ class InProcessTransport(httpx.BaseTransport):
     """An httpx transport that hands each request to the app through the server's WSGI adapter, in
     process; `client_ip` is the peer address the app sees. Streams are joined, as on Lambda."""
 
-    def __init__(self, app: Chalice, *, client_ip: str = "127.0.0.1", stage: str = "local") -> None:
-        self._wsgi = ChaliceWsgi(app, streams=False, stage=stage)
+    def __init__(self, app: Chalice, *, client_ip: str = "127.0.0.1") -> None:
+        self._wsgi = ChaliceWsgi(app, streams=False)
         self.client_ip = client_ip
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -196,26 +171,3 @@ class InProcessTransport(httpx.BaseTransport):
                 close()
         return httpx.Response(answer["status"], headers=answer["headers"], content=content, request=request)
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Serve ./app.py as `chalice local --stage STAGE` does, with the additions above."""
-    parser = argparse.ArgumentParser(prog="python -m devstack.local_server", description=main.__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--stage", default="dev")
-    args = parser.parse_args(argv)
-    from chalice.cli.factory import CLIFactory
-
-    # The app and the stage's environment (.chalice/config.json), loaded as `chalice local` loads them.
-    app = CLIFactory(project_dir=str(Path.cwd())).create_config_obj(chalice_stage_name=args.stage).chalice_app
-    server = LocalGateway(app, host=args.host, port=args.port, stage=args.stage)
-    print(f"Serving on {server.url}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

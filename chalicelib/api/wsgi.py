@@ -40,13 +40,11 @@ _NO_BODY = {204, 304}
 class ChaliceWsgi:
     """A WSGI application serving `app` as API Gateway and Lambda serve it, in any number of threads."""
 
-    def __init__(self, app: Chalice, *, streams: bool = True, max_body_bytes: int | None = None,
-                 stage: str = "local") -> None:
+    def __init__(self, app: Chalice, *, streams: bool = True, max_body_bytes: int | None = None) -> None:
         self._app = per_thread(app)
         self._routes = _RouteTable(list(app.routes))
         self._streams = streams
         self._max_body_bytes = max_body_bytes
-        self._stage = stage
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         event = self.event(environ)
@@ -97,7 +95,7 @@ class ChaliceWsgi:
                 "resourcePath": resource,
                 "httpMethod": method,
                 "path": path,
-                "stage": self._stage,
+                "stage": "local",
                 "identity": {"sourceIp": environ.get("REMOTE_ADDR")},
             },
             "body": self._read_body(environ),

@@ -36,8 +36,6 @@ class Quote:
     output_tokens: int = 0
     choices: int = 1
     multiplier_ppm: int = PPM
-    # Fewer output tokens than this and the request is not worth sending.
-    min_output_tokens: int = 1
 
     def amount(self, output_tokens: int) -> int:
         """What the request costs if it uses its whole quote with this output cap."""
@@ -99,7 +97,7 @@ class Billing:
             key_left = key.quota_left if key.quota is not None and key.quota_left is not None else None
             limit = balance.available if key_left is None else min(balance.available, key_left)
             output_tokens = quote.affordable_output(limit)
-            if output_tokens < min(quote.min_output_tokens, quote.output_tokens):
+            if output_tokens < min(1, quote.output_tokens):  # not one token affordable
                 if key_left is not None and key_left < balance.available:
                     raise PermissionDenied("This API key has reached its quota. Raise it in Token Management.",
                                            code="key_quota_exceeded")

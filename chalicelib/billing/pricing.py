@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.core.domain import PPM, Prices
+from chalicelib.core.domain import CAP_FIELDS, PPM, Prices
 from chalicelib.core.errors import InvalidRequest
 from chalicelib.core.money import TOKENS_PER_PRICE, ceil_div
 
@@ -30,8 +30,7 @@ TOKENS_PER_IMAGE_PART = 765
 
 # Chat fields that never reach the model as prompt: the model's name, the output
 # cap (held for separately) and how the answer is delivered.
-_NOT_PROMPT = frozenset({"model", "messages", "max_tokens", "max_completion_tokens", "n", "stream",
-                         "stream_options"})
+_NOT_PROMPT = frozenset({"model", *CAP_FIELDS, "n", "stream", "stream_options"})
 
 
 @dataclass(frozen=True)
@@ -78,7 +77,7 @@ def chat_prompt_tokens(body: Mapping[str, Any]) -> int:
     sent upstream except the model, the output cap and the delivery options."""
     total = 0
     for name, value in body.items():
-        if name in _NOT_PROMPT and name != "messages" or value is None or isinstance(value, bool | int | float):
+        if name in _NOT_PROMPT or value is None or isinstance(value, bool | int | float):
             continue  # numbers and flags tune sampling; they are not prompt text
         try:
             if name == "messages":

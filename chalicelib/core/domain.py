@@ -6,7 +6,7 @@ import enum
 import json
 from dataclasses import dataclass, field
 
-from chalicelib.core.money import units_to_usd
+from chalicelib.core.money import PPM, units_to_usd
 
 
 class ModelKind(enum.StrEnum):
@@ -152,7 +152,6 @@ class ApiKey:
 
 
 DEFAULT_GROUP = "default"
-PPM = 1_000_000
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ TOKENS_PER_PRICE = 1_000_000
 MAX_USD = 1_000_000_000
 # A plan may charge up to this many times list price; its multiplier is kept in parts per million.
 MAX_MULTIPLIER = 1000
-_PPM = 1_000_000  # domain.PPM
+PPM = 1_000_000  # parts per million: a multiplier of 1.2 is 1 200 000
 # No amount needs more characters than this; a longer text is refused before it is parsed.
 _MAX_TEXT = 64
 
@@ -76,7 +76,7 @@ def parse_multiplier(value: str | int, *, field: str = "multiplier") -> int:
         raise ValueError(message) from None
     if not multiplier.is_finite() or not 0 < multiplier <= MAX_MULTIPLIER:
         raise ValueError(message)
-    ppm = multiplier * _PPM  # exact: the multiplier is at most 10^3 with at most 64 digits
+    ppm = multiplier * PPM  # exact: the multiplier is at most 10^3 with at most 64 digits
     if ppm != ppm.to_integral_value() or ppm == 0:
         raise ValueError(message)
     return int(ppm)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from chalicelib.core.domain import Account, ConsoleSession, Principal
 from chalicelib.core.errors import InvalidSession, PermissionDenied
-from chalicelib.keys.auth import KEY_PREFIX
+from chalicelib.keys.auth import KEY_PREFIX, bearer_token
 from chalicelib.storage.ports import AccountRepo, SessionRepo
 
 SESSION_PREFIX = "sess_"
@@ -115,9 +115,8 @@ def _presented_token(headers: Mapping[str, str]) -> tuple[str, bool]:
     """The session token and whether it came in the cookie; a Bearer token comes first."""
     authorization = headers.get("authorization", "").strip()
     if authorization:
-        scheme, _, token = authorization.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = bearer_token(authorization)
+        if token is None:
             raise InvalidSession("Malformed Authorization header. Send the session token as "
                                  "`Authorization: Bearer sess_…`.")
         if token.startswith(KEY_PREFIX):

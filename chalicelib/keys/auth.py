@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -122,9 +123,16 @@ def check_allowed(key: ApiKey, *, model: str, client_ip: str | None) -> None:
             address = ipaddress.ip_address(client_ip or "")
         except ValueError:
             address = None
-        if address is None or not any(address in ipaddress.ip_network(cidr) for cidr in key.cidrs):
+        if address is None or not any(address in _network(cidr) for cidr in key.cidrs):
             raise PermissionDenied(f"This API key may not be used from {client_ip or 'an unknown address'}.",
                                    code="ip_not_allowed")
+
+
+
+@functools.lru_cache(maxsize=4096)
+def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A key's allowed network, parsed once per process rather than on every request."""
+    return ipaddress.ip_network(cidr)
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -40,7 +40,7 @@ from typing import Any
 from chalicelib.billing import pricing
 from chalicelib.billing.holds import Billing, Quote, Reservation
 from chalicelib.billing.pricing import Usage
-from chalicelib.catalog.catalog import DEFAULT_MAX_OUTPUT_TOKENS, Catalog, ResolvedRoute
+from chalicelib.catalog.catalog import Catalog, ResolvedRoute
 from chalicelib.core.domain import CAP_FIELDS, PPM, ApiKey, ModelEntry, ModelKind, Prices, UsageEvent
 from chalicelib.core.errors import GatewayError, InternalError, InvalidRequest, PermissionDenied, ProviderError
 from chalicelib.core.money import units_to_usd
@@ -52,6 +52,9 @@ from chalicelib.relay.schemas import ChatRequest, EmbeddingsRequest, ImagesReque
 from chalicelib.storage.ports import UsageSink
 from chalicelib.usage.events import emit
 
+# The kind of model each operation needs.
+_KINDS = {Operation.CHAT: ModelKind.CHAT, Operation.EMBEDDINGS: ModelKind.EMBEDDING,
+          Operation.IMAGES: ModelKind.IMAGE}
 
 @dataclass
 class RelayResult:
@@ -120,12 +123,9 @@ class Relay:
     def chat(self, key: ApiKey, request: ChatRequest, request_id: str, *,
              client_ip: str | None = None) -> RelayResult:
         """A chat completion, plain or streamed."""
-        call = self._start(request_id, key, client_ip, Operation.CHAT, request.model, ModelKind.CHAT,
-                           request.stream)
-        body = request.upstream_body()
-        refuse_unpriced_fields(call.model, body)
+        call, body = self._start(request_id, key, client_ip, Operation.CHAT, request)
         call.prompt_estimate = pricing.chat_prompt_tokens(body)
-        model_cap = call.model.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS
+        model_cap = call.model.max_output_tokens  # every chat model has one (catalog.py)
         asked = request.output_cap
         quote = Quote(
             call.prices, Usage(prompt_tokens=call.prompt_estimate),
@@ -143,7 +143,7 @@ class Relay:
             if request.stream:
                 # Always ask for usage, so that a stream is charged exactly.
                 body["stream_options"] = {**(request.stream_options or {}), "include_usage": True}
-                events = self._call_upstream(call, Operation.CHAT, body)
+                events = self._call_upstream(call, body)
                 result = RelayResult(request_id)
                 stream = self._relay_stream(call, events, result, wants_usage=request.wants_usage)
                 # A generator closed before its first step runs none of its body, `finally` included:
@@ -151,7 +151,7 @@ class Relay:
                 next(stream)
                 result.events = stream
                 return result
-            payload = self._call_upstream(call, Operation.CHAT, body)
+            payload = self._call_upstream(call, body)
             usage = pricing.read_usage(payload.get("usage")) or Usage(
                 prompt_tokens=call.prompt_estimate,
                 completion_tokens=sum(pricing.text_tokens(choice_text(c)) for c in payload.get("choices") or []),
@@ -161,29 +161,23 @@ class Relay:
     def embeddings(self, key: ApiKey, request: EmbeddingsRequest, request_id: str, *,
                    client_ip: str | None = None) -> RelayResult:
         """Embeddings of a validated `input` (every item costs at least one token)."""
-        call = self._start(request_id, key, client_ip, Operation.EMBEDDINGS, request.model, ModelKind.EMBEDDING,
-                           stream=False)
-        body = request.upstream_body()
-        refuse_unpriced_fields(call.model, body)
+        call, body = self._start(request_id, key, client_ip, Operation.EMBEDDINGS, request)
         call.prompt_estimate = pricing.embedding_input_tokens(request.input)
         self._reserve(call, Quote(call.prices, Usage(prompt_tokens=call.prompt_estimate),
                                   multiplier_ppm=call.multiplier_ppm))
         with self._closing(call):
-            payload = self._call_upstream(call, Operation.EMBEDDINGS, body)
+            payload = self._call_upstream(call, body)
             usage = pricing.read_usage(payload.get("usage")) or Usage(prompt_tokens=call.prompt_estimate)
             return self._complete(call, payload, usage)
 
     def images(self, key: ApiKey, request: ImagesRequest, request_id: str, *,
                client_ip: str | None = None) -> RelayResult:
         """Image generation, priced per image of the requested quality and size."""
-        call = self._start(request_id, key, client_ip, Operation.IMAGES, request.model, ModelKind.IMAGE,
-                           stream=False)
-        body = request.upstream_body()
-        refuse_unpriced_fields(call.model, body)
+        call, body = self._start(request_id, key, client_ip, Operation.IMAGES, request)
         call.prices = replace(call.prices, per_image=image_price(call.model, request))
         self._reserve(call, Quote(call.prices, Usage(images=request.n), multiplier_ppm=call.multiplier_ppm))
         with self._closing(call):
-            payload = self._call_upstream(call, Operation.IMAGES, body)
+            payload = self._call_upstream(call, body)
             data = payload.get("data")
             # The images the upstream returned are what it charges for, whatever was asked.
             images = len(data) if isinstance(data, list) else request.n
@@ -191,10 +185,11 @@ class Relay:
 
     # The steps every request shares.
 
-    def _start(self, request_id: str, key: ApiKey, client_ip: str | None, endpoint: Operation, model_name: str,
-               kind: ModelKind, stream: bool) -> _Call:
-        model = self._catalog.model(model_name)
-        if model.kind is not kind:
+    def _start(self, request_id: str, key: ApiKey, client_ip: str | None, endpoint: Operation,
+               request: ChatRequest | EmbeddingsRequest | ImagesRequest) -> tuple[_Call, dict[str, Any]]:
+        """The request checked against the catalog, the key and its plan, and the body to send upstream."""
+        model = self._catalog.model(request.model)
+        if model.kind is not _KINDS[endpoint]:
             raise InvalidRequest(f"The model `{model.name}` is a {model.kind.value} model and cannot serve "
                                  f"{endpoint}.", param="model", code="model_not_supported")
         routes = self._catalog.routes(model)  # ModelNotFound before anything is held
@@ -204,8 +199,11 @@ class Relay:
             raise PermissionDenied(f"The plan `{group.name}` does not include the model `{model.name}`.",
                                    param="model", code="model_not_allowed")
         check_allowed(key, model=model.name, client_ip=client_ip)
+        body = request.upstream_body()
+        refuse_unpriced_fields(model, body)
+        stream = isinstance(request, ChatRequest) and request.stream
         return _Call(request_id, key, endpoint, model, model.prices, stream, started=self._monotonic(),
-                     routes=routes, multiplier_ppm=group.multiplier_ppm)
+                     routes=routes, multiplier_ppm=group.multiplier_ppm), body
 
     def _reserve(self, call: _Call, quote: Quote) -> Reservation:
         call.reservation = self._billing.reserve(call.request_id, call.key, quote, timeout_s=self._timeout(call))
@@ -225,7 +223,7 @@ class Relay:
     def _timeout(self, call: _Call) -> float:
         return call.model.timeout_s or self._default_timeout_s
 
-    def _call_upstream(self, call: _Call, operation: Operation, body: dict[str, Any]) -> Any:
+    def _call_upstream(self, call: _Call, body: dict[str, Any]) -> Any:
         """Try each channel of the model in order; the first answer wins. A failure
         that another channel might not have (5xx, timeout, 429) moves on to it."""
         routes = call.routes
@@ -235,8 +233,8 @@ class Relay:
             try:
                 adapter = self._adapters[route.channel.kind]
                 if call.stream:
-                    return adapter.stream(route.channel, operation, routed, timeout_s=self._timeout(call))
-                return adapter.call(route.channel, operation, routed, timeout_s=self._timeout(call))
+                    return adapter.stream(route.channel, call.endpoint, routed, timeout_s=self._timeout(call))
+                return adapter.call(route.channel, call.endpoint, routed, timeout_s=self._timeout(call))
             except ProviderError as exc:
                 if exc.retryable and index + 1 < len(routes):
                     continue

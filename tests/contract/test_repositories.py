@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from chalicelib.core.domain import (
@@ -16,6 +18,7 @@ from chalicelib.core.domain import (
     ModelKind,
     Prices,
     Route,
+    Settlement,
 )
 from chalicelib.core.errors import Conflict, NotFound
 
@@ -131,6 +134,17 @@ def test_a_second_settle_charges_nothing(funded):
     assert funded.wallets.settle(hold("r1", 300), 100, charge("r1")).charged == 0
     assert balance(funded) == (900, 0)
     assert len(funded.wallets.ledger("acct_1")) == 2
+
+
+@pytest.mark.parametrize("cost", [0, 100])
+def test_a_second_settle_counts_nothing_on_the_key(funded, cost):
+    funded.wallets.hold(hold("r1", 300))
+    entry = dataclasses.replace(charge("r1"), prompt_tokens=5, completion_tokens=7)
+    funded.wallets.settle(hold("r1", 300), cost, entry)
+    assert funded.wallets.settle(hold("r1", 300), cost, entry) == Settlement(charged=0, shortfall=0)
+    key = funded.keys.get_by_hash(KEY.key_hash)
+    assert (key.requests, key.prompt_tokens, key.completion_tokens, key.spent, key.reserved) == (1, 5, 7, cost, 0)
+    assert balance(funded) == (1_000 - cost, 0)
 
 
 def test_a_settle_after_release_charges_from_available(funded):

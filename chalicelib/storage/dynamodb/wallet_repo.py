@@ -145,6 +145,10 @@ class DynamoWalletRepo(WalletRepo):
             limits = [available, key.quota_left if key.quota else None]
             charged = min([cost, *(held + max(0, limit) for limit in limits if limit is not None)])
             shortfall = cost - charged
+            if not held and not (charged or shortfall):
+                # Invariant: a request is counted once. Nothing to close and nothing to charge:
+                # this request was settled (or released) before.
+                return Settlement(charged=0, shortfall=0)
             items = [self._close_hold(hold)] if held else []
             # Invariant: a balance never goes below zero; what the hold does not
             # cover must be available.

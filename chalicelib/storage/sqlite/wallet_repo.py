@@ -163,6 +163,10 @@ class SqliteWalletRepo(WalletRepo):
                 if limits["quota_left"] is not None:
                     charged = min(charged, held + max(0, limits["quota_left"]))
             shortfall = cost - charged
+            if not held and not (charged or shortfall):
+                # Invariant: a request is counted once. Nothing to close and nothing to charge:
+                # this request was settled (or released) before.
+                return Settlement(charged=0, shortfall=0)
             # Invariant: a request is charged once; its entry id is derived from the request.
             if (charged or shortfall) and not _insert_entry(tx, dataclasses.replace(entry, amount=-charged,
                                                                                      shortfall=shortfall)):
