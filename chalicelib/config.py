@@ -9,6 +9,7 @@ from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr, field_valida
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from chalicelib.catalog.catalog import PROVIDERS
+from chalicelib.storage.data_dir import DATABASE_FILE, SECRETS_KEY_FILE
 
 # Environment variables that hold each built-in provider's API key. Supplying
 # one makes that provider's catalog models routable.
@@ -107,13 +108,13 @@ class Settings(BaseSettings):
     @property
     def database_path(self) -> Path:
         """The SQLite database, when `storage` is `sqlite`."""
-        return self.data_dir / "tokenway.db"
+        return self.data_dir / DATABASE_FILE
 
     @property
     def secrets_key_path(self) -> Path | None:
         """The local key file that seals channel keys; None: KMS seals them."""
         if self.secrets_key_file is None and self.storage == "sqlite" and not self.kms_key_id:
-            return self.data_dir / "secrets.key"
+            return self.data_dir / SECRETS_KEY_FILE
         return self.secrets_key_file
 
     @property

@@ -36,7 +36,7 @@ from chalicelib.catalog.catalog import BUILTIN_MODELS
 from chalicelib.config import PROVIDER_KEY_ENV, Settings
 from chalicelib.core.errors import DataDirectoryUnusable
 from chalicelib.core.money import units_to_usd
-from chalicelib.storage.data_dir import DataDirectory
+from chalicelib.storage.data_dir import SECRETS_KEY_FILE, DataDirectory
 from chalicelib.storage.secrets.local import load_key_file
 from devstack.demo_upstream import DemoUpstream
 from devstack.emulator import Emulator, provision
@@ -210,7 +210,7 @@ def _emulator_secrets_key() -> dict[str, str]:
     if os.environ.get("TOKENWAY_KMS_KEY_ID"):
         print(f"Channel keys      sealed with the emulator's KMS key {os.environ['TOKENWAY_KMS_KEY_ID']}")
         return {}
-    return _secrets_key(Path(os.environ.get("TOKENWAY_SECRETS_KEY_FILE") or EMULATOR_DATA_DIR / "secrets.key"))
+    return _secrets_key(Path(os.environ.get("TOKENWAY_SECRETS_KEY_FILE") or EMULATOR_DATA_DIR / SECRETS_KEY_FILE))
 
 
 def _wait_until_serving(url: str, server: subprocess.Popen[bytes], timeout_s: float = 60) -> None:

@@ -39,7 +39,8 @@ from chalicelib.core.domain import (
     Route,
 )
 from chalicelib.core.errors import AdminAuthError, InvalidRequest, NotFound
-from chalicelib.core.money import parse_multiplier, usd_to_units
+from chalicelib.core.money import parse_multiplier
+from chalicelib.core.validation import parse_usd
 from chalicelib.keys.auth import bearer_token
 from chalicelib.keys.manage import CreatedKey, KeyCreate, KeyManager
 from chalicelib.storage.ports import AccountRepo, CatalogRepo, WalletRepo
@@ -145,15 +146,8 @@ class AccountChanges(_Input):
     default_plan: StrictBool | None = None
 
 
-def _units(value: Any, field: str) -> int:
-    try:
-        return usd_to_units(value, field=field)
-    except ValueError as exc:
-        raise InvalidRequest(str(exc), param=field) from None
-
-
 def _price(value: Any, field: str, current: int | None) -> int | None:
-    return current if value is None else _units(value, field)
+    return current if value is None else parse_usd(value, field)
 
 
 def _image_prices(given: list[ImagePriceInput] | None, prices: Prices) -> Prices:
@@ -163,7 +157,7 @@ def _image_prices(given: list[ImagePriceInput] | None, prices: Prices) -> Prices
     table = {(entry.quality, entry.size): entry.price for entry in prices.image_prices}
     per_image = prices.per_image
     for entry in given:
-        price = _units(entry.per_image, "image_prices")
+        price = parse_usd(entry.per_image, "image_prices")
         if (entry.quality, entry.size) == (DEFAULT_IMAGE_QUALITY, DEFAULT_IMAGE_SIZE):
             per_image = price
         else:
@@ -261,11 +255,9 @@ class Admin:
 
     def credit(self, account_id: str, data: CreditInput) -> Credited:
         """Credit the wallet, once per reference (a fresh one when none is given)."""
-        amount = _units(data.amount_usd, "amount_usd")
+        amount = parse_usd(data.amount_usd, "amount_usd")
         if amount == 0:
             raise InvalidRequest("amount_usd must be greater than zero.", param="amount_usd")
-        if data.reference is not None and not data.reference.strip():
-            raise InvalidRequest("reference must not be blank.", param="reference")
         reference = data.reference or f"operator-{uuid.uuid4().hex}"
         return self._wallet.credit(account_id, amount, reference, CreditKind.OPERATOR, data.note or "operator credit")
 
@@ -282,11 +274,7 @@ class Admin:
             ppm = parse_multiplier(data.multiplier)
         except ValueError as exc:
             raise InvalidRequest(f"{exc}.", param="multiplier") from None
-        known = {model.name for model in self._catalog.models()}
-        unknown = [name for name in data.models if name not in known]
-        if unknown:
-            raise InvalidRequest(f"Unknown model `{unknown[0]}`.", param="models")
-        group = Group(data.name, ppm, tuple(dict.fromkeys(data.models)), data.description)
+        group = Group(data.name, ppm, self._catalog.known_models(data.models), data.description)
         self._catalog_repo.put_group(group)
         self._catalog.invalidate()
         return group

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from chalice import Blueprint, Response
 
 from chalicelib.api.console import console_principal
-from chalicelib.api.http import ANY_CONTENT_TYPE, get_gateway, json_response, openai_errors, read_json
+from chalicelib.api.http import get_gateway, json_response, openai_errors, read_json
 from chalicelib.api.render import account_json, credit_json, group_json, iso, key_json, model_json, wallet_json
 from chalicelib.core.validation import parse
 from chalicelib.identity.sessions import COOKIE_NAME, SESSION_PREFIX
@@ -41,7 +41,7 @@ def _authorized(*, with_body: bool = True) -> tuple[Gateway, Any]:
     return gateway, body
 
 
-@admin_routes.route("/admin/channels", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@admin_routes.route("/admin/channels", methods=["POST"])
 @openai_errors
 def add_channel() -> Response:
     from chalicelib.admin.operations import ChannelInput
@@ -52,7 +52,7 @@ def add_channel() -> Response:
                           "api_key_hint": channel.api_key_hint}, status=201)
 
 
-@admin_routes.route("/admin/models", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@admin_routes.route("/admin/models", methods=["POST"])
 @openai_errors
 def add_model() -> Response:
     from chalicelib.admin.operations import ModelInput
@@ -61,7 +61,7 @@ def add_model() -> Response:
     return json_response(model_json(gateway.admin.add_model(parse(ModelInput, body))), status=201)
 
 
-@admin_routes.route("/admin/groups", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@admin_routes.route("/admin/groups", methods=["POST"])
 @openai_errors
 def add_group() -> Response:
     from chalicelib.admin.operations import GroupInput
@@ -77,7 +77,7 @@ def list_groups() -> Response:
     return json_response({"data": [group_json(group) for group in gateway.admin.groups()]})
 
 
-@admin_routes.route("/admin/accounts", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@admin_routes.route("/admin/accounts", methods=["POST"])
 @openai_errors
 def create_account() -> Response:
     from chalicelib.identity.accounts import NewAccount
@@ -96,7 +96,7 @@ def list_accounts() -> Response:
     return json_response({"data": [account_json(a) for a in gateway.admin.accounts(search)]})
 
 
-@admin_routes.route("/admin/accounts/{account_id}", methods=["PATCH"], content_types=ANY_CONTENT_TYPE)
+@admin_routes.route("/admin/accounts/{account_id}", methods=["PATCH"])
 @openai_errors
 def change_account(account_id: str) -> Response:
     from chalicelib.admin.operations import AccountChanges
@@ -105,7 +105,7 @@ def change_account(account_id: str) -> Response:
     return json_response(account_json(gateway.admin.change_account(account_id, parse(AccountChanges, body))))
 
 
-@admin_routes.route("/admin/accounts/{account_id}/password-link", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@admin_routes.route("/admin/accounts/{account_id}/password-link", methods=["POST"])
 @openai_errors
 def password_link(account_id: str) -> Response:
     """A one-time set-password link for the operator to hand to the account's owner; earlier links stop."""
@@ -116,7 +116,7 @@ def password_link(account_id: str) -> Response:
                          headers={"Cache-Control": "no-store"})
 
 
-@admin_routes.route("/admin/accounts/{account_id}/credit", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@admin_routes.route("/admin/accounts/{account_id}/credit", methods=["POST"])
 @openai_errors
 def credit_wallet(account_id: str) -> Response:
     from chalicelib.admin.operations import CreditInput
@@ -132,7 +132,7 @@ def show_wallet(account_id: str) -> Response:
     return json_response(wallet_json(account_id, gateway.admin.wallet(account_id)))
 
 
-@admin_routes.route("/admin/accounts/{account_id}/keys", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@admin_routes.route("/admin/accounts/{account_id}/keys", methods=["POST"])
 @openai_errors
 def create_key(account_id: str) -> Response:
     from chalicelib.keys.manage import KeyCreate
@@ -150,7 +150,7 @@ def list_account_keys(account_id: str) -> Response:
     return json_response({"data": [key_json(key) for key in gateway.admin.account_keys(account_id)]})
 
 
-@admin_routes.route("/admin/holds/sweep", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@admin_routes.route("/admin/holds/sweep", methods=["POST"])
 @openai_errors
 def sweep_holds() -> Response:
     gateway, _ = _authorized()

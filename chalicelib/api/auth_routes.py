@@ -9,7 +9,6 @@ from chalice import Blueprint, Response
 
 from chalicelib.api.console import console_principal, session_cookie
 from chalicelib.api.http import (
-    ANY_CONTENT_TYPE,
     client_ip,
     empty_response,
     get_gateway,
@@ -42,7 +41,7 @@ def _account(account: Account) -> dict[str, Any]:
     return {"account_id": account.account_id, "email": account.email, "role": account.role}
 
 
-@auth_routes.route("/api/auth/signup", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@auth_routes.route("/api/auth/signup", methods=["POST"])
 @openai_errors
 def signup() -> Response:
     from chalicelib.identity.accounts import SignUp
@@ -52,7 +51,7 @@ def signup() -> Response:
     return json_response(_account(account), status=201)
 
 
-@auth_routes.route("/api/auth/login", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@auth_routes.route("/api/auth/login", methods=["POST"])
 @openai_errors
 def login() -> Response:
     from chalicelib.identity.accounts import LogIn
@@ -66,7 +65,7 @@ def login() -> Response:
     return json_response(body, headers={**cookie, **_NO_STORE})
 
 
-@auth_routes.route("/api/auth/logout", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@auth_routes.route("/api/auth/logout", methods=["POST"])
 @openai_errors
 def logout() -> Response:
     request = auth_routes.current_request
@@ -74,7 +73,7 @@ def logout() -> Response:
     return empty_response(headers=session_cookie("", 0))
 
 
-@auth_routes.route("/api/auth/password", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@auth_routes.route("/api/auth/password", methods=["POST"])
 @openai_errors
 def change_password() -> Response:
     from chalicelib.identity.accounts import ChangePassword
@@ -87,7 +86,7 @@ def change_password() -> Response:
     return empty_response(headers=session_cookie("", 0))
 
 
-@auth_routes.route("/api/auth/password/set", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@auth_routes.route("/api/auth/password/set", methods=["POST"])
 @openai_errors
 def set_password() -> Response:
     """A password from an operator's one-time link; no session needed, and every session ends."""

@@ -25,10 +25,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Chalice checks a request's Content-Type against the route before the view
-# runs; the gateway reads JSON whatever the client called it (curl -d says
-# application/x-www-form-urlencoded).
-ANY_CONTENT_TYPE = ["*/*"]
 
 
 def get_gateway() -> Gateway:

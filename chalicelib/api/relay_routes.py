@@ -8,7 +8,6 @@ from urllib.parse import unquote
 from chalice import Blueprint, Response
 
 from chalicelib.api.http import (
-    ANY_CONTENT_TYPE,
     client_ip,
     get_gateway,
     json_response,
@@ -69,22 +68,22 @@ def _render(result: RelayResult) -> Response:
     return Response(body=body, status_code=200, headers=headers)
 
 
-@relay_routes.route("/v1/chat/completions", methods=["POST"], content_types=ANY_CONTENT_TYPE)
-@relay_routes.route("/chat/completions", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@relay_routes.route("/v1/chat/completions", methods=["POST"])
+@relay_routes.route("/chat/completions", methods=["POST"])
 @openai_errors
 def chat_completions() -> Response:
     return _relay("chat")
 
 
-@relay_routes.route("/v1/embeddings", methods=["POST"], content_types=ANY_CONTENT_TYPE)
-@relay_routes.route("/embeddings", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@relay_routes.route("/v1/embeddings", methods=["POST"])
+@relay_routes.route("/embeddings", methods=["POST"])
 @openai_errors
 def embeddings() -> Response:
     return _relay("embeddings")
 
 
-@relay_routes.route("/v1/images/generations", methods=["POST"], content_types=ANY_CONTENT_TYPE)
-@relay_routes.route("/images/generations", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@relay_routes.route("/v1/images/generations", methods=["POST"])
+@relay_routes.route("/images/generations", methods=["POST"])
 @openai_errors
 def images_generations() -> Response:
     return _relay("images")

@@ -22,7 +22,7 @@ def key_json(key: ApiKey) -> dict[str, Any]:
         "id": key.key_id,
         "name": key.name,
         "hint": key.hint,
-        "group": key.group or "default",
+        "group": key.plan,
         "status": key.status,
         "created_at": iso(key.created_at),
         "last_used_at": iso(key.last_used_at),

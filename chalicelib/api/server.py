@@ -158,9 +158,10 @@ class _Server(BaseApplication):
 
 def _build_gateway(worker: Any) -> None:
     """Each worker builds its gateway once forked (clients and pools are not shared across a fork)."""
-    gateway = get_gateway()
-    if gateway.settings.storage == "sqlite":
-        DataDirectory.open(gateway.settings.data_dir, exclusive=False)
+    settings = Settings()
+    if settings.storage == "sqlite":
+        DataDirectory.open(settings.data_dir, exclusive=False)  # held by the master, before anything is built
+    get_gateway()
 
 
 def _ready(arbiter: Any) -> None:

@@ -8,7 +8,6 @@ from chalice import Blueprint, Response
 
 from chalicelib.api.console import console_principal
 from chalicelib.api.http import (
-    ANY_CONTENT_TYPE,
     empty_response,
     get_gateway,
     json_response,
@@ -46,7 +45,7 @@ def list_tokens() -> Response:
     return json_response({"data": [key_json(key) for key in gateway.tokens.list(principal.account_id)]})
 
 
-@token_routes.route("/api/tokens", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@token_routes.route("/api/tokens", methods=["POST"])
 @openai_errors
 def create_token() -> Response:
     from chalicelib.keys.manage import KeyCreate
@@ -62,7 +61,7 @@ def get_token(key_id: str) -> Response:
     return json_response(key_json(gateway.tokens.get(principal.account_id, key_id)))
 
 
-@token_routes.route("/api/tokens/{key_id}", methods=["PATCH"], content_types=ANY_CONTENT_TYPE)
+@token_routes.route("/api/tokens/{key_id}", methods=["PATCH"])
 @openai_errors
 def update_token(key_id: str) -> Response:
     from chalicelib.keys.manage import KeyUpdate
@@ -80,7 +79,7 @@ def revoke_token(key_id: str) -> Response:
     return empty_response()
 
 
-@token_routes.route("/api/tokens/{key_id}/regenerate", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@token_routes.route("/api/tokens/{key_id}/regenerate", methods=["POST"])
 @openai_errors
 def regenerate_token(key_id: str) -> Response:
     gateway, principal, _ = _session()

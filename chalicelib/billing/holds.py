@@ -7,9 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from chalicelib.billing.pricing import Usage, charge
-from chalicelib.core.domain import DEFAULT_GROUP, PPM, ApiKey, Hold, HoldResult, LedgerEntry, Prices, Settlement
+from chalicelib.core.domain import PPM, ApiKey, Hold, HoldResult, LedgerEntry, Prices, Settlement
 from chalicelib.core.errors import InsufficientQuota, PermissionDenied, StorageError
 from chalicelib.keys.auth import check_usable
+from chalicelib.keys.plans import plan_not_allowed
 from chalicelib.storage.ports import KeyRepo, WalletRepo
 
 log = logging.getLogger(__name__)
@@ -79,15 +80,13 @@ class Billing:
                 created_at=now,
                 expires_at=now + int(timeout_s * 1000) + self._hold_ttl_ms,
                 key_quota=key.quota is not None,
-                plan=key.group or DEFAULT_GROUP,
+                plan=key.plan,
             )
             result = self._wallets.hold(hold)
             if result is HoldResult.HELD:
                 return Reservation(hold, output_tokens)
             if result is HoldResult.PLAN_REFUSED:
-                raise PermissionDenied(f"This API key's plan `{hold.plan}` is no longer one of its account's "
-                                       "plans. Give the key another plan in Token Management.",
-                                       code="group_not_allowed")
+                raise plan_not_allowed(hold.plan)
             # Refused: find out why from the account and the key as they are now,
             # and size the hold to what both can still afford.
             balance = self._wallets.balance(key.account_id)

@@ -33,7 +33,7 @@ from chalicelib.core.domain import (
     Prices,
     Route,
 )
-from chalicelib.core.errors import ModelNotFound
+from chalicelib.core.errors import InvalidRequest, ModelNotFound
 from chalicelib.core.money import usd_to_units
 from chalicelib.storage.ports import CatalogRepo
 
@@ -232,6 +232,14 @@ class Catalog:
     def models(self) -> list[ModelEntry]:
         self._refresh()
         return sorted(self._models.values(), key=lambda m: m.name)
+
+    def known_models(self, names: list[str], *, param: str = "models") -> tuple[str, ...]:
+        """The names, each once, if every one is a catalog model; else 400 naming the first unknown."""
+        self._refresh()
+        unknown = [name for name in names if name not in self._models]
+        if unknown:
+            raise InvalidRequest(f"Unknown model `{unknown[0]}`.", param=param, code="invalid_value")
+        return tuple(dict.fromkeys(names))
 
     def channel(self, name: str) -> Channel | None:
         self._refresh()

@@ -150,6 +150,11 @@ class ApiKey:
     def allows(self, model: str) -> bool:
         return not self.models or model in self.models
 
+    @property
+    def plan(self) -> str:
+        """The key's plan (group): the one it names, else the default."""
+        return self.group or DEFAULT_GROUP
+
 
 DEFAULT_GROUP = "default"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.core.errors import InvalidRequest
+from chalicelib.core.money import usd_to_units
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -27,3 +28,11 @@ def parse(model: type[BaseModel], body: Any) -> Any:
         where = ".".join(str(part) for part in error["loc"])
         raise InvalidRequest(f"Invalid value for '{where}': {error['msg']}.", param=param,
                              code="invalid_value") from None
+
+
+def parse_usd(value: str | int, field: str) -> int:
+    """A USD amount from a request, in units; InvalidRequest naming `field` if it is not one."""
+    try:
+        return usd_to_units(value, field=field)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param=field, code="invalid_value") from None

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from chalicelib.catalog.catalog import Catalog
 from chalicelib.core.domain import DEFAULT_GROUP, Account, ApiKey, Group, KeyStatus
 from chalicelib.core.errors import InvalidRequest, NotFound
-from chalicelib.core.money import usd_to_units
+from chalicelib.core.validation import parse_usd
 from chalicelib.keys.auth import KeyHasher, generate_key, key_hint
 from chalicelib.keys.plans import plan_names
 from chalicelib.storage.ports import KeyRepo
@@ -126,7 +126,7 @@ class KeyManager:
         if "quota_usd" in given:
             changes["quota"] = _quota(data.quota_usd)
         if "models" in given:
-            changes["models"] = self._models(data.models or [])
+            changes["models"] = self._catalog.known_models(data.models or [])
         if "allowed_ips" in given:
             changes["cidrs"] = tuple(dict.fromkeys(data.allowed_ips or []))
         return dataclasses.replace(key, **changes)
@@ -150,13 +150,6 @@ class KeyManager:
             raise InvalidRequest("expires_at must be in the future.", param="expires_at", code="invalid_value")
         return expires_ms
 
-    def _models(self, names: list[str]) -> tuple[str, ...]:
-        known = {model.name for model in self._catalog.models()}
-        unknown = [name for name in names if name not in known]
-        if unknown:
-            raise InvalidRequest(f"Unknown model `{unknown[0]}`.", param="models", code="invalid_value")
-        return tuple(dict.fromkeys(names))
-
 
 def _label(name: str) -> str:
     label = name.strip()
@@ -166,9 +159,4 @@ def _label(name: str) -> str:
 
 
 def _quota(value: str | int | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return usd_to_units(value, field="quota_usd")
-    except ValueError as exc:
-        raise InvalidRequest(str(exc), param="quota_usd", code="invalid_value") from None
+    return None if value is None else parse_usd(value, "quota_usd")

@@ -18,6 +18,12 @@ def plan_names(account: Account) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def plan_not_allowed(name: str) -> PermissionDenied:
+    """The refusal of a key whose plan its account no longer has."""
+    return PermissionDenied(f"This API key's plan `{name}` is no longer one of its account's plans. "
+                            "Give the key another plan in Token Management.", code="group_not_allowed")
+
+
 class KeyPlans:
     """The plan of a key. The relay takes it from the catalog alone (`of_key`): whether the
     account still has it is a condition of the hold, the one write every request makes, so
@@ -30,7 +36,7 @@ class KeyPlans:
 
     def of_key(self, key: ApiKey) -> Group:
         """The key's plan as the catalog has it; PermissionDenied (403) if it no longer exists."""
-        name = key.group or DEFAULT_GROUP
+        name = key.plan
         group = self._catalog.group(name)
         if group is None:
             raise PermissionDenied(f"This API key's plan `{name}` no longer exists.", code="group_not_found")
@@ -42,8 +48,7 @@ class KeyPlans:
         name = group.name
         account = self._accounts.get(key.account_id)
         if account is None or name not in plan_names(account):
-            raise PermissionDenied(f"This API key's plan `{name}` is no longer one of its account's plans. "
-                                   "Give the key another plan in Token Management.", code="group_not_allowed")
+            raise plan_not_allowed(name)
         return group
 
     def listed(self, key: ApiKey) -> Group | None:

@@ -289,40 +289,36 @@ class Relay:
         status, error_type = 499, "client_closed_request"
         try:
             yield ""  # the step `chat` takes before handing the stream out; nobody sees it
-            for event in events:
-                reported = pricing.read_usage(event.get("usage"))
-                if reported is not None:
-                    usage = reported
-                texts = [choice_text(choice) for choice in event.get("choices") or []]
-                if call.ttft_ms is None and any(texts):
-                    call.ttft_ms = self._elapsed_ms(call)
-                delivered.extend(texts)
-                event["model"] = call.model.name
-                if not wants_usage:
-                    event.pop("usage", None)
-                    if not event.get("choices"):
-                        continue  # the usage-only chunk the client did not ask for
-                if usage_event is not None:
-                    yield _sse(usage_event)
-                    usage_event = None
-                if wants_usage and reported is not None:
-                    usage_event = event
-                    continue
-                yield _sse(event)
-            status, error_type = 200, None
-            result.cost_units = self._settle_stream(call, usage, delivered, finished=True, status=200)
-            if usage_event is not None:
-                usage_event["usage"]["cost_usd"] = result.cost_usd
-                yield _sse(usage_event)
-            yield "data: [DONE]\n\n"
-        except ProviderError as exc:
-            status, error_type = exc.status, exc.type
-            result.cost_units = self._settle_stream(call, usage, delivered, finished=False, status=status,
+            try:
+                for event in events:
+                    reported = pricing.read_usage(event.get("usage"))
+                    if reported is not None:
+                        usage = reported
+                    texts = [choice_text(choice) for choice in event.get("choices") or []]
+                    if call.ttft_ms is None and any(texts):
+                        call.ttft_ms = self._elapsed_ms(call)
+                    delivered.extend(texts)
+                    event["model"] = call.model.name
+                    if not wants_usage:
+                        event.pop("usage", None)
+                        if not event.get("choices"):
+                            continue  # the usage-only chunk the client did not ask for
+                    if usage_event is not None:
+                        yield _sse(usage_event)
+                        usage_event = None
+                    if wants_usage and reported is not None:
+                        usage_event = event
+                        continue
+                    yield _sse(event)
+                status, error_type, finished, ending = 200, None, True, "data: [DONE]\n\n"
+            except ProviderError as exc:
+                status, error_type, finished, ending = exc.status, exc.type, False, _sse(exc.envelope())
+            result.cost_units = self._settle_stream(call, usage, delivered, finished=finished, status=status,
                                                     error_type=error_type)
             if usage_event is not None:
                 usage_event["usage"]["cost_usd"] = result.cost_usd
                 yield _sse(usage_event)
-            yield _sse(exc.envelope())
+            yield ending
         except Exception as exc:
             status, error_type = _failure(exc)
             raise

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from chalicelib.core.errors import DataDirectoryUnusable
-from chalicelib.storage.private_file import publish_once
+from chalicelib.storage.private_file import read_private
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,8 @@ class DataDirectory:
         """Create (0700) and check the directory; with `exclusive`, lock it for this gateway's life."""
         path = Path(path).expanduser().absolute()
         _create(path)
-        _probe(path, probe_bytes)
         if exclusive:
+            _probe(path, probe_bytes)  # once per gateway: its workers share the directory it checked
             return cls(path, _lock(path))
         _check_held(path)
         return cls(path, None)
@@ -84,14 +84,8 @@ class DataDirectory:
         if configured:
             return configured
         path = self.admin_token_path
-        if not path.exists():
-            _publish_new_token(path)
-        mode = path.stat().st_mode & 0o777
-        if mode & 0o077:
-            # Whoever reads it administers the gateway: keep it the owner's alone.
-            os.chmod(path, 0o600)
-            log.warning("the admin token file %s was readable by other users (mode %o); made it 0600", path, mode)
-        token = path.read_text(encoding="utf-8").strip()
+        token = read_private(path, lambda: (secrets.token_urlsafe(32) + "\n").encode(),
+                             made=f"made a new admin token in {path}").decode()
         if not token:
             raise DataDirectoryUnusable(f"the admin token file {path} is empty: delete it to have a new token made, "
                                         "or set TOKENWAY_ADMIN_TOKEN")
@@ -200,8 +194,3 @@ def _refusal(path: Path, exc: OSError, what: str, probe_bytes: int = 0) -> DataD
     else:
         reason = f"{what}: {exc.strerror}: {_ELSEWHERE}"
     return DataDirectoryUnusable(f"data directory {path} {reason}")
-
-
-def _publish_new_token(path: Path) -> None:
-    if publish_once(path, (secrets.token_urlsafe(32) + "\n").encode()):
-        log.warning("made a new admin token in %s", path)

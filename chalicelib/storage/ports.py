@@ -251,6 +251,14 @@ class PasswordLinkRepo(ABC):
         exactly one gets True."""
 
 
+def account_refusal(account: dict | None, amount: int) -> HoldResult:
+    """Why a hold's account condition failed, from the account as it was: a refused plan if the
+    account is active and has the amount (the one condition left), else a short wallet."""
+    if account and account.get("status") == "active" and account.get("available", 0) >= amount:
+        return HoldResult.PLAN_REFUSED
+    return HoldResult.WALLET_SHORT
+
+
 def matches_search(account: Account, search: str | None) -> bool:
     needle = (search or "").lower()
     return needle in account.email.lower() or needle in account.account_id.lower()

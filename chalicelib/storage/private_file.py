@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def publish_once(path: Path, content: bytes) -> bool:
@@ -28,3 +32,16 @@ def publish_once(path: Path, content: bytes) -> bool:
         return True
     finally:
         staging.unlink(missing_ok=True)
+
+
+def read_private(path: Path, make: Callable[[], bytes], *, made: str) -> bytes:
+    """The content of the secret file `path` (stripped), made with `make()` first if there is none
+    (logging `made`); a file others may read is made the owner's alone (0600), with a warning."""
+    if not path.exists() and publish_once(path, make()):
+        log.warning(made)
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        # Whoever reads it holds a secret of the gateway: keep it the owner's alone.
+        os.chmod(path, 0o600)
+        log.warning("%s was readable by other users (mode %o); made it 0600", path, mode)
+    return path.read_bytes().strip()

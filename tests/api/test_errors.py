@@ -13,6 +13,7 @@ import pytest
 from chalicelib import deps
 from devstack.emulator import provision
 from tests.api.conftest import ADMIN_TOKEN, Stack, configure_catalog
+from tests.api.test_server import usage_event
 from tests.conftest import TEMPLATE
 from tests.fakes import upstream as faults
 
@@ -176,17 +177,21 @@ def test_a_stream_cut_midway_ends_with_an_error_event_and_charges_what_was_deliv
     wallet = stack.wallet(account_id)
     assert wallet["held_usd"] == "0.00"
     spent = Decimal("1") - Decimal(wallet["balance_usd"])
-    assert spent > 0
+    # Charged for the two chunks delivered, as recorded: not nothing, not the whole hold.
+    event = usage_event(stack, response.headers["x-request-id"])
+    assert spent > 0 and Decimal(event["cost_usd"]) == spent and event["status"] == 502
     if served == "joined":
         assert Decimal(response.headers["x-tokenway-cost-usd"]) == spent
     else:  # the headers went out before the stream was settled
         assert "x-tokenway-cost-usd" not in response.headers
 
 
-def test_a_stream_that_fails_before_it_starts_is_an_error_response(stack, upstream):
+@pytest.mark.parametrize("served", ["streamed", "joined"])
+def test_a_stream_that_fails_before_it_starts_is_an_error_response(stack, upstream, served):
     account_id, key = stack.customer("1")
     upstream.fail_next(faults.http_error(500, "down"))
-    assert_envelope(post(stack, key, {**HELLO, "stream": True}, http=over_socket(stack)), 502)
+    http = over_socket(stack) if served == "streamed" else None
+    assert_envelope(post(stack, key, {**HELLO, "stream": True}, http=http), 502)
     assert_untouched(stack, account_id, "1.00")
 
 

@@ -62,7 +62,7 @@ from chalicelib.storage.dynamodb.common import (
     transact,
 )
 from chalicelib.storage.dynamodb.key_repo import MAX_FORWARDS, is_forward
-from chalicelib.storage.ports import WalletRepo
+from chalicelib.storage.ports import WalletRepo, account_refusal
 
 # Each retry follows something that changed: the hold closed, the balance or the
 # key's quota moved, the key regenerated (at most MAX_FORWARDS times).
@@ -131,10 +131,7 @@ class DynamoWalletRepo(WalletRepo):
         except TransactionCancelled as exc:
             if "key" in exc:
                 return HoldResult.KEY_REFUSED
-            account = exc.failed.get("account")
-            if account and account.get("status") == "active" and account.get("available", 0) >= hold.amount:
-                return HoldResult.PLAN_REFUSED  # the one condition left on the account item
-            return HoldResult.WALLET_SHORT
+            return account_refusal(exc.failed.get("account"), hold.amount)
         return HoldResult.HELD
 
     def settle(self, hold: Hold, cost: int, entry: LedgerEntry) -> Settlement:

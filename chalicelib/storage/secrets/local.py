@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from chalicelib.core.errors import SecretUnreadable
 from chalicelib.storage.ports import DataKey, KeyWrapper
-from chalicelib.storage.private_file import publish_once
+from chalicelib.storage.private_file import read_private
 from chalicelib.storage.secrets.envelope import DATA_KEY_BYTES, associated_data
 
 log = logging.getLogger(__name__)
@@ -74,12 +74,9 @@ class LocalKeyWrapper(KeyWrapper):
 def load_key_file(path: Path) -> bytes:
     """The key in `path`; a new random key is written there first (mode 0600) if there is no file."""
     path = Path(path).expanduser()
-    if not path.exists():
-        _create_key_file(path)
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        log.warning("the key file %s is readable by other users (mode %o); chmod 600 it", path, mode)
-    text = path.read_bytes().strip()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    text = read_private(path, lambda: base64.b64encode(os.urandom(KEY_BYTES)) + b"\n",
+                        made=f"created the key-encryption key file {path}; back it up apart from the tables")
     try:
         key = base64.b64decode(text, validate=True)
     except binascii.Error:
@@ -88,9 +85,3 @@ def load_key_file(path: Path) -> bytes:
         raise ValueError(f"{path} does not hold a key-encryption key: expected {KEY_BYTES} bytes in base64 "
                          "on one line")
     return key
-
-
-def _create_key_file(path: Path) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if publish_once(path, base64.b64encode(os.urandom(KEY_BYTES)) + b"\n"):
-        log.warning("created the key-encryption key file %s; back it up apart from the tables", path)

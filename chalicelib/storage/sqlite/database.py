@@ -247,10 +247,9 @@ class Database:
 
     def _connect(self) -> sqlite3.Connection:
         # Autocommit (isolation_level None): transactions are begun explicitly, as IMMEDIATE for writes.
-        connection = sqlite3.connect(self.path, timeout=self._busy_timeout_ms / 1000, isolation_level=None,
-                                     check_same_thread=True)
+        # `timeout` is SQLite's busy timeout: how long a writer waits for the lock.
+        connection = sqlite3.connect(self.path, timeout=self._busy_timeout_ms / 1000, isolation_level=None)
         connection.row_factory = sqlite3.Row
-        connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
         connection.execute("PRAGMA synchronous = NORMAL")
         return connection
 

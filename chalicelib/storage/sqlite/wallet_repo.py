@@ -50,7 +50,7 @@ from typing import Any
 
 from chalicelib.core.domain import DEFAULT_GROUP, Balance, Credited, Hold, HoldResult, LedgerEntry, Settlement
 from chalicelib.core.errors import NotFound, StorageError
-from chalicelib.storage.ports import WalletRepo
+from chalicelib.storage.ports import WalletRepo, account_refusal
 from chalicelib.storage.sqlite.database import Database, first
 from chalicelib.storage.sqlite.key_repo import CURRENT_KEY_ID
 
@@ -128,9 +128,7 @@ class SqliteWalletRepo(WalletRepo):
                 if not moved:
                     account = first(tx.execute("SELECT status, available FROM accounts WHERE account_id = ?",
                                                (hold.account_id,)))
-                    if account and account["status"] == "active" and account["available"] >= hold.amount:
-                        raise _Refused(HoldResult.PLAN_REFUSED)  # the one condition left on the account
-                    raise _Refused(HoldResult.WALLET_SHORT)
+                    raise _Refused(account_refusal(dict(account) if account else None, hold.amount))
                 # Invariant: a request holds once.
                 opened = tx.execute(f"INSERT INTO holds ({_HOLD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                                     "ON CONFLICT DO NOTHING",
