@@ -30,9 +30,9 @@ from chalicelib.core.domain import (
     Balance,
     Channel,
     Credited,
-    CreditKind,
     Group,
     ImagePrice,
+    LedgerKind,
     ModelEntry,
     ModelKind,
     Prices,
@@ -259,7 +259,7 @@ class Admin:
         if amount == 0:
             raise InvalidRequest("amount_usd must be greater than zero.", param="amount_usd")
         reference = data.reference or f"operator-{uuid.uuid4().hex}"
-        return self._wallet.credit(account_id, amount, reference, CreditKind.OPERATOR, data.note or "operator credit")
+        return self._wallet.credit(account_id, amount, reference, LedgerKind.ADJUSTMENT, data.note or "operator credit")
 
     def wallet(self, account_id: str) -> Balance:
         self._account(account_id)

@@ -14,7 +14,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 
-from chalicelib.core.domain import Credited, CreditKind, LedgerEntry
+from chalicelib.core.domain import CREDIT_KINDS, Credited, LedgerEntry, LedgerKind
 from chalicelib.core.errors import Conflict, InvalidRequest
 from chalicelib.core.money import units_to_usd
 from chalicelib.storage.ports import WalletRepo
@@ -25,7 +25,7 @@ MAX_REFERENCE_LENGTH = 200
 MAX_NOTE_LENGTH = 200
 
 
-def credit_claim(kind: CreditKind, reference: str) -> str:
+def credit_claim(kind: LedgerKind, reference: str) -> str:
     """The id that makes a credit unique: its kind and a digest of its reference."""
     return f"credit#{kind.value}#{hashlib.sha256(reference.encode()).hexdigest()}"
 
@@ -35,7 +35,7 @@ class Wallet:
         self._wallets = wallets
         self._now_ms = now_ms
 
-    def credit(self, account_id: str, amount_units: int, reference: str, kind: CreditKind,
+    def credit(self, account_id: str, amount_units: int, reference: str, kind: LedgerKind,
                note: str | None = None) -> Credited:
         """Add `amount_units` to the account's wallet once per (`kind`, `reference`); a repeat changes
         nothing and returns the first credit with `applied` False. Conflict if the reference
@@ -46,7 +46,9 @@ class Wallet:
             raise InvalidRequest(f"reference must be 1 to {MAX_REFERENCE_LENGTH} characters.", param="reference")
         if note is not None and len(note) > MAX_NOTE_LENGTH:
             raise InvalidRequest(f"note must be at most {MAX_NOTE_LENGTH} characters.", param="note")
-        kind = CreditKind(kind)
+        kind = LedgerKind(kind)
+        if kind not in CREDIT_KINDS:
+            raise InvalidRequest(f"A credit cannot be of kind `{kind}`.", param="kind")
         claim = credit_claim(kind, reference)
         now = self._now_ms()
         credited = self._wallets.credit(LedgerEntry(

@@ -174,17 +174,31 @@ class Group:
 
 @dataclass(frozen=True)
 class Balance:
+    """A wallet's counters. Its ledger sums to `net`: available + held + frozen - debt."""
+
     available: int
     held: int
     status: str = "active"  # the account's
     # Running total of what settlements could not charge (beyond the hold, more than
     # the wallet had or the key's quota allowed): the operator's loss on this account.
     shortfall: int = 0
+    # Credit of disputed payments, set aside until the dispute closes.
+    frozen: int = 0
+    # What a debit (a refund, a lost dispute, an adjustment) could not take because the
+    # wallet had less: the next credits pay it first. While it is owed, nothing is held.
+    debt: int = 0
+    # Payment disputes open on the account: while there is one, its keys are suspended.
+    disputes: int = 0
 
     @property
     def total(self) -> int:
-        """What the wallet owns: spendable plus reserved by requests in flight."""
-        return self.available + self.held
+        """What the wallet owns: spendable, reserved by requests in flight, and frozen."""
+        return self.available + self.held + self.frozen
+
+    @property
+    def net(self) -> int:
+        """What the account's ledger sums to: what it owns less what it owes."""
+        return self.total - self.debt
 
 
 @dataclass(frozen=True)
@@ -201,14 +215,20 @@ class Hold:
     plan: str = DEFAULT_GROUP  # the key's plan, which the account must still have
 
 
-class CreditKind(enum.StrEnum):
-    """Where a credit comes from; the ledger entry's `kind`, and part of its id."""
+class LedgerKind(enum.StrEnum):
+    """What moved a wallet's balance: the ledger entry's `kind`. Credits are positive, debits negative."""
 
-    OPERATOR = "operator"  # the admin API and CLI
-    PAYMENT = "payment"  # a payment provider's event
-    REFUND = "refund"
-    REDEMPTION = "redemption"  # a redemption code
-    BONUS = "bonus"  # a top-up tier's bonus
+    TOPUP = "topup"  # a paid top-up order (its pay amount)
+    BONUS = "bonus"  # a top-up tier's bonus on that order
+    CHARGE = "charge"  # a relay request, settled
+    REFUND = "refund"  # a payment refunded to the payer: its share of the order's credit goes
+    DISPUTE = "dispute"  # a payment dispute lost: the order's credit goes
+    REDEEM = "redeem"  # a redemption code
+    ADJUSTMENT = "adjustment"  # the operator's, with a reason
+
+
+# The kinds a credit (money in, once per reference) may have.
+CREDIT_KINDS = frozenset({LedgerKind.TOPUP, LedgerKind.BONUS, LedgerKind.REDEEM, LedgerKind.ADJUSTMENT})
 
 
 @dataclass(frozen=True)
@@ -218,7 +238,7 @@ class LedgerEntry:
     account_id: str
     # Begins with the entry's 13-digit epoch-ms time, so an account's entries sort oldest first.
     entry_id: str
-    kind: str  # "charge", or a CreditKind ("credit" on entries written before credit kinds)
+    kind: str  # a LedgerKind
     amount: int
     created_at: int  # epoch ms
     request_id: str | None = None
@@ -238,6 +258,7 @@ class HoldResult(enum.Enum):
     WALLET_SHORT = "wallet_short"  # not enough available, or the account is not active
     KEY_REFUSED = "key_refused"  # the key is not active, has expired, is over its quota or is gone
     PLAN_REFUSED = "plan_refused"  # the key's plan is no longer one of its account's plans
+    SUSPENDED = "suspended"  # a payment dispute is open on the account
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,9 @@ GatewayError
 ├── PayloadTooLarge             413 invalid_request_error / request_too_large
 ├── UnsupportedMediaType        415 invalid_request_error / unsupported_media_type
 ├── RateLimited                 429 rate_limit_error; carries the seconds to wait (Retry-After)
+├── InvalidSignature            400 invalid_request_error / invalid_signature (a payment webhook's)
+├── PaymentProviderError        502 api_error / payment_provider_error (the provider failed; nothing credited)
+├── PaymentsNotConfigured       503 api_error / payments_not_configured (no provider or webhook secret)
 ├── ProviderError               a failed upstream call; it never costs the customer anything
 │   ├── UpstreamRejected        the upstream's own 4xx status and message
 │   ├── UpstreamUnavailable     502 upstream_error (5xx, refused connection, malformed body)
@@ -203,3 +206,27 @@ class RateLimited(GatewayError):
     def __init__(self, message: str, *, retry_after_s: int, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.retry_after_s = retry_after_s
+
+
+class InvalidSignature(GatewayError):
+    """A payment webhook whose signature does not verify (forged, another secret, too old, altered)."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_signature"
+
+
+class PaymentProviderError(GatewayError):
+    """The payment provider could not be reached or refused a call; nothing was credited."""
+
+    status = 502
+    type = "api_error"
+    code = "payment_provider_error"
+
+
+class PaymentsNotConfigured(GatewayError):
+    """Payments are off: no provider, or no webhook secret (webhooks fail closed)."""
+
+    status = 503
+    type = "api_error"
+    code = "payments_not_configured"

@@ -23,6 +23,15 @@ from chalicelib.core.domain import (
     Settlement,
     UsageEvent,
 )
+from chalicelib.core.payments import (
+    LedgerPage,
+    OrderPage,
+    Redeemed,
+    RedemptionCode,
+    TopupOrder,
+    TopupSettings,
+    WalletMove,
+)
 
 
 class AccountRepo(ABC):
@@ -153,7 +162,10 @@ class WalletRepo(ABC):
       settlement writes the one ledger entry of the charge);
     - a hold is settled or released exactly once, and counted on its key's current
       item even if the key was regenerated meanwhile;
-    - a credit's claim credits once.
+    - a credit's claim credits once;
+    - the sum of an account's ledger entries equals `available + held + frozen - debt`
+      at every commit, holds open or not (Balance.net);
+    - nothing is held while the account owes a debt or has a dispute open.
     """
 
     @abstractmethod
@@ -162,9 +174,22 @@ class WalletRepo(ABC):
 
     @abstractmethod
     def credit(self, entry: LedgerEntry, *, claim: str | None = None) -> Credited:
-        """Add `entry.amount` (> 0) to the wallet and record `entry`, once per `claim` across all
-        accounts (without one, once per entry id). If the claim was taken before, nothing is written
-        and the entry that took it comes back, with `applied` False. NotFound if no account."""
+        """Add `entry.amount` (> 0) to the wallet (paying any debt first) and record `entry`, once
+        per `claim` across all accounts (without one, once per entry id). If the claim was taken
+        before, nothing is written and the entry that took it comes back, with `applied` False.
+        NotFound if no account."""
+
+    @abstractmethod
+    def move(self, move: WalletMove, *, claim: str | None = None) -> Credited:
+        """Apply `move` atomically (see WalletMove), once per `claim` as `credit` does; the first
+        entry stands for the move in the result. NotFound if no account; Conflict if `freeze`
+        is more than is available or `unfreeze` more than is frozen (nothing is written)."""
+
+    @abstractmethod
+    def ledger_page(self, account_id: str, *, limit: int, cursor: str | None = None) -> LedgerPage:
+        """The account's entries newest first, `limit` at a time, each with the ledger's running
+        sum after it (the balance after it), read from one consistent view of the wallet.
+        `cursor` is the previous page's; InvalidRequest (param `cursor`) if it is not one."""
 
     @abstractmethod
     def hold(self, hold: Hold) -> HoldResult:
@@ -190,6 +215,80 @@ class WalletRepo(ABC):
     @abstractmethod
     def expired_holds(self, now: int) -> list[Hold]:
         """Holds whose `expires_at` has passed."""
+
+
+class PaymentRepo(ABC):
+    """Top-up orders, the money their payments move, the provider events already handled, and
+    the operator's top-up settings.
+
+    An order changes only through `update`, conditional on the version it was read at, so two
+    deliveries of one payment event (or the webhook and the customer's return racing) can never
+    both apply: the second finds the version moved on, reads the order again and sees it done."""
+
+    @abstractmethod
+    def create_order(self, order: TopupOrder) -> None:
+        """Store a new order; Conflict if its id exists."""
+
+    @abstractmethod
+    def get_order(self, order_id: str) -> TopupOrder | None:
+        """The order (read consistently), or None."""
+
+    @abstractmethod
+    def order_by_payment(self, payment_intent: str) -> TopupOrder | None:
+        """The order paid by this payment (its provider's payment intent), or None."""
+
+    @abstractmethod
+    def list_orders(self, *, account_id: str | None = None, status: str | None = None, limit: int = 50,
+                    cursor: str | None = None) -> OrderPage:
+        """Orders newest first, of one account and/or in one status; InvalidRequest (param
+        `cursor`) for a cursor that is not one."""
+
+    @abstractmethod
+    def update(self, order: TopupOrder, changes: Mapping[str, object], move: WalletMove | None = None,
+               ) -> TopupOrder | None:
+        """Apply `changes` (fields of TopupOrder) to the order if it is still at `order.version`,
+        moving its version on by one, together with `move` on the wallet, in one transaction.
+        The order as changed; None if its version moved on meanwhile (nothing is written).
+        NotFound if there is no such order or account; Conflict if the move's `freeze` or
+        `unfreeze` is more than the wallet has."""
+
+    @abstractmethod
+    def record_event(self, event_id: str, event_type: str, received_at: int, expires_at: int) -> bool:
+        """Remember that the provider event was handled, until `expires_at` (epoch ms): True the first time."""
+
+    @abstractmethod
+    def event_handled(self, event_id: str) -> bool:
+        """Whether the provider event was handled before."""
+
+    @abstractmethod
+    def topup_settings(self) -> TopupSettings | None:
+        """The operator's top-up settings, or None if never set (the defaults apply)."""
+
+    @abstractmethod
+    def put_topup_settings(self, settings: TopupSettings) -> None: ...
+
+
+class RedemptionRepo(ABC):
+    """Redemption codes, by the hash of their secret."""
+
+    @abstractmethod
+    def create(self, codes: list[RedemptionCode]) -> None:
+        """Store new codes, all or none; Conflict if a hash exists."""
+
+    @abstractmethod
+    def list(self, *, batch: str | None = None) -> list[RedemptionCode]:
+        """Every code (of one batch), newest first."""
+
+    @abstractmethod
+    def disable(self, code_id: str) -> RedemptionCode | None:
+        """Disable an active code; the code as it is now (unchanged if used), or None if unknown."""
+
+    @abstractmethod
+    def redeem(self, code_hash: str, entry: LedgerEntry, now_ms: int) -> Redeemed:
+        """Use the code for `entry.account_id`: if it is active and not expired at `now_ms`, mark
+        it used and credit its value (paying any debt first) with `entry`, whose amount is filled
+        in from the code, in one transaction. Of concurrent uses of one code, exactly one redeems;
+        the others read USED. NotFound if no account."""
 
 
 class SessionRepo(ABC):
@@ -252,11 +351,16 @@ class PasswordLinkRepo(ABC):
 
 
 def account_refusal(account: dict | None, amount: int) -> HoldResult:
-    """Why a hold's account condition failed, from the account as it was: a refused plan if the
-    account is active and has the amount (the one condition left), else a short wallet."""
-    if account and account.get("status") == "active" and account.get("available", 0) >= amount:
-        return HoldResult.PLAN_REFUSED
-    return HoldResult.WALLET_SHORT
+    """Why a hold's account condition failed, from the account as it was: suspended by an open
+    dispute; a short wallet (not active, not enough available, or a debt owed); else the one
+    condition left, a refused plan."""
+    if not account or account.get("status") != "active":
+        return HoldResult.WALLET_SHORT
+    if account.get("disputes", 0) > 0:
+        return HoldResult.SUSPENDED
+    if account.get("available", 0) < amount or account.get("debt", 0) > 0:
+        return HoldResult.WALLET_SHORT
+    return HoldResult.PLAN_REFUSED
 
 
 def matches_search(account: Account, search: str | None) -> bool:

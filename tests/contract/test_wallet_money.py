@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from chalicelib.billing.wallet import Wallet
-from chalicelib.core.domain import Account, ApiKey, CreditKind, Hold, HoldResult, LedgerEntry
+from chalicelib.core.domain import Account, ApiKey, Hold, HoldResult, LedgerEntry, LedgerKind
 from chalicelib.core.errors import Conflict, NotFound
 
 KEY = ApiKey(key_id="key_1", key_hash="a" * 64, account_id="acct_1", name="Production", created_at=2,
@@ -218,45 +218,45 @@ def wallet(funded) -> Wallet:
 
 
 def test_a_reference_credits_once_however_many_race_for_it(funded, wallet):
-    results = race(20, lambda n: wallet.credit("acct_1", 500, "evt_1", CreditKind.PAYMENT, note="top-up"))
+    results = race(20, lambda n: wallet.credit("acct_1", 500, "evt_1", LedgerKind.TOPUP, note="top-up"))
     assert sum(result.applied for result in results) == 1
     assert len({result.entry for result in results}) == 1
     credits = [e for e in funded.wallets.ledger("acct_1") if e.reference == "evt_1"]
-    assert [(e.amount, e.kind, e.note) for e in credits] == [(500, "payment", "top-up")]
+    assert [(e.amount, e.kind, e.note) for e in credits] == [(500, "topup", "top-up")]
     assert balance(funded) == (10_500, 0)
 
 
 def test_a_repeated_credit_returns_the_first_one_and_changes_nothing(funded, wallet):
-    first = wallet.credit("acct_1", 250, "invoice-7", CreditKind.OPERATOR)
-    again = wallet.credit("acct_1", 250, "invoice-7", CreditKind.OPERATOR, note="sent twice")
+    first = wallet.credit("acct_1", 250, "invoice-7", LedgerKind.ADJUSTMENT)
+    again = wallet.credit("acct_1", 250, "invoice-7", LedgerKind.ADJUSTMENT, note="sent twice")
     assert (first.applied, again.applied) == (True, False)
-    assert again.entry == first.entry and first.entry.entry_id.startswith("0000000005000#credit#operator#")
+    assert again.entry == first.entry and first.entry.entry_id.startswith("0000000005000#credit#adjustment#")
     assert again.balance == first.balance and first.balance.available == 10_250
     assert len(funded.wallets.ledger("acct_1")) == 2
 
 
 def test_a_reference_names_one_credit_across_accounts_and_amounts(funded, wallet):
     funded.accounts.create(Account(account_id="acct_2", email="b@example.com", created_at=1))
-    wallet.credit("acct_1", 250, "evt_9", CreditKind.PAYMENT)
+    wallet.credit("acct_1", 250, "evt_9", LedgerKind.TOPUP)
     with pytest.raises(Conflict):
-        wallet.credit("acct_2", 250, "evt_9", CreditKind.PAYMENT)
+        wallet.credit("acct_2", 250, "evt_9", LedgerKind.TOPUP)
     with pytest.raises(Conflict):
-        wallet.credit("acct_1", 999, "evt_9", CreditKind.PAYMENT)
+        wallet.credit("acct_1", 999, "evt_9", LedgerKind.TOPUP)
     assert funded.wallets.balance("acct_2").available == 0
     # Another kind of credit is another claim.
-    assert wallet.credit("acct_1", 5, "evt_9", CreditKind.BONUS).applied
+    assert wallet.credit("acct_1", 5, "evt_9", LedgerKind.BONUS).applied
     assert balance(funded) == (10_255, 0)
 
 
 def test_a_credit_to_an_unknown_account_claims_nothing(funded, wallet):
     with pytest.raises(NotFound):
-        wallet.credit("acct_9", 100, "evt_2", CreditKind.PAYMENT)
-    assert wallet.credit("acct_1", 100, "evt_2", CreditKind.PAYMENT).applied
+        wallet.credit("acct_9", 100, "evt_2", LedgerKind.TOPUP)
+    assert wallet.credit("acct_1", 100, "evt_2", LedgerKind.TOPUP).applied
 
 
 def test_credits_and_charges_sort_in_time_order(funded, wallet):
     funded.wallets.hold(hold("r1", 100, at=1_000))
-    wallet.credit("acct_1", 300, "evt_3", CreditKind.PAYMENT)  # at 5 000
+    wallet.credit("acct_1", 300, "evt_3", LedgerKind.TOPUP)  # at 5 000
     funded.wallets.hold(hold("r2", 100, at=9_000))
     funded.wallets.settle(hold("r2", 100, at=9_000), 50, entry("r2", at=9_000))
     funded.wallets.settle(hold("r1", 100, at=1_000), 70, entry("r1", at=1_000))

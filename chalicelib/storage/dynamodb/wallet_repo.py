@@ -52,6 +52,7 @@ from typing import Any
 
 from chalicelib.core.domain import DEFAULT_GROUP, Balance, Credited, Hold, HoldResult, LedgerEntry, Settlement
 from chalicelib.core.errors import NotFound, StorageError
+from chalicelib.core.payments import LedgerPage, WalletMove
 from chalicelib.storage.dynamodb.common import (
     TransactionCancelled,
     TransactItem,
@@ -112,6 +113,12 @@ class DynamoWalletRepo(WalletRepo):
                                                                                       entry.entry_id)
             return Credited(first, self.balance(first.account_id), applied=False)
         return Credited(entry, self.balance(entry.account_id), applied=True)
+
+    def move(self, move: WalletMove, *, claim: str | None = None) -> Credited:
+        raise NotImplementedError
+
+    def ledger_page(self, account_id: str, *, limit: int, cursor: str | None = None) -> LedgerPage:
+        raise NotImplementedError
 
     def hold(self, hold: Hold) -> HoldResult:
         try:

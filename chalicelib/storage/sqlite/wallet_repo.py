@@ -50,6 +50,7 @@ from typing import Any
 
 from chalicelib.core.domain import DEFAULT_GROUP, Balance, Credited, Hold, HoldResult, LedgerEntry, Settlement
 from chalicelib.core.errors import NotFound, StorageError
+from chalicelib.core.payments import LedgerPage, WalletMove
 from chalicelib.storage.ports import WalletRepo, account_refusal
 from chalicelib.storage.sqlite.database import Database, first
 from chalicelib.storage.sqlite.key_repo import CURRENT_KEY_ID
@@ -98,6 +99,12 @@ class SqliteWalletRepo(WalletRepo):
                 return Credited(entry, _balance(tx, entry.account_id), applied=True)
         except _Refused as refused:
             return refused.answer
+
+    def move(self, move: WalletMove, *, claim: str | None = None) -> Credited:
+        raise NotImplementedError
+
+    def ledger_page(self, account_id: str, *, limit: int, cursor: str | None = None) -> LedgerPage:
+        raise NotImplementedError
 
     def hold(self, hold: Hold) -> HoldResult:
         try:
