@@ -84,6 +84,22 @@ class Settings(BaseSettings):
     server_keepalive_s: int = Field(5, gt=0)
     server_graceful_timeout_s: int = Field(30, gt=0)
 
+    # Payments (Stripe's API, or the local demo provider that speaks it). Without a secret key
+    # there are no top-ups; without a webhook secret, webhooks are refused (503), never unverified.
+    stripe_secret_key: SecretStr | None = Field(None, validation_alias="STRIPE_SECRET_KEY")
+    stripe_webhook_secret: SecretStr | None = Field(None, validation_alias="STRIPE_WEBHOOK_SECRET")
+    # The API's base URL (the library's `api` base address); None: Stripe's own.
+    stripe_api_base: str | None = Field(None, validation_alias="STRIPE_API_BASE")
+    # Checkout's payment method types (comma-separated in the environment): `card`, `alipay`, `wechat_pay`, …
+    payment_methods: Annotated[tuple[str, ...], NoDecode] = ("card",)
+    # Where checkout sends the customer back. `{ORDER_ID}` is replaced by the order's id and
+    # Stripe replaces `{CHECKOUT_SESSION_ID}`; empty: this gateway's own return page under `public_url`.
+    topup_success_url: str = ""
+    topup_cancel_url: str = ""
+    # The gateway's public base URL (as customers reach it), for links it hands out; empty:
+    # taken from each request's Host.
+    public_url: str = ""
+
     deepseek_api_key: SecretStr | None = Field(None, validation_alias="DEEPSEEK_API_KEY")
     dashscope_api_key: SecretStr | None = Field(None, validation_alias="DASHSCOPE_API_KEY")
     moonshot_api_key: SecretStr | None = Field(None, validation_alias="MOONSHOT_API_KEY")
@@ -92,7 +108,7 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY")
     anthropic_api_key: SecretStr | None = Field(None, validation_alias="ANTHROPIC_API_KEY")
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "payment_methods", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
