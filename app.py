@@ -1,5 +1,6 @@
 from chalice import Chalice
 
+from chalicelib.api.admin_payment_routes import admin_payment_routes
 from chalicelib.api.admin_routes import admin_routes
 from chalicelib.api.auth_routes import auth_routes
 from chalicelib.api.maintenance import maintenance
@@ -7,6 +8,7 @@ from chalicelib.api.openapi import openapi_routes
 from chalicelib.api.relay_routes import relay_routes
 from chalicelib.api.routing import cover_every_route
 from chalicelib.api.token_routes import token_routes
+from chalicelib.api.wallet_routes import wallet_routes
 
 app = Chalice(app_name="tokenway")
 app.register_blueprint(relay_routes)
@@ -14,6 +16,8 @@ app.register_blueprint(auth_routes)
 app.register_blueprint(token_routes)
 app.register_blueprint(openapi_routes)
 app.register_blueprint(admin_routes)
+app.register_blueprint(wallet_routes)
+app.register_blueprint(admin_payment_routes)
 app.register_blueprint(maintenance)
 # Last: every path and method the blueprints leave unserved gets the gateway's own 404 or 405.
 cover_every_route(app)

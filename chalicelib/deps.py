@@ -24,7 +24,12 @@ from chalicelib.identity.sessions import ConsoleAuth
 from chalicelib.keys.auth import KeyAuthenticator, KeyHasher
 from chalicelib.keys.manage import KeyManager
 from chalicelib.keys.plans import KeyPlans
+from chalicelib.payments.codes import RedemptionCodes
+from chalicelib.payments.reversals import Reversals
+from chalicelib.payments.topups import Topups
+from chalicelib.payments.webhooks import PaymentWebhooks
 from chalicelib.providers.openai_compat import OpenAICompatAdapter
+from chalicelib.providers.payment_port import PaymentProvider
 from chalicelib.providers.port import Adapters
 from chalicelib.relay.relay import Relay
 from chalicelib.storage.dynamodb.account_repo import DynamoAccountRepo
@@ -32,6 +37,8 @@ from chalicelib.storage.dynamodb.catalog_repo import DynamoCatalogRepo
 from chalicelib.storage.dynamodb.key_repo import DynamoKeyRepo
 from chalicelib.storage.dynamodb.login_attempt_repo import DynamoLoginAttemptRepo
 from chalicelib.storage.dynamodb.password_link_repo import DynamoPasswordLinkRepo
+from chalicelib.storage.dynamodb.payment_repo import DynamoPaymentRepo
+from chalicelib.storage.dynamodb.redemption_repo import DynamoRedemptionRepo
 from chalicelib.storage.dynamodb.session_repo import DynamoSessionRepo
 from chalicelib.storage.dynamodb.wallet_repo import DynamoWalletRepo
 from chalicelib.storage.local_usage_sink import LocalUsageSink
@@ -42,6 +49,8 @@ from chalicelib.storage.ports import (
     KeyWrapper,
     LoginAttemptRepo,
     PasswordLinkRepo,
+    PaymentRepo,
+    RedemptionRepo,
     SessionRepo,
     UsageSink,
     WalletRepo,
@@ -55,6 +64,8 @@ from chalicelib.storage.sqlite.database import Database
 from chalicelib.storage.sqlite.key_repo import SqliteKeyRepo
 from chalicelib.storage.sqlite.login_attempt_repo import SqliteLoginAttemptRepo
 from chalicelib.storage.sqlite.password_link_repo import SqlitePasswordLinkRepo
+from chalicelib.storage.sqlite.payment_repo import SqlitePaymentRepo
+from chalicelib.storage.sqlite.redemption_repo import SqliteRedemptionRepo
 from chalicelib.storage.sqlite.session_repo import SqliteSessionRepo
 from chalicelib.storage.sqlite.wallet_repo import SqliteWalletRepo
 from chalicelib.storage.usage_sinks import FirehoseUsageSink
@@ -75,6 +86,11 @@ class Gateway:
     accounts: Accounts
     password_links: PasswordLinks
     tokens: KeyManager
+    payments: PaymentRepo
+    topups: Topups
+    reversals: Reversals
+    webhooks: PaymentWebhooks
+    codes: RedemptionCodes
 
 
 def now_ms() -> int:
@@ -106,6 +122,8 @@ class Repositories:
     sessions: SessionRepo
     login_attempts: LoginAttemptRepo
     password_links: PasswordLinkRepo
+    payments: PaymentRepo
+    codes: RedemptionRepo
 
 
 def dynamodb_repositories(settings: Settings, session: boto3.session.Session, sealer: SecretSealer) -> Repositories:
@@ -120,6 +138,9 @@ def dynamodb_repositories(settings: Settings, session: boto3.session.Session, se
         sessions=DynamoSessionRepo(dynamodb, table("sessions")),
         login_attempts=DynamoLoginAttemptRepo(dynamodb, table("login-attempts")),
         password_links=DynamoPasswordLinkRepo(dynamodb, table("password-links")),
+        payments=DynamoPaymentRepo(dynamodb, orders=table("orders"), events=table("payment-events"),
+                                   catalog=table("catalog"), accounts=table("accounts"), ledger=table("ledger")),
+        codes=DynamoRedemptionRepo(dynamodb, codes=table("codes"), accounts=table("accounts"), ledger=table("ledger")),
     )
 
 
@@ -133,6 +154,8 @@ def sqlite_repositories(settings: Settings, sealer: SecretSealer) -> Repositorie
         sessions=SqliteSessionRepo(db),
         login_attempts=SqliteLoginAttemptRepo(db),
         password_links=SqlitePasswordLinkRepo(db),
+        payments=SqlitePaymentRepo(db),
+        codes=SqliteRedemptionRepo(db),
     )
 
 
@@ -141,6 +164,17 @@ def usage_sink(settings: Settings, session: boto3.session.Session) -> UsageSink:
     if settings.storage == "sqlite":
         return LocalUsageSink(settings.data_dir, max_bytes=settings.usage_file_max_bytes)
     return FirehoseUsageSink(aws_client(session, settings, "firehose"), settings.usage_stream_name)
+
+
+def payment_provider(settings: Settings) -> PaymentProvider | None:
+    """Stripe (or the local demo provider speaking its API) when a secret key is set; else no top-ups."""
+    if settings.stripe_secret_key is None or not settings.stripe_secret_key.get_secret_value():
+        return None
+    from chalicelib.providers.stripe_payments import StripePayments  # the stripe library loads only if used
+
+    webhook_secret = settings.stripe_webhook_secret.get_secret_value() if settings.stripe_webhook_secret else None
+    return StripePayments(settings.stripe_secret_key.get_secret_value(), webhook_secret=webhook_secret,
+                          api_base=settings.stripe_api_base, methods=settings.payment_methods)
 
 
 def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
@@ -185,6 +219,8 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
         repos.password_links, accounts_repo, password_hasher,
         now_ms, ttl_s=settings.password_link_ttl_s, console_url=settings.console_url,
     )
+    topups = Topups(repos.payments, payment_provider(settings), now_ms=now_ms)
+    reversals = Reversals(repos.payments, wallets, topups, now_ms=now_ms)
     return Gateway(
         settings=settings,
         catalog=catalog,
@@ -197,6 +233,11 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
         accounts=Accounts(accounts_repo, console, limiter, password_hasher, now_ms),
         password_links=password_links,
         tokens=key_manager,
+        payments=repos.payments,
+        topups=topups,
+        reversals=reversals,
+        webhooks=PaymentWebhooks(repos.payments, topups, reversals, now_ms=now_ms),
+        codes=RedemptionCodes(repos.codes, repos.login_attempts, hasher, now_ms=now_ms),
     )
 
 

@@ -9,12 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.console import console_principal
-from chalicelib.api.http import get_gateway, json_response, openai_errors, read_json
+from chalicelib.api.console import operator_request
+from chalicelib.api.http import json_response, openai_errors
 from chalicelib.api.render import account_json, credit_json, group_json, iso, key_json, model_json, wallet_json
 from chalicelib.core.validation import parse
-from chalicelib.identity.sessions import COOKIE_NAME, SESSION_PREFIX
-from chalicelib.keys.auth import bearer_token
 
 if TYPE_CHECKING:
     from chalicelib.deps import Gateway
@@ -23,22 +21,7 @@ admin_routes = Blueprint(__name__)
 
 
 def _authorized(*, with_body: bool = True) -> tuple[Gateway, Any]:
-    """The gateway and the request's JSON body (None without one, or when the view takes none),
-    once the caller is known to be an operator: the admin token, or the console session of an
-    account with the admin role."""
-    gateway = get_gateway()
-    request = admin_routes.current_request
-    authorization = request.headers.get("authorization")
-    bearer = bearer_token(authorization) or ""
-    if bearer.startswith(SESSION_PREFIX) or (not authorization and f"{COOKIE_NAME}=" in
-                                             (request.headers.get("cookie") or "")):
-        gateway.console.require_admin(console_principal(request))
-    else:
-        gateway.admin.authorize(authorization)
-    body = None
-    if with_body and request.method in ("POST", "PUT", "PATCH"):
-        body = read_json(request.raw_body, max_bytes=gateway.settings.max_body_bytes)
-    return gateway, body
+    return operator_request(admin_routes.current_request, with_body=with_body)
 
 
 @admin_routes.route("/admin/channels", methods=["POST"])

@@ -60,12 +60,24 @@ def account_json(account: Account) -> dict[str, Any]:
     }
 
 
+def balance_json(balance: Balance) -> dict[str, Any]:
+    """A wallet as its owner reads it: never below zero; what it owes is shown beside it."""
+    return {
+        "balance_usd": units_to_usd(balance.total),
+        "available_usd": units_to_usd(balance.available),
+        "held_usd": units_to_usd(balance.held),
+        "frozen_usd": units_to_usd(balance.frozen),
+        "debt_usd": units_to_usd(balance.debt),
+        "currency": "USD",
+        # Keys are suspended while a payment dispute is open.
+        "suspended": balance.disputes > 0,
+    }
+
+
 def wallet_json(account_id: str, balance: Balance) -> dict[str, Any]:
     return {
         "account_id": account_id,
-        "balance_usd": units_to_usd(balance.total),
-        "held_usd": units_to_usd(balance.held),
-        "available_usd": units_to_usd(balance.available),
+        **balance_json(balance),
         # What settlements could not charge (beyond their holds), in total: the operator's loss.
         "shortfall_usd": units_to_usd(balance.shortfall),
     }

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from chalicelib.billing.pricing import Usage, charge
 from chalicelib.core.domain import PPM, ApiKey, Hold, HoldResult, LedgerEntry, Prices, Settlement
 from chalicelib.core.errors import InsufficientQuota, PermissionDenied, StorageError
+from chalicelib.core.money import units_to_usd
 from chalicelib.keys.auth import check_usable
 from chalicelib.keys.plans import plan_not_allowed
 from chalicelib.storage.ports import KeyRepo, WalletRepo
@@ -92,6 +93,12 @@ class Billing:
             balance = self._wallets.balance(key.account_id)
             if balance.status != "active":
                 raise PermissionDenied("This account is disabled.", code="account_disabled")
+            if balance.disputes:
+                raise PermissionDenied("This account's keys are suspended while a payment dispute is open.",
+                                       code="account_suspended")
+            if balance.debt:
+                raise InsufficientQuota(f"Your wallet owes {units_to_usd(balance.debt)} USD (a refunded or "
+                                        "disputed payment). Top up your wallet and try again.")
             key = check_usable(self._keys.get_by_hash(key.key_hash, consistent=True), now)
             key_left = key.quota_left if key.quota is not None and key.quota_left is not None else None
             limit = balance.available if key_left is None else min(balance.available, key_left)

@@ -1,4 +1,6 @@
-"""Credits: money into a wallet, exactly once per reference.
+"""Credits and adjustments, exactly once per reference, and the ledger as the customer reads it.
+
+Credits put money into a wallet; the operator's adjustments may also take it out.
 
 Every credit names a reference (a payment provider's event id, an operator's
 own, or a fresh one): the same reference never credits twice, however often or
@@ -14,15 +16,17 @@ import hashlib
 import logging
 from collections.abc import Callable
 
-from chalicelib.core.domain import CREDIT_KINDS, Credited, LedgerEntry, LedgerKind
+from chalicelib.core.domain import CREDIT_KINDS, Balance, Credited, LedgerEntry, LedgerKind
 from chalicelib.core.errors import Conflict, InvalidRequest
 from chalicelib.core.money import units_to_usd
+from chalicelib.core.payments import LedgerPage, WalletMove
 from chalicelib.storage.ports import WalletRepo
 
 log = logging.getLogger(__name__)
 
 MAX_REFERENCE_LENGTH = 200
 MAX_NOTE_LENGTH = 200
+MAX_LEDGER_PAGE = 200
 
 
 def credit_claim(kind: LedgerKind, reference: str) -> str:
@@ -64,3 +68,33 @@ class Wallet:
         else:
             log.info("reference %s (%s) credited %s before; nothing changed", reference, kind.value, account_id)
         return credited
+
+    def adjust(self, account_id: str, amount_units: int, reason: str, reference: str) -> Credited:
+        """The operator's adjustment, up or down, once per reference: a credit pays any debt first;
+        a debit takes what is available and records the rest as a debt. Conflict and NotFound
+        as for a credit."""
+        if isinstance(amount_units, bool) or not isinstance(amount_units, int) or amount_units == 0:
+            raise InvalidRequest("An adjustment must be a whole number of units other than zero.", param="amount")
+        if not reason.strip() or len(reason) > MAX_NOTE_LENGTH:
+            raise InvalidRequest(f"reason must be 1 to {MAX_NOTE_LENGTH} characters.", param="reason")
+        if not reference.strip() or len(reference) > MAX_REFERENCE_LENGTH:
+            raise InvalidRequest(f"reference must be 1 to {MAX_REFERENCE_LENGTH} characters.", param="reference")
+        claim = credit_claim(LedgerKind.ADJUSTMENT, reference)
+        now = self._now_ms()
+        moved = self._wallets.move(WalletMove(account_id, entries=(LedgerEntry(
+            account_id=account_id, entry_id=f"{now:013d}#{claim}", kind=LedgerKind.ADJUSTMENT,
+            amount=amount_units, created_at=now, note=reason, reference=reference),)), claim=claim)
+        first = moved.entry
+        if first.account_id != account_id or first.amount != amount_units:
+            raise Conflict(f"The reference `{reference}` was used for an adjustment of {units_to_usd(first.amount)} "
+                           f"USD to {first.account_id}.", param="reference", code="reference_conflict")
+        log.info("adjusted %s by %d units (%s, reference %s, applied %s)", account_id, amount_units, reason,
+                 reference, moved.applied)
+        return moved
+
+    def ledger(self, account_id: str, *, limit: int = 50, cursor: str | None = None) -> LedgerPage:
+        """The account's ledger, newest first, each entry with the balance after it."""
+        return self._wallets.ledger_page(account_id, limit=max(1, min(limit, MAX_LEDGER_PAGE)), cursor=cursor)
+
+    def balance(self, account_id: str) -> Balance:
+        return self._wallets.balance(account_id)

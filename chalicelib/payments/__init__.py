@@ -1,0 +1,1 @@
+"""Top-ups through a payment provider, refunds and disputes, redemption codes."""
