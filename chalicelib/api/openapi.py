@@ -42,6 +42,31 @@ _ACCOUNT = {"type": "object", "properties": {
     "created_at": _TIME}}
 _LOGIN = {"type": "object", "properties": {
     "token": {"type": "string"}, "expires_at": _TIME, "csrf_token": {"type": "string"}, "account": _ACCOUNT}}
+_WALLET = {"type": "object", "properties": {
+    "account_id": {"type": "string"}, "balance_usd": _USD, "available_usd": _USD, "held_usd": _USD,
+    "frozen_usd": _USD, "debt_usd": _USD, "currency": {"const": "USD"},
+    "suspended": {"type": "boolean", "description": "keys suspended while a payment dispute is open"}}}
+_ORDER_STATES = ["pending", "paid", "expired", "refunded", "partially_refunded", "disputed", "review"]
+_ORDER = {"type": "object", "properties": {
+    "order_id": {"type": "string"}, "status": {"enum": _ORDER_STATES}, "pay_usd": _USD, "credit_usd": _USD,
+    "bonus_usd": _USD, "currency": {"const": "USD"}, "provider": {"type": "string"},
+    "checkout_url": {"type": ["string", "null"], "description": "where to pay, while pending"},
+    "created_at": _TIME, "paid_at": _TIME, "expires_at": _TIME, "refunded_usd": _USD,
+    "dispute_status": {"enum": ["open", "won", "lost", None]}}}
+_TIER = {"type": "object", "properties": {"pay_usd": _USD, "credit_usd": _USD, "bonus_usd": _USD,
+                                          "bonus_percent": {"type": "string"}}}
+_OPTIONS = {"type": "object", "properties": {
+    "enabled": {"type": "boolean"}, "currency": {"const": "USD"}, "tiers": {"type": "array", "items": _TIER},
+    "min_usd": _USD, "max_usd": _USD, "custom_amount": {"type": "boolean"},
+    "payment_methods": {"type": "array", "items": {"type": "string"}}}}
+_LEDGER_LINE = {"type": "object", "properties": {
+    "entry_id": {"type": "string"},
+    "kind": {"enum": ["topup", "bonus", "charge", "refund", "dispute", "redeem", "adjustment"]},
+    "amount_usd": {"type": "string", "pattern": r"^-?\d+\.\d+$"},
+    "balance_after_usd": {"type": "string", "pattern": r"^-?\d+\.\d+$"},
+    "reference": {"type": ["string", "null"]}, "note": {"type": ["string", "null"]},
+    "model": {"type": ["string", "null"]}, "key_id": {"type": ["string", "null"]}, "created_at": _TIME}}
+_REDEEMED = {"allOf": [_WALLET, {"type": "object", "properties": {"credited_usd": _USD, "code": {"type": "string"}}}]}
 _ERROR = {"type": "object", "properties": {"error": {"type": "object", "properties": {
     "message": {"type": "string"}, "type": {"type": "string"}, "param": {"type": ["string", "null"]},
     "code": {"type": ["string", "null"]}}}}}
@@ -51,12 +76,19 @@ def _list_of(schema: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "properties": {"data": {"type": "array", "items": schema}}}
 
 
+def _page_of(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": {"data": {"type": "array", "items": schema},
+                                             "next_cursor": {"type": ["string", "null"]}}}
+
+
 def operations() -> list[tuple[str, str, str, type[BaseModel] | None, int, dict[str, Any] | None, bool]]:
     """(method, path, summary, request model, success status, response schema, needs a session) of each
     operation; the request models are imported here, when the document is first asked for."""
     from chalicelib.identity.accounts import ChangePassword, LogIn, SignUp
     from chalicelib.identity.password_links import SetPassword
     from chalicelib.keys.manage import KeyCreate, KeyUpdate
+    from chalicelib.payments.codes import RedeemInput
+    from chalicelib.payments.topups import TopupCreate
 
     return [
         ("POST", "/api/auth/signup", "Create an account", SignUp, 201, _ACCOUNT, False),
@@ -77,6 +109,19 @@ def operations() -> list[tuple[str, str, str, type[BaseModel] | None, int, dict[
          _CREATED_KEY, True),
         ("GET", "/api/tokens/{key_id}/usage", "Requests, tokens and spend of an API key", None, 200, _USAGE, True),
         ("GET", "/api/groups", "The groups (plans) your keys may use", None, 200, _list_of(_GROUP), True),
+        ("GET", "/api/wallet", "Your wallet: balance, held, frozen, debt", None, 200, _WALLET, True),
+        ("GET", "/api/wallet/topup-options", "Top-up tiers with their bonus, the range, the payment methods", None,
+         200, _OPTIONS, True),
+        ("POST", "/api/wallet/topups", "Start a top-up: a pending order and its checkout URL", TopupCreate, 201,
+         _ORDER, True),
+        ("GET", "/api/wallet/topups", "Your top-up orders, newest first (?status=, ?limit=, ?cursor=)", None, 200,
+         _page_of(_ORDER), True),
+        ("GET", "/api/wallet/topups/{order_id}", "One top-up order, checked with the payment provider while pending",
+         None, 200, _ORDER, True),
+        ("GET", "/api/wallet/ledger", "Your ledger, newest first, with the balance after each entry "
+         "(?limit=, ?cursor=)", None, 200, _page_of(_LEDGER_LINE), True),
+        ("POST", "/api/wallet/redeem", "Redeem a code: its credit and the new balance", RedeemInput, 200, _REDEEMED,
+         True),
         ("GET", "/api/openapi.json", "This document", None, 200, {"type": "object"}, False),
     ]
 
@@ -96,9 +141,10 @@ def document() -> dict[str, Any]:
         if model is not None:
             operation["requestBody"] = {"required": True, "content": {"application/json": {
                 "schema": model.model_json_schema()}}}
-        if "{key_id}" in path:
-            operation["parameters"] = [{"name": "key_id", "in": "path", "required": True,
-                                        "schema": {"type": "string"}}]
+        for name in ("key_id", "order_id"):
+            if f"{{{name}}}" in path:
+                operation["parameters"] = [{"name": name, "in": "path", "required": True,
+                                            "schema": {"type": "string"}}]
         operation["security"] = [{"session": []}, {"cookie": []}] if session else []
         paths.setdefault(path, {})[method.lower()] = operation
     return {

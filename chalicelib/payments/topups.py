@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 from chalicelib.core.domain import Account, LedgerEntry, LedgerKind
 from chalicelib.core.errors import Conflict, NotFound, PaymentProviderError, PaymentsNotConfigured
@@ -56,7 +56,8 @@ class TopupCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    amount_usd: object  # checked by parse_cents, which names `amount_usd` in its errors
+    # A decimal string ("20", "57.50") or a JSON number; parse_cents checks it is whole cents.
+    amount_usd: StrictStr | StrictInt | StrictFloat = Field(description="USD to pay, e.g. \"20\" or \"57.50\"")
 
 
 @dataclass(frozen=True)
