@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from chalicelib.core.errors import InvalidRequest
-from chalicelib.core.money import UNITS_PER_USD, units_to_usd
+from chalicelib.core.money import MAX_USD, UNITS_PER_USD, units_to_usd
 from chalicelib.core.payments import CENT_UNITS, TopupSettings, TopupTier
 
 # The manual's Top-Up Guide.
@@ -47,7 +47,7 @@ def parse_cents(value: object, field: str) -> int:
         amount = Decimal(text) if len(text) <= _MAX_TEXT else None
     except InvalidOperation:
         amount = None
-    if amount is None or not amount.is_finite():
+    if amount is None or not amount.is_finite() or not -MAX_USD <= amount <= MAX_USD:
         raise InvalidRequest(f"{field} must be a decimal number of USD, such as \"20\" or \"57.50\".",
                              param=field, code="invalid_value")
     cents = amount * 100

@@ -41,7 +41,8 @@ def environment(settings: Settings, **overrides: Any) -> dict[str, str]:
             value = value.get_secret_value()
         elif isinstance(value, tuple):
             value = ",".join(map(str, value))
-        env[f"TOKENWAY_{field.upper()}"] = str(value)
+        alias = Settings.model_fields[field].validation_alias
+        env[alias if isinstance(alias, str) else f"TOKENWAY_{field.upper()}"] = str(value)
     return env
 
 
