@@ -16,6 +16,7 @@ import pytest
 
 from chalicelib import deps
 from chalicelib.config import Settings
+from devstack.demo_payments import DemoPayments
 from devstack.emulator import Emulator, provision
 from devstack.local_server import InProcessTransport
 from tests.api.servers import Server
@@ -27,6 +28,7 @@ PREFIX = "apitest"
 # The stack believes X-Forwarded-For from these (documentation) addresses; tests play such a proxy
 # by giving the in-process transport one of them as the peer.
 TRUSTED_PROXIES = ("192.0.2.0/24",)
+WEBHOOK_SECRET = "whsec_" + uuid.uuid4().hex
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Stack:
     upstream: FakeUpstream
     settings: Settings
     outputs: dict[str, str]
+    payments: DemoPayments  # Stripe's API, as the gateway's payment provider
 
     def admin(self, method: str, path: str, json: Any = None) -> Any:
         response = self.http.request(method, path, json=json, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
@@ -63,19 +66,24 @@ def stack(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Itera
     outputs = provision(emulator.client, TEMPLATE, PREFIX)
     upstream = FakeUpstream()
     upstream.start()
+    payments = DemoPayments(webhook_secret=WEBHOOK_SECRET, retry_delays=(0.2, 0.5))
+    payments.start()
     settings = Settings(
         resource_prefix=PREFIX, aws_endpoint_url=emulator.endpoint_url, aws_region="us-east-1",
         admin_token=ADMIN_TOKEN, key_cache_ttl_s=0, catalog_cache_ttl_s=0, upstream_timeout_s=10,
         signups_per_ip=100_000,  # every test customer signs up from 127.0.0.1
         kms_key_id=outputs["SecretsKeyAlias"],  # channel keys sealed with the template's KMS key
         trusted_proxies=TRUSTED_PROXIES,
+        stripe_secret_key=payments.secret_key, stripe_webhook_secret=WEBHOOK_SECRET,
+        stripe_api_base=payments.base_url, payment_methods=("card", "alipay"),
     )
     deps.use_gateway(deps.build_gateway(settings))
     from app import app
 
     server = Server(settings, tmp_path_factory.mktemp("server") / "server.log")
     http = in_process(app)
-    stack = Stack(server.url, http, emulator, upstream, settings, outputs)
+    payments.webhook_url = f"{server.url}/webhooks/stripe"
+    stack = Stack(server.url, http, emulator, upstream, settings, outputs, payments)
     configure_catalog(stack)
     try:
         yield stack
@@ -84,6 +92,7 @@ def stack(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Itera
         server.stop()
         assert "Traceback" not in server.output(), server.output()
         upstream.stop()
+        payments.stop()
         deps.use_gateway(None)
 
 
