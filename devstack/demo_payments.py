@@ -41,6 +41,7 @@ import json
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,7 @@ __all__ = ["ApiRequest", "Attempt", "DemoPayments", "sign"]
 LABEL = "DEMO PAYMENT — no money moves"
 DEFAULT_SECRET_KEY = "sk_test_demo"
 DEFAULT_WEBHOOK_SECRET = "whsec_demo"
+_KEPT = 10_000
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,9 @@ class DemoPayments:
         self.books = Books(webhook_url=webhook_url, webhook_secret=webhook_secret, retry_delays=retry_delays,
                            now=now)
         self.failing = False  # answer every API call with a 500
-        self.requests: list[ApiRequest] = []
+        self.requests: deque[ApiRequest] = deque(maxlen=_KEPT)  # the latest API calls, newest last
         self._replies: dict[str, tuple[int, dict]] = {}  # Idempotency-Key → the first answer
+        self._replies_lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -200,14 +203,19 @@ class DemoPayments:
             masked = f"{key[:8]}****{key[-4:]}" if len(key) > 12 else "****"
             return 401, ApiError(401, f"Invalid API Key provided: {masked}").body
         idempotency = headers.get("idempotency-key") if method == "POST" else None
-        if idempotency and idempotency in self._replies:
-            return self._replies[idempotency]
+        with self._replies_lock:
+            replay = self._replies.get(idempotency) if idempotency else None
+        if replay is not None:
+            return replay
         try:
             answer = 200, self._route(method, path, params)
         except ApiError as error:
             answer = error.status, error.body
-        if idempotency:
-            self._replies[idempotency] = answer
+        with self._replies_lock:
+            if idempotency:
+                self._replies[idempotency] = answer
+            if len(self._replies) > _KEPT:  # a long-running demo forgets the oldest keys (Stripe: after 24 h)
+                del self._replies[next(iter(self._replies))]
         return answer
 
     def _route(self, method: str, path: str, params: dict) -> dict:

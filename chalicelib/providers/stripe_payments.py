@@ -2,7 +2,7 @@
 
 A top-up's life as Stripe sees it, and the call that shows each step to the gateway:
 
-    create_checkout ── session open, unpaid (expires_at: 24 h on, Stripe's own default)
+    create_checkout ── session open, unpaid (expires_at: 24 h on, less 5 min for clock skew)
         ├── the customer pays ── session complete, paid ──────── checkout.session.completed
         │       (or complete, unpaid, then paid later) ───────── …async_payment_succeeded
         │       ├── refund(pi, cents | None) ── charge.amount_refunded grows ── charge.refunded
