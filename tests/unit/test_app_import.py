@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Imported by the first request that needs them: the composition root and the heavy libraries below it.
 DEFERRED = ("chalicelib.deps", "chalicelib.config", "boto3", "botocore", "httpx", "pydantic",
-            "chalicelib.admin.operations", "chalicelib.relay.relay", "chalicelib.relay.schemas")
+            "chalicelib.admin.operations", "chalicelib.relay.relay", "chalicelib.relay.schemas", "stripe",
+            "chalicelib.providers.stripe_payments")
 
 
 def test_importing_the_app_defers_the_composition_root_and_its_libraries() -> None:
