@@ -8,7 +8,9 @@ and usage file, and the same admin token; `dynamodb` starts the AWS emulator on
 forgets everything). The gateway is served on 127.0.0.1:${PORT:-8000} by the one-machine server
 (chalicelib/api/server.py: gunicorn's threaded workers, streams written as they come).
 
-When no provider key is set it also starts the demo upstream; on a first start (an empty
+When no Stripe key is set it starts the demo payment provider (devstack/demo_payments.py), which
+speaks Stripe's API and signs its webhooks with a secret made for this start, so top-ups run
+the product's real code path. When no provider key is set it also starts the demo upstream; on a first start (an empty
 database) it seeds a funded demo account and prints its key, once; on later starts it points the
 demo channel at the demo upstream's new port, so the demo account's keys keep working.
 
@@ -38,6 +40,7 @@ from chalicelib.core.errors import DataDirectoryUnusable
 from chalicelib.core.money import units_to_usd
 from chalicelib.storage.data_dir import SECRETS_KEY_FILE, DataDirectory
 from chalicelib.storage.secrets.local import load_key_file
+from devstack.demo_payments import DemoPayments
 from devstack.demo_upstream import DemoUpstream
 from devstack.emulator import Emulator, provision
 from tokenway_cli import main as cli
@@ -78,6 +81,7 @@ def main() -> int:
 
     emulator: Emulator | None = None
     demo: DemoUpstream | None = None
+    payments: DemoPayments | None = None
     server: subprocess.Popen[bytes] | None = None
     try:
         if data is not None:
@@ -97,6 +101,8 @@ def main() -> int:
             env = {"TOKENWAY_RESOURCE_PREFIX": STAGE_PREFIX, "TOKENWAY_AWS_ENDPOINT_URL": emulator.endpoint_url,
                    **_emulator_secrets_key()}
         os.environ.update(env, TOKENWAY_ADMIN_TOKEN=admin_token)
+        if not os.environ.get("STRIPE_SECRET_KEY"):
+            payments = _demo_payments(url, host)
         command = [sys.executable, "-m", "chalicelib.api.server", "--host", host, "--port", str(port)]
         if data is not None:
             # The server shares the launcher's lock (its copy of the descriptor keeps the directory held
@@ -108,6 +114,9 @@ def main() -> int:
         print(f"Gateway           {url}  (gunicorn, {settings.server_workers} workers of "
               f"{settings.server_threads} threads; TOKENWAY_SERVER_WORKERS, TOKENWAY_SERVER_THREADS)")
         print(f"Admin token       {admin_token}  ({token_origin})")
+        print("Payments          " + (f"DEMO payment provider at {payments.base_url} (no money moves; "
+                                      "set STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET for Stripe)"
+                                      if payments is not None else "Stripe (STRIPE_SECRET_KEY set)"))
         live = settings.provider_keys()
         print("Providers         " + (", ".join(f"{name} ({PROVIDER_KEY_ENV[name]} set)" for name in sorted(live))
                                      if live else "none live (no provider key set)"))
@@ -128,6 +137,8 @@ def main() -> int:
             _stop_server(server, settings.server_graceful_timeout_s)
         if demo is not None:
             demo.stop()
+        if payments is not None:
+            payments.stop()
         if emulator is not None:
             emulator.stop()
         if data is not None:
@@ -171,6 +182,19 @@ def _demo(url: str, token: str, host: str) -> DemoUpstream | None:
     else:
         _print_demo(url, _seed_demo(url, token, demo.base_url), demo.base_url)
     return demo
+
+
+def _demo_payments(url: str, host: str) -> DemoPayments:
+    """With no Stripe key: the demo payment provider, speaking Stripe's API, with a webhook secret made for
+    this start; the gateway is pointed at it, so top-ups run the real code path end to end."""
+    webhook_secret = f"whsec_{secrets.token_hex(16)}"
+    payments = DemoPayments(host, int(os.environ.get("DEMO_PAYMENTS_PORT", "0")),
+                            secret_key=f"sk_test_demo_{secrets.token_hex(8)}",
+                            webhook_url=f"{url}/webhooks/stripe", webhook_secret=webhook_secret)
+    payments.start()
+    os.environ.update(STRIPE_SECRET_KEY=payments.secret_key, STRIPE_WEBHOOK_SECRET=webhook_secret,
+                      STRIPE_API_BASE=payments.base_url)
+    return payments
 
 
 def _print_catalog() -> None:
