@@ -30,10 +30,10 @@ stderr as one `error: …` line, with exit status 1 (gateway or network) or 2 (u
     tokenway topup settings
     tokenway topup set-tiers 10=10 20=22 50=57.50 100=120 --min 5 --max 10000
     tokenway topup list --status review --limit 20
-    tokenway topup show ord_0123
-    tokenway topup confirm ord_0123                 # ask the payment provider now; credited if paid
-    tokenway topup review ord_0123 --note "paid in EUR; credited by an adjustment"
-    tokenway topup refund ord_0123 --reason "customer asked" --amount 10.00
+    tokenway topup show top_0123
+    tokenway topup confirm top_0123                 # ask the payment provider now; credited if paid
+    tokenway topup review top_0123 --note "paid in EUR; credited by an adjustment"
+    tokenway topup refund top_0123 --reason "customer asked" --amount 10.00
     tokenway wallet adjust acct_0123 -5 --reason "duplicate credit" --reference ticket-88
     tokenway code create --count 10 --value 5.00 --expires 2027-01-01T00:00:00Z --batch launch
     tokenway code list --batch launch
