@@ -537,8 +537,8 @@ def test_a_refused_payment_command_prints_the_gateways_message(gateway: Gateway,
 
 
 def test_a_refund_of_an_order_not_paid_is_reported(gateway: Gateway) -> None:
-    gateway.reply = httpx.Response(409, json={"error": {"message": "Top-up order `top_1` is pending, not paid.",
-                                                        "code": "order_not_refundable"}})
+    refused = "Top-up order `top_1` is pending: only a paid order can be refunded."
+    gateway.reply = httpx.Response(409, json={"error": {"message": refused, "code": "order_not_refundable"}})
     run = gateway.run("topup", "refund", "top_1", "--reason", "r")
     assert (run.code, run.out) == (1, "")
-    assert run.err == "error: Top-up order `top_1` is pending, not paid. (HTTP 409)\n"
+    assert run.err == f"error: {refused} (HTTP 409)\n"
