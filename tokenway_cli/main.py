@@ -27,6 +27,19 @@ stderr as one `error: …` line, with exit status 1 (gateway or network) or 2 (u
     tokenway account disable acct_0123
     tokenway holds sweep
 
+    tokenway topup settings
+    tokenway topup set-tiers 10=10 20=22 50=57.50 100=120 --min 5 --max 10000
+    tokenway topup list --status review --limit 20
+    tokenway topup show top_0123
+    tokenway topup confirm top_0123                 # ask the payment provider now; credited if paid
+    tokenway topup review top_0123 --note "paid in EUR; credited by an adjustment"
+    tokenway topup refund top_0123 --reason "customer asked" --amount 10.00
+    tokenway wallet adjust acct_0123 -5 --reason "duplicate credit" --reference ticket-88
+    tokenway code create --count 10 --value 5.00 --expires 2027-01-01T00:00:00Z --batch launch
+    tokenway code list --batch launch
+    tokenway code disable code_0123
+    tokenway payments reconcile --from 2026-11-01 --to 2026-12-01
+
 USD amounts are sent exactly as typed; the gateway parses them as decimals.
 """
 
@@ -39,32 +52,22 @@ import os
 import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
-from urllib.parse import quote
 
 import httpx
+
+from tokenway_cli.calls import Call, given, query, segment
+from tokenway_cli.payments import add_payment_commands
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TIMEOUT_S = 30.0
 
-# What a command asks of the admin API: (method, path, JSON body or None).
-Call = tuple[str, str, dict[str, Any] | None]
-
 GROUPS = {"channel": "upstream providers", "model": "the model catalog", "account": "customer accounts",
           "wallet": "customer balances", "key": "customer API keys", "group": "groups (plans)",
-          "holds": "billing holds"}
+          "holds": "billing holds", "topup": "top-up tiers and orders", "code": "redemption codes",
+          "payments": "payments at the provider"}
 
 MODEL_OPTIONS = ("upstream_model", "input_per_1m", "output_per_1m", "cached_input_per_1m", "per_image",
                  "max_output_tokens", "kind", "timeout_s", "context_window", "cap_field")
-
-
-def _segment(value: str) -> str:
-    """A path parameter, URL-encoded (slashes included)."""
-    return quote(value, safe="")
-
-
-def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
-    """The named options that were given on the command line."""
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
 def channel_add(args: argparse.Namespace) -> Call:
@@ -73,7 +76,7 @@ def channel_add(args: argparse.Namespace) -> Call:
 
 
 def model_add(args: argparse.Namespace) -> Call:
-    body = {"name": args.name, "channel": args.channel, **_given(args, MODEL_OPTIONS)}
+    body = {"name": args.name, "channel": args.channel, **given(args, MODEL_OPTIONS)}
     if args.image_price:
         body["image_prices"] = args.image_price
     if args.pass_through is not None:
@@ -95,51 +98,50 @@ def account_create(args: argparse.Namespace) -> Call:
 
 
 def wallet_credit(args: argparse.Namespace) -> Call:
-    return "POST", f"/admin/accounts/{_segment(args.account_id)}/credit", {"amount_usd": args.usd,
-                                                                           **_given(args, ("note", "reference"))}
+    return "POST", f"/admin/accounts/{segment(args.account_id)}/credit", {"amount_usd": args.usd,
+                                                                          **given(args, ("note", "reference"))}
 
 
 def wallet_show(args: argparse.Namespace) -> Call:
-    return "GET", f"/admin/accounts/{_segment(args.account_id)}/wallet", None
+    return "GET", f"/admin/accounts/{segment(args.account_id)}/wallet", None
 
 
 def key_create(args: argparse.Namespace) -> Call:
-    return "POST", f"/admin/accounts/{_segment(args.account_id)}/keys", {"name": args.name,
-                                                                         **_given(args, ("group",))}
+    return "POST", f"/admin/accounts/{segment(args.account_id)}/keys", {"name": args.name,
+                                                                        **given(args, ("group",))}
 
 
 def key_list(args: argparse.Namespace) -> Call:
-    return "GET", f"/admin/accounts/{_segment(args.account_id)}/keys", None
+    return "GET", f"/admin/accounts/{segment(args.account_id)}/keys", None
 
 
 def account_list(args: argparse.Namespace) -> Call:
-    query = f"?search={quote(args.search, safe='')}" if args.search else ""
-    return "GET", f"/admin/accounts{query}", None
+    return "GET", f"/admin/accounts{query(search=args.search or None)}", None
 
 
 def account_disable(args: argparse.Namespace) -> Call:
-    return "PATCH", f"/admin/accounts/{_segment(args.account_id)}", {"status": "disabled"}
+    return "PATCH", f"/admin/accounts/{segment(args.account_id)}", {"status": "disabled"}
 
 
 def account_enable(args: argparse.Namespace) -> Call:
-    return "PATCH", f"/admin/accounts/{_segment(args.account_id)}", {"status": "active"}
+    return "PATCH", f"/admin/accounts/{segment(args.account_id)}", {"status": "active"}
 
 
 def account_groups(args: argparse.Namespace) -> Call:
     body: dict[str, Any] = {"groups": args.groups}
     if args.default is not None:
         body["default_plan"] = args.default
-    return "PATCH", f"/admin/accounts/{_segment(args.account_id)}", body
+    return "PATCH", f"/admin/accounts/{segment(args.account_id)}", body
 
 
 def account_password_link(args: argparse.Namespace) -> Call:
-    return "POST", f"/admin/accounts/{_segment(args.account_id)}/password-link", None
+    return "POST", f"/admin/accounts/{segment(args.account_id)}/password-link", None
 
 
 def group_add(args: argparse.Namespace) -> Call:
     models = [name.strip() for name in (args.models or "").split(",") if name.strip()]
     return "POST", "/admin/groups", {"name": args.name, "multiplier": args.multiplier, "models": models,
-                                     **_given(args, ("description",))}
+                                     **given(args, ("description",))}
 
 
 def group_list(args: argparse.Namespace) -> Call:
@@ -240,6 +242,7 @@ def _parser() -> argparse.ArgumentParser:
     command("group", "list", group_list, "list the groups (plans)")
 
     command("holds", "sweep", holds_sweep, "release expired holds")
+    add_payment_commands(command)
     return parser
 
 

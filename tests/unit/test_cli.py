@@ -341,3 +341,204 @@ def test_the_admin_token_is_never_printed(gateway: Gateway) -> None:
     run = gateway.run("--admin-token", TOKEN, "holds", "sweep")
     assert run.code == 1
     assert TOKEN not in run.err and "***" in run.err
+
+
+SETTINGS = {"tiers": [{"pay_usd": "10.00", "credit_usd": "10.00", "bonus_usd": "0.00", "bonus_percent": "0"}],
+            "min_usd": "5.00", "max_usd": "10000.00"}
+ORDER = {"order_id": "top_1", "account_id": "acct_1", "status": "review", "pay_usd": "20.00"}
+
+
+def test_topup_settings(gateway: Gateway) -> None:
+    gateway.reply = httpx.Response(200, json=SETTINGS)
+    run = gateway.run("topup", "settings")
+    assert_sent(run, "GET", "/admin/topup-settings", None)
+    assert run.printed == SETTINGS
+
+
+def test_topup_set_tiers_sends_the_tiers_in_order_and_the_range(gateway: Gateway) -> None:
+    gateway.reply = httpx.Response(200, json=SETTINGS)
+    run = gateway.run("topup", "set-tiers", "10=10", "20=22", "50=57.50", "--min", "5", "--max", "10000")
+    assert_sent(run, "PUT", "/admin/topup-settings", {
+        "tiers": [{"pay_usd": "10", "credit_usd": "10"}, {"pay_usd": "20", "credit_usd": "22"},
+                  {"pay_usd": "50", "credit_usd": "57.50"}],
+        "min_usd": "5", "max_usd": "10000",
+    })
+    assert run.printed == SETTINGS
+
+
+def test_topup_set_tiers_without_a_range_leaves_it_to_the_gateway(gateway: Gateway) -> None:
+    run = gateway.run("topup", "set-tiers", "100=120")
+    assert_sent(run, "PUT", "/admin/topup-settings", {"tiers": [{"pay_usd": "100", "credit_usd": "120"}]})
+
+
+def test_topup_set_tiers_without_tiers_removes_every_bonus(gateway: Gateway) -> None:
+    run = gateway.run("topup", "set-tiers", "--max", "500")
+    assert_sent(run, "PUT", "/admin/topup-settings", {"tiers": [], "max_usd": "500"})
+
+
+@pytest.mark.parametrize("tier", ["10", "10=", "=12", "10:12"])
+def test_a_tier_not_of_the_form_pay_equals_credit_is_a_usage_error(gateway: Gateway, tier: str) -> None:
+    run = gateway.run("topup", "set-tiers", "10=10", tier)
+    assert run.code == 2
+    assert run.sent == [] and run.out == ""
+    assert "PAY=CREDIT" in run.err and repr(tier) in run.err
+
+
+def test_topup_list_without_filters(gateway: Gateway) -> None:
+    page = {"data": [ORDER], "next_cursor": None}
+    gateway.reply = httpx.Response(200, json=page)
+    run = gateway.run("topup", "list")
+    assert_sent(run, "GET", "/admin/topups", None)
+    assert run.request.url.query == b""
+    assert run.printed == page
+
+
+def test_topup_list_sends_its_filters_url_encoded(gateway: Gateway) -> None:
+    run = gateway.run("topup", "list", "--status", "review", "--account", "acct 1&x", "--limit", "20",
+                      "--cursor", "eyJ0/IjoxfQ==")
+    assert_sent(run, "GET", "/admin/topups", None)
+    assert run.request.url.query == b"status=review&account_id=acct%201%26x&limit=20&cursor=eyJ0%2FIjoxfQ%3D%3D"
+    assert dict(run.request.url.params) == {"status": "review", "account_id": "acct 1&x", "limit": "20",
+                                            "cursor": "eyJ0/IjoxfQ=="}
+
+
+def test_topup_show(gateway: Gateway) -> None:
+    gateway.reply = httpx.Response(200, json=ORDER)
+    run = gateway.run("topup", "show", "top_1")
+    assert_sent(run, "GET", "/admin/topups/top_1", None)
+    assert run.printed == ORDER
+
+
+def test_topup_confirm(gateway: Gateway) -> None:
+    gateway.reply = httpx.Response(200, json={**ORDER, "status": "paid"})
+    run = gateway.run("topup", "confirm", "top_1")
+    assert_sent(run, "POST", "/admin/topups/top_1/confirm", None)
+    assert run.printed["status"] == "paid"
+
+
+def test_topup_review(gateway: Gateway) -> None:
+    run = gateway.run("topup", "review", "top_1", "--note", "paid in EUR; credited by an adjustment")
+    assert_sent(run, "POST", "/admin/topups/top_1/review", {"note": "paid in EUR; credited by an adjustment"})
+
+
+def test_topup_refund_of_part_of_an_order(gateway: Gateway) -> None:
+    run = gateway.run("topup", "refund", "top_1", "--reason", "customer asked", "--amount", "10.00")
+    assert_sent(run, "POST", "/admin/topups/top_1/refund", {"reason": "customer asked", "amount_usd": "10.00"})
+
+
+def test_topup_refund_of_all_of_an_order(gateway: Gateway) -> None:
+    run = gateway.run("topup", "refund", "top_1", "--reason", "customer asked")
+    assert_sent(run, "POST", "/admin/topups/top_1/refund", {"reason": "customer asked"})
+
+
+def test_order_ids_are_url_encoded(gateway: Gateway) -> None:
+    run = gateway.run("topup", "refund", "top/../1", "--reason", "r")
+    assert run.request.url.raw_path == b"/admin/topups/top%2F..%2F1/refund"
+
+
+@pytest.mark.parametrize("usd", ["5", "-5", "-5.00", "-0.000000001"])
+def test_wallet_adjust_up_or_down(gateway: Gateway, usd: str) -> None:
+    gateway.reply = httpx.Response(200, json=WALLET)
+    run = gateway.run("wallet", "adjust", "acct_1", usd, "--reason", "duplicate credit")
+    assert_sent(run, "POST", "/admin/accounts/acct_1/adjust", {"amount_usd": usd, "reason": "duplicate credit"})
+    assert run.printed == WALLET
+
+
+def test_wallet_adjust_takes_its_amount_after_the_options_too(gateway: Gateway) -> None:
+    run = gateway.run("wallet", "adjust", "--reason", "x", "--reference", "ticket-88", "acct_1", "-5")
+    assert_sent(run, "POST", "/admin/accounts/acct_1/adjust", {"amount_usd": "-5", "reason": "x",
+                                                              "reference": "ticket-88"})
+
+
+def test_wallet_adjust_takes_its_amount_after_a_double_dash(gateway: Gateway) -> None:
+    run = gateway.run("wallet", "adjust", "--reason", "x", "--", "acct_1", "-5.00")
+    assert_sent(run, "POST", "/admin/accounts/acct_1/adjust", {"amount_usd": "-5.00", "reason": "x"})
+
+
+def test_code_create_prints_the_codes_as_the_gateway_sent_them(gateway: Gateway) -> None:
+    made = {"data": [{"code": "TKW-ABCD-EFGH-JKLM", "code_id": "code_1", "hint": "TKW-…-JKLM", "value_usd": "5.00",
+                      "status": "active", "batch": "launch", "note": "newsletter",
+                      "expires_at": "2027-01-01T00:00:00Z"}]}
+    gateway.reply = httpx.Response(201, json=made)
+    run = gateway.run("code", "create", "--count", "1", "--value", "5.00", "--expires", "2027-01-01T00:00:00Z",
+                      "--batch", "launch", "--note", "newsletter")
+    assert_sent(run, "POST", "/admin/codes", {"count": 1, "value_usd": "5.00", "expires_at": "2027-01-01T00:00:00Z",
+                                              "batch": "launch", "note": "newsletter"})
+    assert run.printed == made
+
+
+def test_code_create_with_only_what_it_needs(gateway: Gateway) -> None:
+    run = gateway.run("code", "create", "--value", "2", "--count", "50")
+    assert_sent(run, "POST", "/admin/codes", {"count": 50, "value_usd": "2"})
+
+
+def test_code_list(gateway: Gateway) -> None:
+    run = gateway.run("code", "list")
+    assert_sent(run, "GET", "/admin/codes", None)
+    assert run.request.url.query == b""
+
+
+def test_code_list_of_one_batch(gateway: Gateway) -> None:
+    run = gateway.run("code", "list", "--batch", "spring sale")
+    assert_sent(run, "GET", "/admin/codes", None)
+    assert run.request.url.query == b"batch=spring%20sale"
+
+
+def test_code_disable(gateway: Gateway) -> None:
+    run = gateway.run("code", "disable", "code_1")
+    assert_sent(run, "POST", "/admin/codes/code_1/disable", None)
+
+
+def test_payments_reconcile(gateway: Gateway) -> None:
+    found = {"from": 1793491200, "to": 1796083200, "data": [{"kind": "not_credited", "order_id": "top_1"}]}
+    gateway.reply = httpx.Response(200, json=found)
+    run = gateway.run("payments", "reconcile", "--from", "2026-11-01", "--to", "2026-12-01T00:00:00+01:00")
+    assert_sent(run, "GET", "/admin/payments/reconcile", None)
+    assert run.request.url.query == b"from=2026-11-01&to=2026-12-01T00%3A00%3A00%2B01%3A00"
+    assert run.printed == found
+
+
+@pytest.mark.parametrize("argv, names", [
+    (["topup"], "required: action"),
+    (["topup", "cancel", "top_1"], "invalid choice: 'cancel'"),
+    (["topup", "show"], "ORDER"),
+    (["topup", "review", "top_1"], "--note"),
+    (["topup", "refund", "top_1"], "--reason"),
+    (["topup", "list", "--limit", "many"], "--limit"),
+    (["wallet", "adjust", "acct_1", "-5"], "--reason"),
+    (["wallet", "adjust", "acct_1", "--reason", "x"], "USD"),
+    (["code", "create", "--value", "5"], "--count"),
+    (["code", "create", "--count", "5"], "--value"),
+    (["code", "create", "--count", "five", "--value", "5"], "--count"),
+    (["code", "disable"], "code_id"),
+    (["payments", "reconcile", "--from", "2026-11-01"], "--to"),
+    (["payments", "reconcile", "--to", "2026-12-01"], "--from"),
+])
+def test_payment_usage_errors_exit_2_and_name_what_is_wrong(gateway: Gateway, argv: list[str], names: str) -> None:
+    run = gateway.run(*argv)
+    assert run.code == 2
+    assert run.sent == [] and run.out == ""
+    assert "error:" in run.err and names in run.err.splitlines()[-1]
+
+
+@pytest.mark.parametrize("argv", [
+    ["topup", "set-tiers", "10=9"],
+    ["topup", "refund", "top_1", "--reason", "r", "--amount", "900"],
+    ["wallet", "adjust", "acct_1", "-5", "--reason", "x"],
+    ["code", "create", "--count", "1", "--value", "5", "--expires", "2020-01-01T00:00:00Z"],
+    ["payments", "reconcile", "--from", "2026-12-01", "--to", "2026-11-01"],
+])
+def test_a_refused_payment_command_prints_the_gateways_message(gateway: Gateway, argv: list[str]) -> None:
+    gateway.reply = httpx.Response(400, json={"error": {"message": "Not\nthat.", "type": "invalid_request_error",
+                                                        "code": "invalid_value"}})
+    run = gateway.run(*argv)
+    assert len(run.sent) == 1
+    assert (run.code, run.out, run.err) == (1, "", "error: Not that. (HTTP 400)\n")
+
+
+def test_a_refund_of_an_order_not_paid_is_reported(gateway: Gateway) -> None:
+    refused = "Top-up order `top_1` is pending: only a paid order can be refunded."
+    gateway.reply = httpx.Response(409, json={"error": {"message": refused, "code": "order_not_refundable"}})
+    run = gateway.run("topup", "refund", "top_1", "--reason", "r")
+    assert (run.code, run.out) == (1, "")
+    assert run.err == f"error: {refused} (HTTP 409)\n"
