@@ -107,9 +107,10 @@ def test_an_order_is_found_by_the_payment_that_paid_it(payments):
 # Changes, conditional on the version read.
 
 def test_an_update_sets_the_changes_and_moves_the_version_on(payments):
-    payments.payments.create_order(order(session_id="cs_1", note="first"))
-    changed = payments.payments.update(order(), {"status": OrderStatus.EXPIRED, "note": None})
-    assert changed == order(session_id="cs_1", status=OrderStatus.EXPIRED, version=1)
+    made = order(session_id="cs_1", note="first")
+    payments.payments.create_order(made)
+    changed = payments.payments.update(made, {"status": OrderStatus.EXPIRED, "note": None})
+    assert changed == dataclasses.replace(made, status=OrderStatus.EXPIRED, note=None, version=1)
     assert changed.updated_at == 1_000  # untouched unless changed
     assert payments.payments.get_order("ord_1") == changed
     again = payments.payments.update(changed, {"updated_at": 7_000, "review_reason": "amount"})
