@@ -23,6 +23,8 @@ from chalicelib.storage.ports import (
     KeyRepo,
     LoginAttemptRepo,
     PasswordLinkRepo,
+    PaymentRepo,
+    RedemptionRepo,
     SessionRepo,
     WalletRepo,
 )
@@ -34,6 +36,8 @@ from chalicelib.storage.sqlite.database import Database
 from chalicelib.storage.sqlite.key_repo import SqliteKeyRepo
 from chalicelib.storage.sqlite.login_attempt_repo import SqliteLoginAttemptRepo
 from chalicelib.storage.sqlite.password_link_repo import SqlitePasswordLinkRepo
+from chalicelib.storage.sqlite.payment_repo import SqlitePaymentRepo
+from chalicelib.storage.sqlite.redemption_repo import SqliteRedemptionRepo
 from chalicelib.storage.sqlite.session_repo import SqliteSessionRepo
 from chalicelib.storage.sqlite.wallet_repo import SqliteWalletRepo
 from devstack.emulator import provision
@@ -51,6 +55,8 @@ class Repos:
     sessions: SessionRepo
     login_attempts: LoginAttemptRepo
     password_links: PasswordLinkRepo
+    payments: PaymentRepo
+    codes: RedemptionRepo
     dynamodb: Any = None  # the raw client, for tests that scan what was written
     sqlite: Database | None = None  # the database, for tests that read its rows
 
@@ -60,7 +66,8 @@ def _sqlite(path: Path) -> Repos:
     return Repos(SqliteAccountRepo(db), SqliteKeyRepo(db), SqliteWalletRepo(db),
                  SqliteCatalogRepo(db, sealer=SecretSealer(LocalKeyWrapper(os.urandom(KEY_BYTES)))),
                  sessions=SqliteSessionRepo(db), login_attempts=SqliteLoginAttemptRepo(db),
-                 password_links=SqlitePasswordLinkRepo(db), sqlite=db)
+                 password_links=SqlitePasswordLinkRepo(db), payments=SqlitePaymentRepo(db),
+                 codes=SqliteRedemptionRepo(db), sqlite=db)
 
 
 @pytest.fixture(scope="session")
@@ -78,6 +85,10 @@ def _wipe(client: Any) -> None:
 
 
 def _dynamodb(client: Any) -> Repos:
+    # Imported here, so that the SQLite cases run wherever the DynamoDB modules do not import.
+    from chalicelib.storage.dynamodb.payment_repo import DynamoPaymentRepo
+    from chalicelib.storage.dynamodb.redemption_repo import DynamoRedemptionRepo
+
     _wipe(client)
     name = lambda table: f"{PREFIX}-{table}"  # noqa: E731
     return Repos(
@@ -89,6 +100,9 @@ def _dynamodb(client: Any) -> Repos:
         sessions=DynamoSessionRepo(client, name("sessions")),
         login_attempts=DynamoLoginAttemptRepo(client, name("login-attempts")),
         password_links=DynamoPasswordLinkRepo(client, name("password-links")),
+        payments=DynamoPaymentRepo(client, orders=name("orders"), events=name("payment-events"),
+                                   catalog=name("catalog"), accounts=name("accounts"), ledger=name("ledger")),
+        codes=DynamoRedemptionRepo(client, codes=name("codes"), accounts=name("accounts"), ledger=name("ledger")),
         dynamodb=client,
     )
 

@@ -3,7 +3,7 @@
 Email uniqueness is the table's own: `email_key` (the email in lower case) is UNIQUE,
 so of two sign-ups with one email the second insert finds the first, whichever
 process wrote it. Every update here sets only the columns it owns, never the
-wallet's (`available`, `held`, `shortfall`).
+wallet's (`available`, `held`, `shortfall`, `frozen`, `debt`, `disputes`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The one-machine database: one SQLite file in WAL mode, shared by every thread and worker process.
 
     Database(path)           opens the file, switches it to WAL, creates or checks the schema
+                             (a file at version 1 is moved on to version 2 in one transaction)
       ├── read()             a consistent snapshot for a few SELECTs (BEGIN … ROLLBACK)
       └── write()            BEGIN IMMEDIATE … COMMIT: the file's write lock is taken first,
                              so conditions read inside hold until the commit, in whichever
@@ -31,15 +32,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from chalicelib.core.errors import StorageError
+from chalicelib.storage.sqlite.schema_v2 import MIGRATE_1_TO_2, PAYMENT_TABLES
 
 # Raised whenever the tables below change (kept in the file as PRAGMA user_version); a file
 # made by a newer version of the gateway is refused rather than misread.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 10_000
 # Connections a forked process inherited: kept, so that they are never closed there.
 _INHERITED: list[sqlite3.Connection] = []
 
-# Money is integer units; lists are JSON text. The CHECKs restate the invariants
+# The tables of version 1, with the wallet's version-2 counters (the payment tables are in
+# schema_v2.py). Money is integer units; lists are JSON text. The CHECKs restate the invariants
 # the repositories' conditions keep, as a last guard: a write that would break one fails.
 _SCHEMA = """
 CREATE TABLE accounts (
@@ -55,7 +58,10 @@ CREATE TABLE accounts (
     default_plan  INTEGER NOT NULL,
     available     INTEGER NOT NULL DEFAULT 0 CHECK (available >= 0),
     held          INTEGER NOT NULL DEFAULT 0 CHECK (held >= 0),
-    shortfall     INTEGER NOT NULL DEFAULT 0
+    shortfall     INTEGER NOT NULL DEFAULT 0,
+    frozen        INTEGER NOT NULL DEFAULT 0 CHECK (frozen >= 0),
+    debt          INTEGER NOT NULL DEFAULT 0 CHECK (debt >= 0),
+    disputes      INTEGER NOT NULL DEFAULT 0 CHECK (disputes >= 0)
 );
 CREATE INDEX accounts_by_age ON accounts (created_at, account_id);
 
@@ -187,6 +193,7 @@ CREATE INDEX password_links_by_expiry ON password_links (expires_at);
 """
 
 
+
 class Database:
     """One SQLite file: a connection per thread, transactions as context managers."""
 
@@ -278,9 +285,14 @@ class Database:
             try:
                 version = connection.execute("PRAGMA user_version").fetchone()[0]
                 if version == 0:
-                    for statement in _SCHEMA.split(";"):
+                    for statement in (_SCHEMA + PAYMENT_TABLES).split(";"):
                         if statement.strip():
                             connection.execute(statement)
+                    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                elif version == 1:
+                    # A data directory of an earlier gateway: moved on in the same transaction, all or nothing.
+                    for statement in MIGRATE_1_TO_2:
+                        connection.execute(statement)
                     connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 elif version != SCHEMA_VERSION:
                     raise StorageError(f"the database {self.path} has schema version {version}; this gateway "

@@ -1,8 +1,8 @@
 """The wallet on SQLite: balances, holds, the ledger and key counters, each move one transaction.
 
 Where things live:
-- `accounts` row: `available`, `held`, `shortfall` (as on DynamoDB), beside the account's
-  `status`, `groups` and `default_plan`, which the hold checks;
+- `accounts` row: `available`, `held`, `shortfall`, `frozen`, `debt`, `disputes` (as on
+  DynamoDB), beside the account's `status`, `groups` and `default_plan`, which the hold checks;
 - `holds`: one row per open hold; `ledger`: one row per credit or charge, unique per
   (account, entry id); `credit_claims`: one row per credit's claim, unique across accounts;
 - `keys` row: `reserved`, `spent`, `quota_left` (while a quota is set), request and token
@@ -18,7 +18,8 @@ invariants once more.
 A hold's timeline:
 
     hold()     key: reserved += amount, quota_left -= amount       (active, unexpired, quota_left >= amount)
-               account: available -= amount, held += amount        (active, on the key's plan, available >= amount)
+               account: available -= amount, held += amount        (active, on the key's plan, available >= amount,
+                                                                    no debt, no dispute open)
                holds row inserted                                  (its request id is new)
        │
        ├── settle(cost)   holds row deleted (if still open: `held` = its amount, else 0)
@@ -39,33 +40,51 @@ A credit's timeline (once per claim):
     credit()   claim inserted, naming the entry                    (the claim is new: else the entry
                                                                     that took it is returned)
                ledger entry +amount                                (its id is new)
-               account: available += amount                        (the account exists)
+               account: debt -= pay, available += amount - pay     (the account exists;
+                        pay = min(amount, debt)                     pay: the debt is paid first)
+
+A move's timeline (once per claim, as a credit; see wallet_moves.py for the steps):
+
+    move()     claim inserted, naming the first entry             (the claim is new)
+               apply_move: unfreeze, entries, freeze, disputes     (NotFound, Conflict: nothing written;
+                                                                    an entry id seen before: the move
+                                                                    was applied, its entry returned)
+
+The ledger read as pages, newest first, in one snapshot:
+
+    ledger_page(cursor None)   anchor = available + held + frozen - debt (what the ledger sums to),
+                               the newest `limit` entries; each line's balance after = the anchor
+                               less the entries after it
+    ledger_page(cursor)        the cursor names the last line's entry and balance after it; the
+                               next page starts below that entry, at that balance less its amount
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from typing import Any
 
 from chalicelib.core.domain import DEFAULT_GROUP, Balance, Credited, Hold, HoldResult, LedgerEntry, Settlement
-from chalicelib.core.errors import NotFound, StorageError
-from chalicelib.core.payments import LedgerPage, WalletMove
+from chalicelib.core.errors import InvalidRequest, NotFound, StorageError
+from chalicelib.core.payments import LedgerLine, LedgerPage, WalletMove
+from chalicelib.storage.cursors import decode_cursor, encode_cursor, page_limit
 from chalicelib.storage.ports import WalletRepo, account_refusal
 from chalicelib.storage.sqlite.database import Database, first
 from chalicelib.storage.sqlite.key_repo import CURRENT_KEY_ID
+from chalicelib.storage.sqlite.wallet_moves import (
+    ENTRY_COLUMNS,
+    MoveRepeated,
+    Refused,
+    apply_move,
+    balance,
+    credit_account,
+    credited_before,
+    insert_entry,
+    require_account,
+    stored_entry,
+)
 
-_ENTRY_COLUMNS = ("account_id, entry_id, kind, amount, created_at, request_id, key_id, model, shortfall, note, "
-                  "prompt_tokens, completion_tokens, reference")
 _HOLD_COLUMNS = "request_id, account_id, key_hash, amount, created_at, expires_at, key_quota, plan"
-
-
-class _Refused(Exception):
-    """Ends a transaction that must write nothing, carrying what to answer."""
-
-    def __init__(self, answer: Any) -> None:
-        super().__init__(answer)
-        self.answer = answer
 
 
 class SqliteWalletRepo(WalletRepo):
@@ -74,7 +93,7 @@ class SqliteWalletRepo(WalletRepo):
 
     def balance(self, account_id: str) -> Balance:
         with self._db.read() as tx:
-            return _balance(tx, account_id)
+            return balance(tx, account_id)
 
     def credit(self, entry: LedgerEntry, *, claim: str | None = None) -> Credited:
         try:
@@ -84,27 +103,74 @@ class SqliteWalletRepo(WalletRepo):
                     claimed = tx.execute("INSERT INTO credit_claims (claim, account_id, entry_id) VALUES (?, ?, ?) "
                                          "ON CONFLICT DO NOTHING", (claim, entry.account_id, entry.entry_id)).rowcount
                     if not claimed:
-                        _require_account(tx, entry.account_id)
+                        require_account(tx, entry.account_id)
                         taken = first(tx.execute("SELECT account_id, entry_id FROM credit_claims WHERE claim = ?",
                                                  (claim,)))
-                        raise _Refused(_credited_before(tx, taken["account_id"], taken["entry_id"]))
+                        raise Refused(credited_before(tx, taken["account_id"], taken["entry_id"]))
                 # Invariant: an entry is written once.
-                if not _insert_entry(tx, entry):
-                    _require_account(tx, entry.account_id)
-                    raise _Refused(_credited_before(tx, entry.account_id, entry.entry_id))
+                if not insert_entry(tx, entry):
+                    require_account(tx, entry.account_id)
+                    raise Refused(credited_before(tx, entry.account_id, entry.entry_id))
                 # Money moves only on an existing account: without one, the claim and entry are rolled back.
-                if not tx.execute("UPDATE accounts SET available = available + ? WHERE account_id = ?",
-                                  (entry.amount, entry.account_id)).rowcount:
+                if not credit_account(tx, entry.account_id, entry.amount):
                     raise NotFound(f"No account `{entry.account_id}`.", param="account_id")
-                return Credited(entry, _balance(tx, entry.account_id), applied=True)
-        except _Refused as refused:
+                return Credited(entry, balance(tx, entry.account_id), applied=True)
+        except Refused as refused:
             return refused.answer
 
     def move(self, move: WalletMove, *, claim: str | None = None) -> Credited:
-        raise NotImplementedError
+        if not move.entries:
+            raise InvalidRequest("A wallet move writes at least one ledger entry.", param="entries")
+        stands_for = move.entries[0]
+        try:
+            with self._db.write() as tx:
+                if claim is not None:
+                    # Invariant: a claim moves money once, across all accounts.
+                    claimed = tx.execute("INSERT INTO credit_claims (claim, account_id, entry_id) VALUES (?, ?, ?) "
+                                         "ON CONFLICT DO NOTHING",
+                                         (claim, move.account_id, stands_for.entry_id)).rowcount
+                    if not claimed:
+                        require_account(tx, move.account_id)
+                        taken = first(tx.execute("SELECT account_id, entry_id FROM credit_claims WHERE claim = ?",
+                                                 (claim,)))
+                        raise Refused(credited_before(tx, taken["account_id"], taken["entry_id"]))
+                try:
+                    apply_move(tx, move)
+                except MoveRepeated as repeated:
+                    # Applied before: the entry that stands for it, as it was written then.
+                    written = stored_entry(tx, move.account_id, stands_for.entry_id)
+                    raise Refused(credited_before(tx, move.account_id,
+                                                  stands_for.entry_id if written else repeated.entry_id)) from None
+                return Credited(stands_for, balance(tx, move.account_id), applied=True)
+        except Refused as refused:
+            return refused.answer
 
     def ledger_page(self, account_id: str, *, limit: int, cursor: str | None = None) -> LedgerPage:
-        raise NotImplementedError
+        page_limit(limit)
+        with self._db.read() as tx:
+            if cursor is None:
+                after = balance(tx, account_id).net
+                rows = tx.execute(f"SELECT {ENTRY_COLUMNS} FROM ledger WHERE account_id = ? "
+                                  "ORDER BY entry_id DESC LIMIT ?", (account_id, limit + 1)).fetchall()
+            else:
+                position = decode_cursor(cursor, {"entry_id": str, "balance_after": int})
+                # From the cursor's own entry, whose amount leads to the balance before it.
+                rows = tx.execute(f"SELECT {ENTRY_COLUMNS} FROM ledger WHERE account_id = ? AND entry_id <= ? "
+                                  "ORDER BY entry_id DESC LIMIT ?",
+                                  (account_id, position["entry_id"], limit + 2)).fetchall()
+                if not rows or rows[0]["entry_id"] != position["entry_id"]:
+                    raise InvalidRequest("The cursor is not one this listing returned.", param="cursor")
+                after = position["balance_after"] - rows[0]["amount"]
+                rows = rows[1:]
+        lines = []
+        for row in rows[:limit]:
+            lines.append(LedgerLine(LedgerEntry(**dict(row)), after))
+            after -= row["amount"]
+        more = len(rows) > limit
+        last = lines[-1] if lines else None
+        return LedgerPage(tuple(lines), encode_cursor({"entry_id": last.entry.entry_id,
+                                                       "balance_after": last.balance_after})
+                          if more and last else None)
 
     def hold(self, hold: Hold) -> HoldResult:
         try:
@@ -121,29 +187,32 @@ class SqliteWalletRepo(WalletRepo):
                      "key_hash": hold.key_hash},
                 ).rowcount
                 if not reserved:
-                    raise _Refused(HoldResult.KEY_REFUSED)
+                    raise Refused(HoldResult.KEY_REFUSED)
                 # Invariant: a balance never goes below zero. Only an active account holds, for a key
                 # on a plan the account still has (`default` is its own unless the operator confined it).
+                # Invariant: nothing is held while the account owes a debt or has a dispute open.
                 moved = tx.execute(
                     "UPDATE accounts SET available = available - :amount, held = held + :amount "
                     "WHERE account_id = :account_id AND status = 'active' AND available >= :amount "
+                    "AND debt = 0 AND disputes = 0 "
                     "AND ((:plan = :default_plan AND default_plan) "
                     "     OR EXISTS (SELECT 1 FROM json_each(accounts.groups) WHERE value = :plan))",
                     {"amount": hold.amount, "account_id": hold.account_id, "plan": hold.plan,
                      "default_plan": DEFAULT_GROUP},
                 ).rowcount
                 if not moved:
-                    account = first(tx.execute("SELECT status, available FROM accounts WHERE account_id = ?",
+                    account = first(tx.execute("SELECT status, available, debt, disputes FROM accounts "
+                                               "WHERE account_id = ?",
                                                (hold.account_id,)))
-                    raise _Refused(account_refusal(dict(account) if account else None, hold.amount))
+                    raise Refused(account_refusal(dict(account) if account else None, hold.amount))
                 # Invariant: a request holds once.
                 opened = tx.execute(f"INSERT INTO holds ({_HOLD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                                     "ON CONFLICT DO NOTHING",
                                     (hold.request_id, hold.account_id, hold.key_hash, hold.amount, hold.created_at,
                                      hold.expires_at, hold.key_quota, hold.plan)).rowcount
                 if not opened:
-                    raise _Refused(HoldResult.WALLET_SHORT)
-        except _Refused as refused:
+                    raise Refused(HoldResult.WALLET_SHORT)
+        except Refused as refused:
             return refused.answer
         return HoldResult.HELD
 
@@ -173,7 +242,7 @@ class SqliteWalletRepo(WalletRepo):
                 # this request was settled (or released) before.
                 return Settlement(charged=0, shortfall=0)
             # Invariant: a request is charged once; its entry id is derived from the request.
-            if (charged or shortfall) and not _insert_entry(tx, dataclasses.replace(entry, amount=-charged,
+            if (charged or shortfall) and not insert_entry(tx, dataclasses.replace(entry, amount=-charged,
                                                                                      shortfall=shortfall)):
                 # Settled before: charge nothing more, only give back a hold still open.
                 _give_back(tx, hold, held)
@@ -200,7 +269,7 @@ class SqliteWalletRepo(WalletRepo):
 
     def ledger(self, account_id: str) -> list[LedgerEntry]:
         with self._db.read() as tx:
-            rows = tx.execute(f"SELECT {_ENTRY_COLUMNS} FROM ledger WHERE account_id = ? ORDER BY entry_id",
+            rows = tx.execute(f"SELECT {ENTRY_COLUMNS} FROM ledger WHERE account_id = ? ORDER BY entry_id",
                               (account_id,)).fetchall()
         return [LedgerEntry(**dict(row)) for row in rows]
 
@@ -209,36 +278,6 @@ class SqliteWalletRepo(WalletRepo):
             rows = tx.execute(f"SELECT {_HOLD_COLUMNS} FROM holds WHERE expires_at <= ? ORDER BY expires_at",
                               (now,)).fetchall()
         return [Hold(**{**dict(row), "key_quota": bool(row["key_quota"])}) for row in rows]
-
-
-def _balance(tx: sqlite3.Connection, account_id: str) -> Balance:
-    row = first(tx.execute("SELECT available, held, status, shortfall FROM accounts WHERE account_id = ?",
-                           (account_id,)))
-    if row is None:
-        return Balance(0, 0, "missing", 0)
-    return Balance(row["available"], row["held"], row["status"], row["shortfall"])
-
-
-def _require_account(tx: sqlite3.Connection, account_id: str) -> None:
-    if not first(tx.execute("SELECT 1 FROM accounts WHERE account_id = ?", (account_id,))):
-        raise NotFound(f"No account `{account_id}`.", param="account_id")
-
-
-def _credited_before(tx: sqlite3.Connection, account_id: str, entry_id: str) -> Credited:
-    row = first(tx.execute(f"SELECT {_ENTRY_COLUMNS} FROM ledger WHERE account_id = ? AND entry_id = ?",
-                           (account_id, entry_id)))
-    if row is None:
-        raise StorageError(f"ledger entry {entry_id} is missing")
-    return Credited(LedgerEntry(**dict(row)), _balance(tx, account_id), applied=False)
-
-
-def _insert_entry(tx: sqlite3.Connection, entry: LedgerEntry) -> bool:
-    """Write the entry if its id is new in its account's ledger; whether it was."""
-    return bool(tx.execute(
-        f"INSERT INTO ledger ({_ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        (entry.account_id, entry.entry_id, entry.kind, entry.amount, entry.created_at, entry.request_id, entry.key_id,
-         entry.model, entry.shortfall, entry.note, entry.prompt_tokens, entry.completion_tokens, entry.reference),
-    ).rowcount)
 
 
 def _close_hold(tx: sqlite3.Connection, hold: Hold) -> bool:

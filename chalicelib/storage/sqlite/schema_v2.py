@@ -1,0 +1,101 @@
+"""What schema version 2 added to the one-machine database: the payment tables, and the upgrade
+of a version-1 file (see Database), all of it in the transaction that opens the file:
+
+    version 1 ──► accounts gain frozen, debt, disputes (0, CHECK >= 0)
+                  topup_orders, payment_events, settings, redemption_codes created
+                  ledger kinds renamed: operator, credit → adjustment; payment → topup; redemption → redeem
+                  claims `credit#operator#…` → `credit#adjustment#…` (payment → topup, redemption → redeem),
+                  in credit_claims and in the ledger entry ids that embed them
+              ──► version 2
+"""
+
+from __future__ import annotations
+
+PAYMENT_TABLES = """
+CREATE TABLE topup_orders (
+    order_id       TEXT PRIMARY KEY,
+    account_id     TEXT NOT NULL,
+    status         TEXT NOT NULL,
+    pay_cents      INTEGER NOT NULL CHECK (pay_cents >= 0),
+    credit_units   INTEGER NOT NULL CHECK (credit_units >= 0),
+    bonus_units    INTEGER NOT NULL,
+    created_at     INTEGER NOT NULL,
+    currency       TEXT NOT NULL,
+    provider       TEXT NOT NULL,
+    livemode       INTEGER NOT NULL,
+    version        INTEGER NOT NULL,             -- moves on by one with every change
+    updated_at     INTEGER NOT NULL,
+    session_id     TEXT,
+    checkout_url   TEXT,
+    expires_at     INTEGER,
+    payment_intent TEXT,
+    paid_at        INTEGER,
+    refunded_cents INTEGER NOT NULL CHECK (refunded_cents >= 0),
+    refunded_units INTEGER NOT NULL CHECK (refunded_units >= 0),
+    dispute_id     TEXT,
+    dispute_status TEXT,
+    frozen_units   INTEGER NOT NULL CHECK (frozen_units >= 0),
+    review_reason  TEXT,
+    reviewed_at    INTEGER,
+    note           TEXT
+);
+CREATE INDEX topup_orders_by_age ON topup_orders (created_at, order_id);
+CREATE INDEX topup_orders_by_account ON topup_orders (account_id, created_at, order_id);
+CREATE INDEX topup_orders_by_status ON topup_orders (status, created_at, order_id);
+CREATE INDEX topup_orders_by_payment ON topup_orders (payment_intent) WHERE payment_intent IS NOT NULL;
+
+-- Payment provider events handled: each is acted on once.
+CREATE TABLE payment_events (
+    event_id    TEXT PRIMARY KEY,
+    type        TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX payment_events_by_expiry ON payment_events (expires_at);
+
+-- The operator's settings, one JSON value per name.
+CREATE TABLE settings (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- Redemption codes by the hash of their secret (`code_id` is the public name).
+CREATE TABLE redemption_codes (
+    code_hash   TEXT PRIMARY KEY,
+    code_id     TEXT NOT NULL UNIQUE,
+    hint        TEXT NOT NULL,
+    value_units INTEGER NOT NULL CHECK (value_units > 0),
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER,
+    status      TEXT NOT NULL,                   -- active, used or disabled
+    batch       TEXT,
+    note        TEXT,
+    redeemed_by TEXT,
+    redeemed_at INTEGER
+) WITHOUT ROWID;
+CREATE INDEX redemption_codes_by_age ON redemption_codes (created_at, code_id);
+CREATE INDEX redemption_codes_by_batch ON redemption_codes (batch, created_at, code_id);
+"""
+
+# Version 1 to 2: the wallet's frozen credit, debt and disputes; the payment tables; ledger kinds
+# as the customer reads them, and the claims (and the credit entry ids that embed them) renamed with them.
+_RENAMED_CLAIMS = (("operator", "adjustment"), ("payment", "topup"), ("redemption", "redeem"))
+MIGRATE_1_TO_2 = [
+    "ALTER TABLE accounts ADD COLUMN frozen INTEGER NOT NULL DEFAULT 0 CHECK (frozen >= 0)",
+    "ALTER TABLE accounts ADD COLUMN debt INTEGER NOT NULL DEFAULT 0 CHECK (debt >= 0)",
+    "ALTER TABLE accounts ADD COLUMN disputes INTEGER NOT NULL DEFAULT 0 CHECK (disputes >= 0)",
+    *[statement for statement in PAYMENT_TABLES.split(";") if statement.strip()],
+    "UPDATE ledger SET kind = CASE kind WHEN 'operator' THEN 'adjustment' WHEN 'payment' THEN 'topup' "
+    "WHEN 'redemption' THEN 'redeem' WHEN 'credit' THEN 'adjustment' END "
+    "WHERE kind IN ('operator', 'payment', 'redemption', 'credit')",
+    *[statement
+      for old, new in _RENAMED_CLAIMS
+      for statement in (
+          f"UPDATE credit_claims SET claim = 'credit#{new}#' || substr(claim, {len(f'credit#{old}#') + 1}), "
+          f"entry_id = replace(entry_id, '#credit#{old}#', '#credit#{new}#') "
+          f"WHERE substr(claim, 1, {len(f'credit#{old}#')}) = 'credit#{old}#'",
+          # An entry id is `<13-digit ms>#<claim>`; a hash has no `#`, so the one occurrence is the claim's.
+          f"UPDATE ledger SET entry_id = replace(entry_id, '#credit#{old}#', '#credit#{new}#') "
+          f"WHERE instr(entry_id, '#credit#{old}#') = 14",
+      )],
+]
