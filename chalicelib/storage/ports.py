@@ -286,9 +286,9 @@ class RedemptionRepo(ABC):
     @abstractmethod
     def redeem(self, code_hash: str, entry: LedgerEntry, now_ms: int) -> Redeemed:
         """Use the code for `entry.account_id`: if it is active and not expired at `now_ms`, mark
-        it used and credit its value (paying any debt first) with `entry`, whose amount is filled
-        in from the code, in one transaction. Of concurrent uses of one code, exactly one redeems;
-        the others read USED. NotFound if no account."""
+        it used and credit its value (paying any debt first) with `entry`, whose amount and
+        reference are filled in from the code (its value and public id), in one transaction. Of
+        concurrent uses of one code, exactly one redeems; the others read USED. NotFound if no account."""
 
 
 class SessionRepo(ABC):

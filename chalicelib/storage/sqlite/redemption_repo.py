@@ -76,7 +76,7 @@ class SqliteRedemptionRepo(RedemptionRepo):
             tx.execute("UPDATE redemption_codes SET status = 'used', redeemed_by = ?, redeemed_at = ? "
                        "WHERE code_hash = ? AND status = 'active'", (entry.account_id, now_ms, code_hash))
             # Invariant: an entry is written once; an id seen before would credit the wallet twice.
-            if not insert_entry(tx, dataclasses.replace(entry, amount=code.value_units)):
+            if not insert_entry(tx, dataclasses.replace(entry, amount=code.value_units, reference=code.code_id)):
                 raise Conflict(f"Ledger entry `{entry.entry_id}` exists; the code was not used.")
             # Money moves only on an existing account: without one, the code stays active.
             if not credit_account(tx, entry.account_id, code.value_units):
