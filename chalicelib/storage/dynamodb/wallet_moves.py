@@ -12,7 +12,7 @@ one transaction conditioned on exactly the counters the computation read:
                     credit x: pay = min(x, debt); debt -= pay; available += x - pay
                     debit x:  take = min(x, available); available -= take; debt += x - take
     freeze f      available -= f; frozen += f                              (available >= f)
-    disputes d    disputes += d
+    disputes d    disputes += d, never below zero
     ledger_seq += 1 when an entry is written
        │
        └── the account refused (a counter moved since it was seen): the refused item as it
@@ -44,7 +44,7 @@ from chalicelib.storage.dynamodb.common import (
 
 # Each retry follows a change of the account's counters by another writer.
 MAX_MOVE_ATTEMPTS = 8
-COUNTERS = ("available", "frozen", "debt")
+COUNTERS = ("available", "frozen", "debt", "disputes")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class Counters:
     available: int = 0
     frozen: int = 0
     debt: int = 0
+    disputes: int = 0
 
     @classmethod
     def of(cls, item: dict[str, Any]) -> Counters:
@@ -75,7 +76,12 @@ def plan(move: WalletMove, seen: Counters) -> Plan:
     """The move's changes computed from `seen`; Conflict if it freezes or unfreezes more than there is."""
     available, frozen, debt = seen.available, seen.frozen, seen.debt
     read: set[str] = set()
-    adds = {"disputes": move.disputes}
+    disputes = move.disputes
+    if disputes < 0:
+        # Closing disputes: the count never goes below zero.
+        read.add("disputes")
+        disputes = max(disputes, -seen.disputes)
+    adds = {"disputes": disputes}
 
     def credit(amount: int) -> None:
         nonlocal available, debt
@@ -110,14 +116,19 @@ def plan(move: WalletMove, seen: Counters) -> Plan:
 
 def needs_read(move: WalletMove) -> bool:
     """Whether the move depends on more than the debt (a pure credit assumes none at first)."""
-    return bool(move.freeze or move.unfreeze or any(entry.amount < 0 for entry in move.entries))
+    return bool(move.freeze or move.unfreeze or move.disputes < 0 or any(entry.amount < 0 for entry in move.entries))
 
 
 def check_move(move: WalletMove) -> None:
+    """A move of the wallet alone writes at least one entry (it stands for the move)."""
     if not move.entries:
         raise InvalidRequest("A wallet move writes at least one ledger entry.", param="entries")
-    if any(value < 0 for value in (move.freeze, move.unfreeze, move.disputes)):
-        raise InvalidRequest("A move's freeze, unfreeze and disputes are not negative.")
+    check_amounts(move)
+
+
+def check_amounts(move: WalletMove) -> None:
+    if move.freeze < 0 or move.unfreeze < 0:
+        raise InvalidRequest("A move's freeze and unfreeze are not negative.")
     if len({entry.entry_id for entry in move.entries}) != len(move.entries):
         raise InvalidRequest("A move's entries have distinct ids.", param="entries")
 
