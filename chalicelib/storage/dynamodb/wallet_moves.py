@@ -17,7 +17,7 @@ one transaction conditioned on exactly the counters the computation read:
        │
        └── the account refused (a counter moved since it was seen): the refused item as it
            was comes back (ReturnValuesOnConditionCheckFailure), the move is computed again
-           from it and retried, at most MAX_MOVE_ATTEMPTS times.
+           from it and retried after a short random pause, at most MAX_MOVE_ATTEMPTS times.
 
 A pure credit (credit entries only) depends on `debt` alone, so it is first tried with no
 read, assuming no debt (`debt` absent or 0); only an account that owes one costs a retry.
@@ -26,6 +26,7 @@ Any other move reads the account first (consistently).
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,8 +43,10 @@ from chalicelib.storage.dynamodb.common import (
     transact,
 )
 
-# Each retry follows a change of the account's counters by another writer.
-MAX_MOVE_ATTEMPTS = 8
+# Each retry follows a change of the account's counters by another writer; a short random
+# pause spreads writers racing on one wallet apart.
+MAX_MOVE_ATTEMPTS = 12
+_PAUSE_S = 0.002
 COUNTERS = ("available", "frozen", "debt", "disputes")
 
 
@@ -231,7 +234,9 @@ class MoveItems:
         account refuses it. TransactionCancelled if another item refused (the caller reads
         its roles); NotFound if there is no account; Conflict as `plan` says."""
         seen = self.counters(move.account_id) if needs_read(move) else Counters()
-        for _ in range(MAX_MOVE_ATTEMPTS):
+        for attempt in range(MAX_MOVE_ATTEMPTS):
+            if attempt:
+                sleep(random.uniform(0, _PAUSE_S * 2 ** min(attempt, 6)))  # noqa: S311 (not a secret)
             try:
                 transact(self.client, [*others, *self.move(move, seen)], action=action, sleep=sleep)
                 return
