@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from chalicelib.core.errors import NotFound
+from chalicelib.core.errors import InvalidRequest, NotFound
 from chalicelib.core.payments import OrderPage, TopupOrder, TopupSettings, TopupTier, WalletMove
 from chalicelib.storage.dynamodb.common import (
     ConditionFailed,
@@ -88,6 +88,8 @@ class DynamoPaymentRepo(PaymentRepo):
 
     def list_orders(self, *, account_id: str | None = None, status: str | None = None, limit: int = 50,
                     cursor: str | None = None) -> OrderPage:
+        if limit < 1:
+            raise InvalidRequest("The limit is at least 1.", param="limit")
         after = decode_cursor(cursor, _ORDER_CURSOR) if cursor is not None else None
         below = (after["created_at"], after["order_id"]) if after else None
         if account_id is None and status is None:
@@ -120,7 +122,8 @@ class DynamoPaymentRepo(PaymentRepo):
                     raise NotFound(f"No order `{order.order_id}`.", param="order_id") from exc
                 return None  # its version moved on
             if "account" in exc and exc.failed["account"] is None:
-                raise NotFound(f"No account `{order.account_id}`.", param="account_id") from exc
+                raise NotFound(f"No account `{move.account_id if move else order.account_id}`.",
+                               param="account_id") from exc
             # An entry of the move exists: it was applied with a version since moved on.
             return None
         values = {name: _FIELDS[name].default if value is None else value for name, value in changes.items()}

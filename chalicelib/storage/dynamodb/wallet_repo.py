@@ -2,7 +2,8 @@
 
 Where things live:
 - `accounts` item: `available` (spendable units), `held` (reserved by requests in flight)
-  and `shortfall` (running total of what settlements could not charge);
+  and `shortfall` (running total of what settlements could not charge); `frozen`, `debt`,
+  `disputes` and `ledger_seq` once a move wrote them (absent = 0; see wallet_moves.py);
 - `holds` table: one item per open hold, key `request_id`;
 - `ledger` table: partition `account_id`, sort `entry_id` (the entry's 13-digit time first,
   so an account's entries sort oldest first); one item per credit or charge. A credit's
@@ -15,7 +16,8 @@ Where things live:
 
 A hold's timeline:
 
-    hold()     account: available -= amount, held += amount      (active, and available >= amount)
+    hold()     account: available -= amount, held += amount      (active, available >= amount,
+                                                                  no debt, no open dispute)
                key: reserved += amount, quota_left -= amount     (active, unexpired, quota_left >= amount)
                holds[request_id] created
        │
@@ -25,7 +27,8 @@ A hold's timeline:
        │                  available += amount - charged, shortfall += cost - charged;
        │                  ledger entry -charged (with its shortfall); key: reserved -= amount,
        │                  spent += charged, quota_left += amount - charged, requests and tokens
-       │                  counted             (available >= charged - amount, quota_left >= charged - amount)
+       │                  counted; account: ledger_seq += 1 when an entry is written
+       │                                      (available >= charged - amount, quota_left >= charged - amount)
        └── release()      holds[request_id] deleted; account: held -= amount, available += amount;
                           key: reserved -= amount, quota_left += amount
                           (on an upstream failure, or by the sweeper once the hold expired)
@@ -38,10 +41,15 @@ the usual hold and settle are one transaction each.
 
 A credit's timeline (once per claim):
 
-    credit()   account: available += amount                      (the account exists)
+    credit()   account: available += amount, ledger_seq += 1     (the account exists, owing no debt)
                ledger entry +amount                              (its id is new)
                claim created, naming the entry                   (the claim is new)
+       ├── the account owes a debt: its refused item tells how much; the retry pays it first,
+       │   debt -= pay, available += amount - pay                (debt as it was seen)
        └── the claim exists already: nothing is written; the entry that took it is returned
+
+A credit is a move of one credit entry: `move()` writes any WalletMove the same way (see
+wallet_moves.py); `ledger_page()` reads the ledger in pages (see pages.py).
 """
 
 from __future__ import annotations
