@@ -19,7 +19,7 @@ OUTPUT_NAMES = {
     "AccountsTableName", "KeysTableName", "LedgerTableName", "HoldsTableName", "CatalogTableName",
     "UsageBucketName", "UsageStreamName", "EmailsTableName", "SessionsTableName", "LoginAttemptsTableName",
     "SecretsKeyArn", "SecretsKeyAlias",
-    "PasswordLinksTableName",
+    "PasswordLinksTableName", "OrdersTableName", "PaymentEventsTableName", "CodesTableName",
 }
 USAGE_PREFIX = "usage/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/"
 
@@ -133,6 +133,27 @@ def test_the_console_tables_have_their_keys_and_time_to_live(provisioned: Provis
             assert status == {"TimeToLiveStatus": "ENABLED", "AttributeName": ttl}
         else:
             assert status["TimeToLiveStatus"] == "DISABLED"
+
+
+def test_the_payment_tables_have_their_indexes_and_time_to_live(provisioned: Provisioned) -> None:
+    dynamodb = provisioned.emulator.client("dynamodb")
+    orders = _table(provisioned, "OrdersTableName")
+    assert orders["TableName"] == f"{provisioned.prefix}-orders"
+    assert _keys(orders["KeySchema"]) == [("order_id", "HASH")]
+    assert _indexes(orders) == {
+        "account-index": ([("account_id", "HASH"), ("created_at", "RANGE")], "ALL"),
+        "status-index": ([("status", "HASH"), ("created_at", "RANGE")], "ALL"),
+        "payment-intent-index": ([("payment_intent", "HASH")], "ALL"),
+    }
+    codes = _table(provisioned, "CodesTableName")
+    assert _keys(codes["KeySchema"]) == [("code_hash", "HASH")]
+    assert _indexes(codes) == {"code-id-index": ([("code_id", "HASH")], "ALL")}
+    events = _table(provisioned, "PaymentEventsTableName")
+    assert _keys(events["KeySchema"]) == [("event_id", "HASH")] and _indexes(events) == {}
+    status = dynamodb.describe_time_to_live(TableName=events["TableName"])["TimeToLiveDescription"]
+    assert status == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at_s"}
+    for described in (orders, codes, events):
+        assert described["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
 
 
 def _all_keys(provisioned: Provisioned) -> set[str]:

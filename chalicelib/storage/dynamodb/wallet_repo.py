@@ -2,7 +2,8 @@
 
 Where things live:
 - `accounts` item: `available` (spendable units), `held` (reserved by requests in flight)
-  and `shortfall` (running total of what settlements could not charge);
+  and `shortfall` (running total of what settlements could not charge); `frozen`, `debt`,
+  `disputes` and `ledger_seq` once a move wrote them (absent = 0; see wallet_moves.py);
 - `holds` table: one item per open hold, key `request_id`;
 - `ledger` table: partition `account_id`, sort `entry_id` (the entry's 13-digit time first,
   so an account's entries sort oldest first); one item per credit or charge. A credit's
@@ -15,7 +16,8 @@ Where things live:
 
 A hold's timeline:
 
-    hold()     account: available -= amount, held += amount      (active, and available >= amount)
+    hold()     account: available -= amount, held += amount      (active, available >= amount,
+                                                                  no debt, no open dispute)
                key: reserved += amount, quota_left -= amount     (active, unexpired, quota_left >= amount)
                holds[request_id] created
        │
@@ -25,7 +27,8 @@ A hold's timeline:
        │                  available += amount - charged, shortfall += cost - charged;
        │                  ledger entry -charged (with its shortfall); key: reserved -= amount,
        │                  spent += charged, quota_left += amount - charged, requests and tokens
-       │                  counted             (available >= charged - amount, quota_left >= charged - amount)
+       │                  counted; account: ledger_seq += 1 when an entry is written
+       │                                      (available >= charged - amount, quota_left >= charged - amount)
        └── release()      holds[request_id] deleted; account: held -= amount, available += amount;
                           key: reserved -= amount, quota_left += amount
                           (on an upstream failure, or by the sweeper once the hold expired)
@@ -38,10 +41,15 @@ the usual hold and settle are one transaction each.
 
 A credit's timeline (once per claim):
 
-    credit()   account: available += amount                      (the account exists)
+    credit()   account: available += amount, ledger_seq += 1     (the account exists, owing no debt)
                ledger entry +amount                              (its id is new)
                claim created, naming the entry                   (the claim is new)
+       ├── the account owes a debt: its refused item tells how much; the retry pays it first,
+       │   debt -= pay, available += amount - pay                (debt as it was seen)
        └── the claim exists already: nothing is written; the entry that took it is returned
+
+A credit is a move of one credit entry: `move()` writes any WalletMove the same way (see
+wallet_moves.py); `ledger_page()` reads the ledger in pages (see pages.py).
 """
 
 from __future__ import annotations
@@ -63,6 +71,8 @@ from chalicelib.storage.dynamodb.common import (
     transact,
 )
 from chalicelib.storage.dynamodb.key_repo import MAX_FORWARDS, is_forward
+from chalicelib.storage.dynamodb.pages import balance_of, read_ledger_page
+from chalicelib.storage.dynamodb.wallet_moves import MoveItems, check_move
 from chalicelib.storage.ports import WalletRepo, account_refusal
 
 # Each retry follows something that changed: the hold closed, the balance or the
@@ -80,6 +90,7 @@ class DynamoWalletRepo(WalletRepo):
         self._holds = holds
         self._ledger = ledger
         self._keys = keys
+        self._items = MoveItems(client, accounts=accounts, ledger=ledger)
 
     def balance(self, account_id: str) -> Balance:
         with storage_errors("read the balance"):
@@ -87,44 +98,27 @@ class DynamoWalletRepo(WalletRepo):
                 TableName=self._accounts,
                 Key=to_item({"account_id": account_id}),
                 ConsistentRead=True,
-                ProjectionExpression="available, held, shortfall, #status",
+                ProjectionExpression="available, held, shortfall, frozen, debt, disputes, #status",
                 ExpressionAttributeNames={"#status": "status"},
             )
-        values = from_item(reply.get("Item", {}))
-        return Balance(values.get("available", 0), values.get("held", 0), values.get("status", "missing"),
-                       values.get("shortfall", 0))
+        return balance_of(from_item(reply.get("Item", {})))
 
     def credit(self, entry: LedgerEntry, *, claim: str | None = None) -> Credited:
-        items = [self._move(entry.account_id, available=entry.amount), self._put_entry(entry)]
-        if claim is not None:
-            items.append(TransactItem("claim", {"Put": {
-                "TableName": self._ledger,
-                "Item": to_item({"account_id": claim, "entry_id": _CLAIM_SORT, "claimed_by": entry.account_id,
-                                 "claimed_entry": entry.entry_id}),
-                # Invariant: a credit's reference credits once, across all accounts.
-                "ConditionExpression": "attribute_not_exists(entry_id)",
-            }}))
-        try:
-            self._transact(items, "credit the wallet")
-        except TransactionCancelled as exc:
-            if "account" in exc:
-                raise NotFound(f"No account `{entry.account_id}`.", param="account_id") from exc
-            first = self._claimed_entry(claim) if claim is not None else self._entry(entry.account_id,
-                                                                                      entry.entry_id)
-            return Credited(first, self.balance(first.account_id), applied=False)
-        return Credited(entry, self.balance(entry.account_id), applied=True)
+        return self._apply(WalletMove(entry.account_id, (entry,)), claim)
 
     def move(self, move: WalletMove, *, claim: str | None = None) -> Credited:
-        raise NotImplementedError
+        check_move(move)
+        return self._apply(move, claim)
 
     def ledger_page(self, account_id: str, *, limit: int, cursor: str | None = None) -> LedgerPage:
-        raise NotImplementedError
+        return read_ledger_page(self._client, accounts=self._accounts, ledger=self._ledger, account_id=account_id,
+                                limit=limit, cursor=cursor)
 
     def hold(self, hold: Hold) -> HoldResult:
         try:
             self._transact([
                 # Invariant: a balance never goes below zero. Only an active account holds,
-                # for a key on a plan the account still has.
+                # owing no debt and with no dispute open, for a key on a plan the account still has.
                 self._move(hold.account_id, available=-hold.amount, held=hold.amount, need=hold.amount,
                            active=True, plan=hold.plan),
                 TransactItem("hold", {"Put": {
@@ -157,7 +151,7 @@ class DynamoWalletRepo(WalletRepo):
             # Invariant: a balance never goes below zero; what the hold does not
             # cover must be available.
             items.append(self._move(hold.account_id, available=held - charged, held=-held,
-                                    need=charged - held, shortfall=shortfall))
+                                    need=charged - held, shortfall=shortfall, entry_written=bool(charged or shortfall)))
             if charged or shortfall:
                 # Invariant: a request is charged once; its entry id is derived from the request.
                 items.append(self._put_entry(_fill(entry, charged, shortfall)))
@@ -225,46 +219,49 @@ class DynamoWalletRepo(WalletRepo):
         values = from_item(reply["Item"])
         return self._entry(values["claimed_by"], values["claimed_entry"])
 
+    def _apply(self, move: WalletMove, claim: str | None) -> Credited:
+        first = move.entries[0]
+        others = []
+        if claim is not None:
+            others.append(TransactItem("claim", {"Put": {
+                "TableName": self._ledger,
+                "Item": to_item({"account_id": claim, "entry_id": _CLAIM_SORT, "claimed_by": first.account_id,
+                                 "claimed_entry": first.entry_id}),
+                # Invariant: a credit's reference credits once, across all accounts.
+                "ConditionExpression": "attribute_not_exists(entry_id)",
+            }}))
+        try:
+            self._items.apply(move, others, action="move money in the wallet", sleep=self._sleep)
+        except TransactionCancelled as exc:
+            if "account" in exc and exc.failed["account"] is None:
+                raise NotFound(f"No account `{move.account_id}`.", param="account_id") from exc
+            if claim is not None and "claim" in exc:
+                first = self._claimed_entry(claim)
+            else:
+                # Applied before: one of its entries exists, and so does the first.
+                first = self._entry(first.account_id, first.entry_id)
+            return Credited(first, self.balance(first.account_id), applied=False)
+        return Credited(first, self.balance(first.account_id), applied=True)
+
     # Transaction items, each named by its role for reading cancellations.
 
     def _move(self, account_id: str, *, available: int, held: int = 0, need: int = 0, active: bool = False,
-              shortfall: int = 0, plan: str | None = None) -> TransactItem:
-        # Money moves only on an existing account: an update must not create one.
-        condition = "attribute_exists(account_id)"
-        names = {"#available": "available", "#held": "held"}
-        values = {":available": {"N": str(available)}, ":held": {"N": str(held)}}
-        expression = "SET #available = #available + :available, #held = #held + :held"
-        if need > 0:
-            condition += " AND #available >= :need"
-            values[":need"] = {"N": str(need)}
-        if active:
-            condition += " AND #status = :active"
-            names["#status"] = "status"
-            values[":active"] = {"S": "active"}
+              shortfall: int = 0, plan: str | None = None, entry_written: bool = False) -> TransactItem:
+        extra = None
         if plan is not None:
             # `default` is the account's unless the operator confined it to its listed plans.
-            names["#groups"] = "groups"
-            values[":plan"] = {"S": plan}
+            names = {"#groups": "groups"}
+            values: dict[str, Any] = {":plan": {"S": plan}}
+            condition = "contains(#groups, :plan)"
             if plan == DEFAULT_GROUP:
                 names["#default_plan"] = "default_plan"
                 values[":yes"] = {"BOOL": True}
-                condition += (" AND (attribute_not_exists(#default_plan) OR #default_plan = :yes"
-                              " OR contains(#groups, :plan))")
-            else:
-                condition += " AND contains(#groups, :plan)"
-        if shortfall:
-            expression += " ADD #shortfall :shortfall"
-            names["#shortfall"] = "shortfall"
-            values[":shortfall"] = {"N": str(shortfall)}
-        return TransactItem("account", {"Update": {
-            "TableName": self._accounts,
-            "Key": to_item({"account_id": account_id}),
-            "UpdateExpression": expression,
-            "ConditionExpression": condition,
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-        }})
+                condition = f"(attribute_not_exists(#default_plan) OR #default_plan = :yes OR {condition})"
+            extra = (condition, names, values)
+        return self._items.account(account_id, adds={"available": available, "held": held}, need=need,
+                                   shortfall=shortfall, entry_written=entry_written, active=active,
+                                   clear=active,  # only a hold asks for an active account
+                                   extra=extra)
 
     def _close_hold(self, hold: Hold) -> TransactItem:
         return TransactItem("hold", {"Delete": {
@@ -275,12 +272,8 @@ class DynamoWalletRepo(WalletRepo):
         }})
 
     def _put_entry(self, entry: LedgerEntry) -> TransactItem:
-        return TransactItem("entry", {"Put": {
-            "TableName": self._ledger,
-            "Item": to_item(entry.__dict__),
-            # Invariant: an entry is written once (a charge's id comes from its request).
-            "ConditionExpression": "attribute_not_exists(entry_id)",
-        }})
+        # Invariant: a request is charged once; its entry id is derived from the request.
+        return self._items.entry(entry)
 
     def _reserve_on_key(self, hold: Hold) -> TransactItem:
         """The key's part of a hold: it must be active and unexpired, and within its quota."""
