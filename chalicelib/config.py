@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     # `data_dir` (one machine).
     storage: Literal["dynamodb", "sqlite"] = "dynamodb"
     data_dir: Path = Path("./data")
+    # How long a SQLite write waits for another writer's lock before it fails as "storage is busy" (503).
+    sqlite_busy_timeout_ms: int = Field(10_000, gt=0)
     # Usage files (`<data_dir>/usage/…`, SQLite storage) start anew past this size, and every hour.
     usage_file_max_bytes: int = Field(64 * 1024 * 1024, gt=0)
     aws_region: str = Field(

@@ -145,7 +145,7 @@ def dynamodb_repositories(settings: Settings, session: boto3.session.Session, se
 
 
 def sqlite_repositories(settings: Settings, sealer: SecretSealer) -> Repositories:
-    db = Database(settings.database_path)
+    db = Database(settings.database_path, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     return Repositories(
         accounts=SqliteAccountRepo(db),
         keys=SqliteKeyRepo(db),

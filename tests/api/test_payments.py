@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -359,10 +360,9 @@ def test_events_out_of_order_still_apply_once(stack, payers, payments):
     order = payer.topup("20")
     payments.auto_deliver = False
     completed = payments.pay(session_of(order))
-    intent = completed["data"]["object"]["payment_intent"]
-    refunded = [e for e in (payments.refund(intent, 1000), ) if e][0]
+    payments.refund(completed["data"]["object"]["payment_intent"], 1000)
     refund_event = payments.events("charge.refunded")[-1]
-    assert refunded and payments.deliver(refund_event["id"]).status == 200
+    assert payments.deliver(refund_event["id"]).status == 200
     assert payments.deliver(completed["id"]).status == 200
     wallet = payer.wallet()
     assert wallet["balance_usd"] == "11.00"  # 22.00 less half
@@ -405,9 +405,13 @@ def test_a_code_credits_once_and_says_why_it_no_longer_does(stack, payers):
 
 def test_an_expired_code_is_refused_naming_why(stack, payers):
     payer = payers()
+    soon = datetime.now(UTC) + timedelta(seconds=2)
     code = stack.admin("POST", "/admin/codes", {"count": 1, "value_usd": "5",
-                                                "expires_at": "2100-01-01T00:00:00Z"})["data"][0]
-    assert code["expires_at"] == "2100-01-01T00:00:00Z"
+                                                "expires_at": soon.isoformat()})["data"][0]
+    assert code["expires_at"] == soon.isoformat(timespec="seconds").replace("+00:00", "Z")
+    time.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.2)
+    expired = payer.call("POST", "/api/wallet/redeem", {"code": code["code"]})
+    assert (expired.status_code, expired.json()["error"]["code"]) == (400, "code_expired")
     past = stack.http.post("/admin/codes", json={"count": 1, "value_usd": "5", "expires_at": "2000-01-01T00:00:00Z"},
                            headers={"Authorization": f"Bearer {stack.settings.admin_token.get_secret_value()}"})
     assert past.status_code == 400 and past.json()["error"]["param"] == "expires_at"
@@ -420,7 +424,10 @@ def test_twenty_racing_redemptions_of_one_code_credit_once(stack, payers):
         answers = list(pool.map(lambda _: httpx.post(
             f"{stack.url}/api/wallet/redeem", json={"code": code},
             headers={"Authorization": f"Bearer {payer.session}"}, timeout=30), range(20)))
-    assert sorted(a.status_code for a in answers) == [200] + [400] * 19
+    assert [a.status_code for a in answers].count(200) == 1
+    # The others find the code used, or (every attempt counting until it is known to have succeeded)
+    # the account's attempts for the minute spent.
+    assert {a.json()["error"]["code"] for a in answers if a.status_code != 200} <= {"code_used", "too_many_attempts"}
     assert payer.wallet()["balance_usd"] == "3.00"
 
 

@@ -4,7 +4,9 @@ under concurrent requests."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -108,3 +110,59 @@ def test_fifty_racing_requests_on_a_wallet_that_affords_ten_never_overdraw_it(on
                                                        (account_id,)))
     assert amounts == [-100_000] * 10 + [1_000_000]
 
+
+
+def test_a_payment_whose_crediting_fails_in_storage_is_answered_5xx_and_its_redelivery_credits_once(
+        stack, upstream, tmp_path):
+    """The database is locked while the webhook credits: 503, nothing written, so the provider delivers
+    again; the next delivery credits once."""
+    from devstack.demo_payments import sign
+    from tests.api.conftest import WEBHOOK_SECRET
+
+    settings = sqlite_settings(stack, tmp_path / "data").model_copy(update={"sqlite_busy_timeout_ms": 200})
+    previous = deps.get_gateway()
+    deps.use_gateway(deps.build_gateway(settings))
+    stack.payments.auto_deliver = False
+    try:
+        alice = Customer(stack, usd="0")
+        order = alice.call("POST", "/api/wallet/topups", {"amount_usd": "20"}).json()
+        event = stack.payments.pay(order["checkout_url"].rsplit("/", 1)[-1])
+        body = json.dumps(event).encode()
+
+        def deliver():
+            return stack.http.post("/webhooks/stripe", content=body, headers={
+                "Stripe-Signature": sign(body, WEBHOOK_SECRET, int(time.time())), "Content-Type": "application/json"})
+
+        lock = sqlite3.connect(settings.database_path, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")  # another writer holds the file's write lock
+        try:
+            refused = deliver()
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        assert refused.status_code == 503, refused.text
+        assert alice.call("GET", "/api/wallet").json()["balance_usd"] == "0.00"
+        assert [deliver().status_code for _ in range(3)] == [200, 200, 200]
+        assert alice.call("GET", "/api/wallet").json()["balance_usd"] == "22.00"
+        assert [line["kind"] for line in alice.call("GET", "/api/wallet/ledger").json()["data"]] == ["bonus", "topup"]
+    finally:
+        stack.payments.auto_deliver = True
+        deps.use_gateway(previous)
+
+
+def test_without_a_webhook_secret_webhooks_are_refused_and_without_a_key_there_are_no_top_ups(stack, tmp_path):
+    settings = sqlite_settings(stack, tmp_path / "data")
+    previous = deps.get_gateway()
+    try:
+        deps.use_gateway(deps.build_gateway(settings.model_copy(update={"stripe_webhook_secret": None})))
+        body = b'{"id": "evt_1", "type": "checkout.session.completed"}'
+        refused = stack.http.post("/webhooks/stripe", content=body, headers={"Stripe-Signature": "t=1,v1=00"})
+        assert (refused.status_code, refused.json()["error"]["code"]) == (503, "payments_not_configured")
+
+        deps.use_gateway(deps.build_gateway(settings.model_copy(update={"stripe_secret_key": None})))
+        alice = Customer(stack, usd="0")
+        assert alice.call("GET", "/api/wallet/topup-options").json()["enabled"] is False
+        closed = alice.call("POST", "/api/wallet/topups", {"amount_usd": "20"})
+        assert (closed.status_code, closed.json()["error"]["code"]) == (503, "payments_not_configured")
+    finally:
+        deps.use_gateway(previous)

@@ -68,7 +68,8 @@ def test_a_code_is_redeemed_once_with_its_value(codes):
     assert done.code == dataclasses.replace(code(1, value=750, expires_at=NOW + 1), status="used",
                                              redeemed_by="acct_1", redeemed_at=NOW)
     assert done.balance == codes.wallets.balance("acct_1") and done.balance.available == 750
-    assert codes.wallets.ledger("acct_1") == [entry("redeem#r", 750, at=NOW, kind=LedgerKind.REDEEM)]
+    redeemed = dataclasses.replace(entry("redeem#r", 750, at=NOW, kind=LedgerKind.REDEEM), reference="code_1")
+    assert codes.wallets.ledger("acct_1") == [redeemed]
     again = codes.codes.redeem(code(1).code_hash, redemption("again", "acct_2"), NOW)
     assert again.result is RedeemResult.USED and again.code == done.code
     assert codes.wallets.balance("acct_2").available == 0

@@ -109,7 +109,7 @@ class DynamoRedemptionRepo(RedemptionRepo):
         refused = _refusal(code, now_ms)
         if refused is not None or code is None:
             return Redeemed(refused or RedeemResult.UNKNOWN, code)
-        credit = dataclasses.replace(entry, amount=code.value_units)
+        credit = dataclasses.replace(entry, amount=code.value_units, reference=code.code_id)
         used = dataclasses.replace(code, status="used", redeemed_by=entry.account_id, redeemed_at=now_ms)
         try:
             self._moves.apply(WalletMove(entry.account_id, (credit,)), [self._use(used, now_ms)],
