@@ -45,7 +45,7 @@ class Launcher:
         self.port, self.aws_port = _free_port(), _free_port()
         self.data_dir = tmp_path / "data"
         variables = {name: value for name, value in os.environ.items()
-                     if not name.endswith("_API_KEY") and not name.startswith("TOKENWAY_")}
+                     if not name.endswith("_API_KEY") and not name.startswith(("TOKENWAY_", "STRIPE_"))}
         variables.update(PORT=str(self.port), AWS_EMULATOR_PORT=str(self.aws_port),
                          TOKENWAY_DATA_DIR=str(self.data_dir), **env)
         if admin_token is not None:
@@ -129,6 +129,28 @@ def test_the_launcher_serves_the_manuals_snippet_on_the_emulator_and_stops_on_ct
         assert "api_key" not in demo and demo["api_key_wrapped_by"] == {"S": "local"}
     finally:
         launcher.stop(signal.SIGINT)  # what Ctrl-C in a terminal does
+    launcher.assert_all_stopped()
+
+
+def test_a_top_up_runs_through_the_demo_payment_provider_end_to_end(tmp_path):
+    """No Stripe key: the demo provider speaks Stripe's API; its checkout page's Pay delivers a signed webhook
+    and sends the customer back to a page that shows the credit."""
+    launcher = Launcher(tmp_path)
+    try:
+        assert re.search(r"Payments +DEMO payment provider at http://127\.0\.0\.1:\d+ \(no money moves",
+                         launcher.output())
+        with httpx.Client(base_url=launcher.url, timeout=30) as http:
+            account = {"email": "payer@example.com", "password": "correct horse 42"}
+            assert http.post("/api/auth/signup", json=account).status_code == 201
+            session = _bearer(http.post("/api/auth/login", json=account).json()["token"])
+            order = http.post("/api/wallet/topups", json={"amount_usd": "20"}, headers=session).json()
+            page = httpx.get(order["checkout_url"])
+            assert "DEMO PAYMENT" in page.text and "20.00 USD" in page.text
+            paid = httpx.post(f"{order['checkout_url']}/pay", follow_redirects=True)
+            assert paid.url.path == "/wallet/topup-return" and "22.00 USD credited" in paid.text
+            assert http.get("/api/wallet", headers=session).json()["balance_usd"] == "22.00"
+    finally:
+        launcher.stop(signal.SIGINT)
     launcher.assert_all_stopped()
 
 
