@@ -150,7 +150,7 @@ def topup_return() -> Response:
     gateway = get_gateway()
     request = wallet_routes.current_request
     order_id = query(request, "order_id") or ""
-    order = gateway.topups.refresh(gateway.topups.find(order_id))
+    order = gateway.topups.refresh_if_reachable(gateway.topups.find(order_id))
     return Response(_return_page(order_json(order), cancelled=query(request, "cancelled") == "1"),
                     status_code=200, headers={"Content-Type": "text/html; charset=utf-8",
                                               "Cache-Control": "no-store"})

@@ -131,7 +131,17 @@ class Topups:
         order = self._payments.get_order(order_id)
         if order is None or order.account_id != account_id:
             raise NotFound(f"No top-up order `{order_id}`.", param="order_id")
-        return self.refresh(order)
+        return self.refresh_if_reachable(order)
+
+    def refresh_if_reachable(self, order: TopupOrder) -> TopupOrder:
+        """`refresh`, or the order as stored while the provider cannot be reached (the webhook, which
+        the provider retries, still credits it)."""
+        try:
+            return self.refresh(order)
+        except PaymentProviderError as exc:
+            log.warning("top-up %s: could not ask the provider about it (%s); shown as stored", order.order_id,
+                        exc.message)
+            return order
 
     def find(self, order_id: str) -> TopupOrder:
         order = self._payments.get_order(order_id)

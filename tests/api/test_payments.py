@@ -77,7 +77,7 @@ def usd(text: str) -> Decimal:
 def payments(stack):
     stack.payments.auto_deliver = True
     yield stack.payments
-    stack.payments.auto_deliver = True
+    stack.payments.auto_deliver, stack.payments.failing = True, False
 
 
 @pytest.fixture
@@ -457,3 +457,22 @@ def test_the_ledger_pages_newest_first_with_the_balance_after_each_entry(stack, 
 def test_the_wallet_needs_a_session(stack):
     for path in ("/api/wallet", "/api/wallet/ledger", "/api/wallet/topups", "/api/wallet/topup-options"):
         assert stack.http.get(path).status_code == 401
+
+
+def test_while_the_provider_is_down_orders_read_as_stored_and_new_top_ups_fail_cleanly(stack, payers, payments):
+    payer = payers()
+    order = payer.topup("10")
+    payments.auto_deliver = False
+    event = payments.pay(session_of(order))
+    payments.failing = True
+    try:
+        assert payer.order(order["order_id"])["status"] == "pending"
+        refused = payer.call("POST", "/api/wallet/topups", {"amount_usd": "10"})
+        assert (refused.status_code, refused.json()["error"]["code"]) == (502, "payment_provider_error")
+        assert "sk_test" not in refused.text
+    finally:
+        payments.failing = False
+    assert payments.deliver(event["id"]).status == 200
+    assert payer.wallet()["balance_usd"] == "10.00"
+    states = [o["status"] for o in payer.call("GET", "/api/wallet/topups").json()["data"]]
+    assert states == ["expired", "paid"]  # the order whose checkout could not be made, and the paid one
