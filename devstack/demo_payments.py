@@ -38,7 +38,6 @@ import argparse
 import html
 import http.server
 import json
-import socket
 import threading
 import time
 from collections import deque
@@ -48,6 +47,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from devstack.demo_payments_books import ApiError, Attempt, Books, parse_form, sign
+from devstack.loopback import LoopbackServer
 
 __all__ = ["ApiRequest", "Attempt", "DemoPayments", "sign"]
 
@@ -82,7 +82,7 @@ class DemoPayments:
         self.requests: deque[ApiRequest] = deque(maxlen=_KEPT)  # the latest API calls, newest last
         self._replies: dict[str, tuple[int, dict]] = {}  # Idempotency-Key → the first answer
         self._replies_lock = threading.Lock()
-        self._server: _Server | None = None
+        self._server: LoopbackServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle
@@ -96,7 +96,7 @@ class DemoPayments:
         class Handler(_Handler):
             provider = demo
 
-        self._server = _Server((self.host, self.port), Handler)
+        self._server = LoopbackServer((self.host, self.port), Handler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name=f"demo-payments-{self.port}", daemon=True)
@@ -305,36 +305,6 @@ def _page(title: str, body: str) -> str:
 <h1 style="background:#b00;color:#fff;padding:.5em">{LABEL}</h1>
 <h2>{html.escape(title)}</h2>{body}
 </body></html>"""
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    """Tracks open connections so that stopping drops kept-alive ones too (a stopped provider is unreachable)."""
-
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type[http.server.BaseHTTPRequestHandler]) -> None:
-        super().__init__(address, handler)
-        self._connections: set[socket.socket] = set()
-        self._lock = threading.Lock()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def drop_connections(self) -> None:
-        with self._lock:
-            connections, self._connections = self._connections, set()
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

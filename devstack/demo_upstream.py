@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from devstack.loopback import LoopbackServer
+
 log = logging.getLogger(__name__)
 
 LABEL = "[demo upstream]"
@@ -219,38 +221,12 @@ class Exchange:
 # HTTP plumbing
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
+class _Server(LoopbackServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], upstream: DemoUpstream) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
         self.upstream = upstream
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def drop_connections(self) -> None:
-        """Shut down every open client connection, waking handlers blocked on them."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for conn in connections:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("demo upstream: error while serving %s", client_address, exc_info=True)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalice.app import Request
 
-from chalicelib.api.http import cookie_header, get_gateway
+from chalicelib.api.http import cookie_header, get_gateway, read_console_json
 from chalicelib.api.json_body import read_json
 from chalicelib.identity.sessions import COOKIE_NAME, SESSION_PREFIX
 from chalicelib.keys.auth import bearer_token
@@ -20,6 +20,14 @@ def console_principal(request: Request) -> Principal:
     """Who the request acts for, from its session token (Bearer) or cookie; raises
     InvalidSession (401) or PermissionDenied (403), which `openai_errors` renders."""
     return get_gateway().console.authenticate(request.headers, request.method)
+
+
+def console_request(request: Request, *, with_body: bool = False) -> tuple[Gateway, Principal, Any]:
+    """The gateway, who the request acts for, and (once that is known) its JSON body."""
+    gateway = get_gateway()
+    principal = console_principal(request)
+    body = read_console_json(request, max_bytes=gateway.settings.max_body_bytes) if with_body else None
+    return gateway, principal, body
 
 
 def session_cookie(token: str, max_age: int) -> dict[str, str]:

@@ -6,13 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.console import console_principal
+from chalicelib.api.console import console_request
 from chalicelib.api.http import (
     empty_response,
-    get_gateway,
     json_response,
     openai_errors,
-    read_console_json,
 )
 from chalicelib.api.render import group_json, key_json, key_usage_json
 from chalicelib.core.validation import parse
@@ -25,12 +23,7 @@ token_routes = Blueprint(__name__)
 
 
 def _session(*, with_body: bool = False) -> tuple[Gateway, Principal, Any]:
-    """The gateway, who is asking, and (once that is known) the JSON body."""
-    gateway = get_gateway()
-    request = token_routes.current_request
-    principal = console_principal(request)
-    body = read_console_json(request, max_bytes=gateway.settings.max_body_bytes) if with_body else None
-    return gateway, principal, body
+    return console_request(token_routes.current_request, with_body=with_body)
 
 
 def _created(created: Any, status: int) -> Response:

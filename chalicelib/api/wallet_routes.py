@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.console import console_principal
-from chalicelib.api.http import get_gateway, json_response, openai_errors, read_console_json
+from chalicelib.api.console import console_request
+from chalicelib.api.http import get_gateway, json_response, openai_errors
 from chalicelib.api.render import balance_json
 from chalicelib.api.render_payments import ledger_line_json, options_json, order_json
 from chalicelib.core.errors import InvalidRequest
@@ -28,11 +28,7 @@ RETURN_PATH = "/wallet/topup-return"
 
 
 def _session(*, with_body: bool = False) -> tuple[Gateway, Principal, Any]:
-    gateway = get_gateway()
-    request = wallet_routes.current_request
-    principal = console_principal(request)
-    body = read_console_json(request, max_bytes=gateway.settings.max_body_bytes) if with_body else None
-    return gateway, principal, body
+    return console_request(wallet_routes.current_request, with_body=with_body)
 
 
 def query(request: Request, name: str) -> str | None:

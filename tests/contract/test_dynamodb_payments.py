@@ -5,7 +5,6 @@ real threads. Each ends with the ledger summing to the net balance."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ from chalicelib.storage.dynamodb.payment_repo import DynamoPaymentRepo
 from chalicelib.storage.dynamodb.redemption_repo import DynamoRedemptionRepo
 from chalicelib.storage.dynamodb.wallet_repo import DynamoWalletRepo
 from tests.contract.conftest import PREFIX
+from tests.contract.money import entry, race
 
 KEY = ApiKey(key_id="key_1", key_hash="k" * 64, account_id="acct_1", name="Production", created_at=2,
              hint="sk-abc…wxyz")
@@ -60,33 +60,6 @@ def payments(dynamo) -> DynamoPaymentRepo:
 def codes(dynamo) -> DynamoRedemptionRepo:
     return DynamoRedemptionRepo(dynamo.dynamodb, codes=name("codes"), accounts=name("accounts"),
                                 ledger=name("ledger"))
-
-
-def entry(label: str, amount: int, *, at: int = 1_000, account_id: str = "acct_1",
-          kind: str = LedgerKind.ADJUSTMENT) -> LedgerEntry:
-    return LedgerEntry(account_id=account_id, entry_id=f"{at:013d}#{label}", kind=kind, amount=amount, created_at=at)
-
-
-def race(count: int, one: Callable[[int], Any]) -> list[Any]:
-    """Run `one(n)` for n in range(count) on as many threads, started together."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-    errors: list[BaseException] = []
-
-    def run(n: int) -> None:
-        barrier.wait()
-        try:
-            results[n] = one(n)
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    return results
 
 
 class Interleaving:

@@ -5,15 +5,13 @@ exactly-once credits. Races run on real threads."""
 from __future__ import annotations
 
 import dataclasses
-import threading
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from chalicelib.billing.wallet import Wallet
 from chalicelib.core.domain import Account, ApiKey, Hold, HoldResult, LedgerEntry, LedgerKind
 from chalicelib.core.errors import Conflict, NotFound
+from tests.contract.money import race
 
 KEY = ApiKey(key_id="key_1", key_hash="a" * 64, account_id="acct_1", name="Production", created_at=2,
              hint="sk-abc…wxyz")
@@ -49,28 +47,6 @@ def the_key(repos) -> ApiKey:
 def balance(repos) -> tuple[int, int]:
     b = repos.wallets.balance("acct_1")
     return b.available, b.held
-
-
-def race(count: int, one: Callable[[int], Any]) -> list[Any]:
-    """Run `one(n)` for n in range(count) on as many threads, started together."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-    errors: list[BaseException] = []
-
-    def run(n: int) -> None:
-        barrier.wait()
-        try:
-            results[n] = one(n)
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    return results
 
 
 # The key's quota is a hard cap.
