@@ -83,7 +83,6 @@ class DemoPayments:
         self._replies: dict[str, tuple[int, dict]] = {}  # Idempotency-Key → the first answer
         self._replies_lock = threading.Lock()
         self._server: LoopbackServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle
 
@@ -98,20 +97,14 @@ class DemoPayments:
 
         self._server = LoopbackServer((self.host, self.port), Handler)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"demo-payments-{self.port}", daemon=True)
-        self._thread.start()
+        self._server.serve_in_background("demo-payments")
 
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is None:
             return
         self.books.close()
-        server.shutdown()
-        server.server_close()
-        server.drop_connections()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+        server.close()
 
     def __enter__(self) -> DemoPayments:
         self.start()

@@ -329,7 +329,6 @@ class DemoUpstream:
         self.host = host
         self.port = port
         self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
     # -- lifecycle
@@ -341,9 +340,7 @@ class DemoUpstream:
         self._stopping.clear()
         self._server = _Server((self.host, self.port), self)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"demo-upstream-{self.port}", daemon=True)
-        self._thread.start()
+        self._server.serve_in_background("demo-upstream")
 
     def stop(self) -> None:
         """Stop serving and drop open connections; handlers that are waiting give up at once."""
@@ -351,12 +348,7 @@ class DemoUpstream:
         if server is None:
             return
         self._stopping.set()
-        server.shutdown()
-        server.server_close()
-        server.drop_connections()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._thread = None
+        server.close()
 
     def __enter__(self) -> DemoUpstream:
         self.start()

@@ -21,6 +21,19 @@ class LoopbackServer(http.server.ThreadingHTTPServer):
         self._connections_lock = threading.Lock()
         super().__init__(address, handler)
 
+    def serve_in_background(self, name: str) -> None:
+        """Serve on a daemon thread of this name until `close`."""
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"{name}-{self.server_address[1]}", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop serving, close the socket, drop open connections and wait for the serving thread."""
+        self.shutdown()
+        self.server_close()
+        self.drop_connections()
+        self._thread.join(timeout=2)
+
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
             self._connections.add(request)
