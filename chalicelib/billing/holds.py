@@ -10,6 +10,7 @@ from chalicelib.billing.pricing import Usage, charge
 from chalicelib.core.domain import PPM, ApiKey, Hold, HoldResult, LedgerEntry, Prices, Settlement
 from chalicelib.core.errors import InsufficientQuota, PermissionDenied, StorageError
 from chalicelib.core.money import units_to_usd
+from chalicelib.core.usage import UsageDelta
 from chalicelib.keys.auth import check_usable
 from chalicelib.keys.plans import plan_not_allowed
 from chalicelib.storage.ports import KeyRepo, WalletRepo
@@ -113,8 +114,8 @@ class Billing:
         raise InsufficientQuota("Your balance changed while reserving this request; try again.")
 
     def settle(self, reservation: Reservation, cost: int, *, model: str, key_id: str,
-               prompt_tokens: int = 0, completion_tokens: int = 0) -> Settlement:
-        """Charge `cost` for a completed request and close its hold."""
+               prompt_tokens: int = 0, completion_tokens: int = 0, usage: UsageDelta | None = None) -> Settlement:
+        """Charge `cost` for a completed request and close its hold, adding `usage` to the live rollups."""
         hold = reservation.hold
         entry = LedgerEntry(
             account_id=hold.account_id,
@@ -128,7 +129,7 @@ class Billing:
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
         )
-        settlement = self._wallets.settle(hold, cost, entry)
+        settlement = self._wallets.settle(hold, cost, entry, usage)
         if settlement.shortfall:
             # Beyond its hold, a request is charged only what the wallet and the key's quota
             # still have; the rest is the operator's loss, totalled on the account.
@@ -136,10 +137,11 @@ class Billing:
                         hold.request_id, hold.account_id, key_id, settlement.shortfall, cost, settlement.charged)
         return settlement
 
-    def release(self, reservation: Reservation) -> None:
-        """Give a failed request's hold back. Never raises: the sweeper retries what fails here."""
+    def release(self, reservation: Reservation, usage: UsageDelta | None = None) -> None:
+        """Give a failed request's hold back, counting `usage` (an error) in the live rollups. Never
+        raises: the sweeper retries what fails here (without counting it)."""
         try:
-            self._wallets.release(reservation.hold)
+            self._wallets.release(reservation.hold, usage)
         except StorageError:
             log.exception("could not release hold %s; the sweeper will", reservation.hold.request_id)
 

@@ -44,6 +44,7 @@ from chalicelib.catalog.catalog import Catalog, ResolvedRoute
 from chalicelib.core.domain import CAP_FIELDS, PPM, ApiKey, ModelEntry, ModelKind, Prices, UsageEvent
 from chalicelib.core.errors import GatewayError, InternalError, InvalidRequest, PermissionDenied, ProviderError
 from chalicelib.core.money import units_to_usd
+from chalicelib.core.usage import UsageDelta
 from chalicelib.keys.auth import check_allowed
 from chalicelib.keys.plans import KeyPlans
 from chalicelib.providers.port import Operation, ProviderAdapter
@@ -245,8 +246,10 @@ class Relay:
         """A request that delivered nothing: its hold goes back, and it is recorded at no cost."""
         assert call.reservation is not None
         call.closed = True
-        self._billing.release(call.reservation)
-        self._record(call, status=status, error_type=error_type, usage=Usage(), charged=0, shortfall=0)
+        at, latency = self._now_ms(), self._elapsed_ms(call)
+        self._billing.release(call.reservation, self._delta(call, Usage(), at, latency, error=True))
+        self._record(call, status=status, error_type=error_type, usage=Usage(), charged=0, shortfall=0, at=at,
+                     latency_ms=latency)
 
     def _complete(self, call: _Call, payload: dict[str, Any], usage: Usage) -> RelayResult:
         charged = self._settle(call, usage, status=200)
@@ -265,18 +268,21 @@ class Relay:
         if cap is not None:
             cost = min(cost, cap)
         call.closed = True
+        at, latency = self._now_ms(), self._elapsed_ms(call)
         try:
             settlement = self._billing.settle(call.reservation, cost, model=call.model.name,
                                               key_id=call.key.key_id, prompt_tokens=usage.prompt_tokens,
-                                              completion_tokens=usage.completion_tokens)
+                                              completion_tokens=usage.completion_tokens,
+                                              usage=self._delta(call, usage, at, latency, error=status >= 400))
         except BaseException as exc:
             # Not charged: the hold goes back (or to the sweeper, if storage is down).
-            self._billing.release(call.reservation)
+            self._billing.release(call.reservation, self._delta(call, Usage(), at, latency, error=True))
             failed_status, failed_type = _failure(exc)
-            self._record(call, status=failed_status, error_type=failed_type, usage=usage, charged=0, shortfall=0)
+            self._record(call, status=failed_status, error_type=failed_type, usage=usage, charged=0, shortfall=0,
+                         at=at, latency_ms=latency)
             raise
         self._record(call, status=status, error_type=error_type, usage=usage, charged=settlement.charged,
-                     shortfall=settlement.shortfall)
+                     shortfall=settlement.shortfall, at=at, latency_ms=latency)
         return settlement.charged
 
     def _relay_stream(self, call: _Call, events: Iterator[dict[str, Any]], result: RelayResult, *,
@@ -346,10 +352,24 @@ class Relay:
         cap = None if finished else call.reservation.hold.amount
         return self._settle(call, usage, status=status, error_type=error_type, cap=cap)
 
+    def _now_ms(self) -> int:
+        return int(self._wall_clock() * 1000)
+
+    def _delta(self, call: _Call, usage: Usage, at: int, latency_ms: int, *, error: bool) -> UsageDelta:
+        """The request's contribution to the live rollups (its cost is filled in by the settlement)."""
+        return UsageDelta(
+            at=at, key_id=call.key.key_id, model=call.model.name,
+            channel=call.route.channel.name if call.route else None, error=error,
+            prompt_tokens=usage.prompt_tokens, cached_tokens=usage.cached_tokens,
+            completion_tokens=usage.completion_tokens, images=usage.images,
+            latency_ms=latency_ms, ttft_ms=call.ttft_ms,
+        )
+
     def _record(self, call: _Call, *, status: int, error_type: str | None, usage: Usage, charged: int,
-                shortfall: int) -> None:
+                shortfall: int, at: int, latency_ms: int) -> None:
+        """The usage event, at the time its rollup counted it (so the log and the rollups agree)."""
         emit(self._usage_sink, UsageEvent(
-            time=datetime.fromtimestamp(self._wall_clock(), tz=UTC).isoformat(timespec="milliseconds"),
+            time=datetime.fromtimestamp(at / 1000, tz=UTC).isoformat(timespec="milliseconds"),
             request_id=call.request_id,
             account_id=call.key.account_id,
             key_id=call.key.key_id,
@@ -365,7 +385,7 @@ class Relay:
             images=usage.images,
             cost_units=charged,
             shortfall_units=shortfall,
-            latency_ms=self._elapsed_ms(call),
+            latency_ms=latency_ms,
             ttft_ms=call.ttft_ms,
         ))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -32,6 +32,7 @@ from chalicelib.core.payments import (
     TopupSettings,
     WalletMove,
 )
+from chalicelib.core.usage import LogFilter, LogPage, RollupRow, UsageDelta
 
 
 class AccountRepo(ABC):
@@ -197,16 +198,20 @@ class WalletRepo(ABC):
         it available and the key is active, unexpired and within its quota."""
 
     @abstractmethod
-    def settle(self, hold: Hold, cost: int, entry: LedgerEntry) -> Settlement:
+    def settle(self, hold: Hold, cost: int, entry: LedgerEntry, usage: UsageDelta | None = None) -> Settlement:
         """Close the hold and charge `cost`: from the hold first, then beyond it only as far as
         both the wallet's available balance and the key's remaining quota allow; the rest is the
         shortfall, recorded on `entry` and added to the account's running total. `entry` is the
         ledger entry to write, whose amount and shortfall are filled in here. A second settle
-        of the same hold charges nothing more."""
+        of the same hold charges nothing more. `usage` is added to its rollup row in the same
+        transaction, with `cost` replaced by what was charged (and only by the settle that closes
+        the hold: a request is counted once)."""
 
     @abstractmethod
-    def release(self, hold: Hold) -> bool:
-        """Close the hold and give its amount back; False if it was already closed."""
+    def release(self, hold: Hold, usage: UsageDelta | None = None) -> bool:
+        """Close the hold and give its amount back; False if it was already closed. `usage` (a
+        failed request: an error at no cost) is added to its rollup row in the same transaction,
+        only by the release that closes the hold."""
 
     @abstractmethod
     def ledger(self, account_id: str) -> list[LedgerEntry]:
@@ -289,6 +294,28 @@ class RedemptionRepo(ABC):
         it used and credit its value (paying any debt first) with `entry`, whose amount and
         reference are filled in from the code (its value and public id), in one transaction. Of
         concurrent uses of one code, exactly one redeems; the others read USED. NotFound if no account."""
+
+
+class UsageRollupRepo(ABC):
+    """The live usage rollups the wallet's settle and release transactions write."""
+
+    @abstractmethod
+    def rows(self, account_id: str | None, since_ms: int, until_ms: int) -> list[RollupRow]:
+        """Every rollup row of the account (None: of every account) whose bucket starts in
+        [since_ms, until_ms), read consistently."""
+
+
+class UsageLog(ABC):
+    """The request log: the usage events as stored (local files or the usage bucket), queried."""
+
+    @abstractmethod
+    def page(self, where: LogFilter, *, limit: int, cursor: str | None = None) -> LogPage:
+        """Events newest first (by time, then request id), `limit` at a time; InvalidRequest
+        (param `cursor`) for a cursor that is not one."""
+
+    @abstractmethod
+    def export(self, where: LogFilter) -> Iterator[UsageEvent]:
+        """Every event of the filter, oldest first, read as they are consumed (any number)."""
 
 
 class SessionRepo(ABC):

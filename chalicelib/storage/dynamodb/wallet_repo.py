@@ -61,6 +61,7 @@ from typing import Any
 from chalicelib.core.domain import DEFAULT_GROUP, Balance, Credited, Hold, HoldResult, LedgerEntry, Settlement
 from chalicelib.core.errors import NotFound, StorageError
 from chalicelib.core.payments import LedgerPage, WalletMove
+from chalicelib.core.usage import UsageDelta
 from chalicelib.storage.dynamodb.common import (
     TransactionCancelled,
     TransactItem,
@@ -135,7 +136,7 @@ class DynamoWalletRepo(WalletRepo):
             return account_refusal(exc.failed.get("account"), hold.amount)
         return HoldResult.HELD
 
-    def settle(self, hold: Hold, cost: int, entry: LedgerEntry) -> Settlement:
+    def settle(self, hold: Hold, cost: int, entry: LedgerEntry, usage: UsageDelta | None = None) -> Settlement:
         held = hold.amount  # becomes 0 if the hold turns out to be closed already
         key = _KeyTarget(hold.key_hash, hold.key_quota)
         available: int | None = None  # as last seen, once the account refused
@@ -173,7 +174,7 @@ class DynamoWalletRepo(WalletRepo):
                     key = key.follow(exc.failed["key"])
         raise StorageError(f"could not settle request {hold.request_id}")
 
-    def release(self, hold: Hold) -> bool:
+    def release(self, hold: Hold, usage: UsageDelta | None = None) -> bool:
         key = _KeyTarget(hold.key_hash, hold.key_quota)
         for _ in range(_MAX_ATTEMPTS):
             items = [self._close_hold(hold), self._move(hold.account_id, available=hold.amount, held=-hold.amount)]

@@ -67,6 +67,7 @@ import sqlite3
 from chalicelib.core.domain import DEFAULT_GROUP, Balance, Credited, Hold, HoldResult, LedgerEntry, Settlement
 from chalicelib.core.errors import InvalidRequest, NotFound, StorageError
 from chalicelib.core.payments import LedgerLine, LedgerPage, WalletMove
+from chalicelib.core.usage import UsageDelta
 from chalicelib.storage.cursors import decode_cursor, encode_cursor, page_limit
 from chalicelib.storage.ports import WalletRepo, account_refusal
 from chalicelib.storage.sqlite.database import Database, first
@@ -216,7 +217,7 @@ class SqliteWalletRepo(WalletRepo):
             return refused.answer
         return HoldResult.HELD
 
-    def settle(self, hold: Hold, cost: int, entry: LedgerEntry) -> Settlement:
+    def settle(self, hold: Hold, cost: int, entry: LedgerEntry, usage: UsageDelta | None = None) -> Settlement:
         with self._db.write() as tx:
             # Invariant: a hold is settled or released exactly once; one released meanwhile
             # (expired) holds nothing, and the charge comes from what is available.
@@ -259,7 +260,7 @@ class SqliteWalletRepo(WalletRepo):
             )  # no key under that hash: only its account pays
             return Settlement(charged=charged, shortfall=shortfall)
 
-    def release(self, hold: Hold) -> bool:
+    def release(self, hold: Hold, usage: UsageDelta | None = None) -> bool:
         with self._db.write() as tx:
             # Invariant: a hold is settled or released exactly once.
             if not _close_hold(tx, hold):
