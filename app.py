@@ -8,6 +8,7 @@ from chalicelib.api.openapi import openapi_routes
 from chalicelib.api.relay_routes import relay_routes
 from chalicelib.api.routing import cover_every_route
 from chalicelib.api.token_routes import token_routes
+from chalicelib.api.usage_routes import usage_routes
 from chalicelib.api.wallet_routes import wallet_routes
 
 app = Chalice(app_name="tokenway")
@@ -18,6 +19,7 @@ app.register_blueprint(openapi_routes)
 app.register_blueprint(admin_routes)
 app.register_blueprint(wallet_routes)
 app.register_blueprint(admin_payment_routes)
+app.register_blueprint(usage_routes)
 app.register_blueprint(maintenance)
 # Last: every path and method the blueprints leave unserved gets the gateway's own 404 or 405.
 cover_every_route(app)

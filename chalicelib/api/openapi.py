@@ -67,6 +67,29 @@ _LEDGER_LINE = {"type": "object", "properties": {
     "reference": {"type": ["string", "null"]}, "note": {"type": ["string", "null"]},
     "model": {"type": ["string", "null"]}, "key_id": {"type": ["string", "null"]}, "created_at": _TIME}}
 _REDEEMED = {"allOf": [_WALLET, {"type": "object", "properties": {"credited_usd": _USD, "code": {"type": "string"}}}]}
+_COUNTERS = {
+    "requests": {"type": "integer"}, "successful_requests": {"type": "integer"},
+    "failed_requests": {"type": "integer"}, "spend_usd": _USD, "prompt_tokens": {"type": "integer"},
+    "cached_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"},
+    "total_tokens": {"type": "integer"}, "images": {"type": "integer"}}
+_MS_OR_NULL = {"type": ["number", "null"]}
+_TOTALS = {"type": "object", "properties": {
+    **_COUNTERS, "error_rate": _MS_OR_NULL, "latency_mean_ms": _MS_OR_NULL, "latency_p50_ms": _MS_OR_NULL,
+    "latency_p95_ms": _MS_OR_NULL, "ttft_mean_ms": _MS_OR_NULL}}
+_SUMMARY = {"type": "object", "properties": {
+    "from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
+    "tz": {"type": "string"}, "granularity": {"enum": ["hour", "day"]}, "group_by": {"type": "string"},
+    "totals": _TOTALS,
+    "series": {"type": "array", "items": {"type": "object", "properties": {
+        "start": {"type": "string", "format": "date-time"}, **_COUNTERS}}},
+    "breakdown": {"type": "array", "items": _TOTALS}, "as_of": _TIME}}
+_LOG_ROW = {"type": "object", "properties": {
+    "time": {"type": "string", "format": "date-time"}, "request_id": {"type": "string"},
+    "key_id": {"type": ["string", "null"]}, "model": {"type": ["string", "null"]}, "endpoint": {"type": "string"},
+    "stream": {"type": "boolean"}, "status": {"type": "integer"}, "error_type": {"type": ["string", "null"]},
+    "prompt_tokens": {"type": "integer"}, "cached_tokens": {"type": "integer"},
+    "completion_tokens": {"type": "integer"}, "images": {"type": "integer"}, "cost_usd": _USD,
+    "latency_ms": {"type": "integer"}, "ttft_ms": {"type": ["integer", "null"]}}}
 _ERROR = {"type": "object", "properties": {"error": {"type": "object", "properties": {
     "message": {"type": "string"}, "type": {"type": "string"}, "param": {"type": ["string", "null"]},
     "code": {"type": ["string", "null"]}}}}}
@@ -121,6 +144,13 @@ def operations() -> list[tuple[str, str, str, type[BaseModel] | None, int, dict[
         ("GET", "/api/wallet/ledger", "Your ledger, newest first, with the balance after each entry "
          "(?limit=, ?cursor=)", None, 200, _page_of(_LEDGER_LINE), True),
         ("POST", "/api/wallet/redeem", "Redeem a code: its credit and the new balance", RedeemInput, 200, _REDEEMED,
+         True),
+        ("GET", "/api/usage/summary", "Usage totals, a series by hour or day and a breakdown by model or key "
+         "(?from=&to=&tz=&granularity=hour|day&group_by=model|key)", None, 200, _SUMMARY, True),
+        ("GET", "/api/usage/logs", "The request log, newest first (?from=&to=&tz=&key_id=&model=&status=&limit="
+         "&cursor=)", None, 200, {**_page_of(_LOG_ROW), "properties": {**_page_of(_LOG_ROW)["properties"],
+                                                                        "as_of": _TIME}}, True),
+        ("GET", "/api/usage/export.csv", "The request log as CSV, streamed (the log's filters)", None, 200, None,
          True),
         ("GET", "/api/openapi.json", "This document", None, 200, {"type": "object"}, False),
     ]
