@@ -39,6 +39,8 @@ stderr as one `error: …` line, with exit status 1 (gateway or network) or 2 (u
     tokenway code list --batch launch
     tokenway code disable code_0123
     tokenway payments reconcile --from 2026-11-01 --to 2026-12-01
+    tokenway usage summary --from 2026-11-01 --to 2026-12-01 --tz Asia/Shanghai --group-by model
+    tokenway usage summary --account acct_0123 --from 2026-11-20 --granularity hour
 
 USD amounts are sent exactly as typed; the gateway parses them as decimals.
 """
@@ -57,6 +59,7 @@ import httpx
 
 from tokenway_cli.calls import Call, given, query, segment
 from tokenway_cli.payments import add_payment_commands
+from tokenway_cli.usage import add_usage_commands
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TIMEOUT_S = 30.0
@@ -64,7 +67,7 @@ TIMEOUT_S = 30.0
 GROUPS = {"channel": "upstream providers", "model": "the model catalog", "account": "customer accounts",
           "wallet": "customer balances", "key": "customer API keys", "group": "groups (plans)",
           "holds": "billing holds", "topup": "top-up tiers and orders", "code": "redemption codes",
-          "payments": "payments at the provider"}
+          "payments": "payments at the provider", "usage": "usage over accounts"}
 
 MODEL_OPTIONS = ("upstream_model", "input_per_1m", "output_per_1m", "cached_input_per_1m", "per_image",
                  "max_output_tokens", "kind", "timeout_s", "context_window", "cap_field")
@@ -243,6 +246,7 @@ def _parser() -> argparse.ArgumentParser:
 
     command("holds", "sweep", holds_sweep, "release expired holds")
     add_payment_commands(command)
+    add_usage_commands(command)
     return parser
 
 

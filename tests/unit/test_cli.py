@@ -489,6 +489,15 @@ def test_code_disable(gateway: Gateway) -> None:
     assert_sent(run, "POST", "/admin/codes/code_1/disable", None)
 
 
+def test_usage_summary_of_every_account_or_one(gateway: Gateway) -> None:
+    run = gateway.run("usage", "summary", "--from", "2026-11-01", "--to", "2026-12-01", "--tz", "Asia/Shanghai",
+                      "--group-by", "account")
+    assert_sent(run, "GET", "/admin/usage/summary", None)
+    assert run.request.url.query == b"from=2026-11-01&to=2026-12-01&tz=Asia%2FShanghai&group_by=account"
+    run = gateway.run("usage", "summary", "--account", "acct_1", "--granularity", "hour")
+    assert run.request.url.query == b"account_id=acct_1&granularity=hour"
+
+
 def test_payments_reconcile(gateway: Gateway) -> None:
     found = {"from": 1793491200, "to": 1796083200, "data": [{"kind": "not_credited", "order_id": "top_1"}]}
     gateway.reply = httpx.Response(200, json=found)
