@@ -1,6 +1,6 @@
 """Local AWS for development and tests: an in-process moto server, provisioned from infra/template.yaml.
 
-`Emulator` serves DynamoDB, S3, Firehose, IAM, KMS and CloudFormation on loopback.
+`Emulator` serves DynamoDB, S3, Firehose, IAM, KMS, Glue, Athena and CloudFormation on loopback.
 `provision` creates the stack from the production template, and creates with
 boto3 the resources moto's CloudFormation cannot, so the local resources have
 the names, keys and indexes that AWS would give them.
@@ -274,6 +274,12 @@ class _Resolver:
                 return self._get_att(*argument)
             if key == "Fn::Sub":
                 return self._sub(argument)
+            if key == "Fn::Join":
+                separator, items = argument
+                return separator.join(str(item) for item in self.resolve(items))
+            if key == "Fn::Split":
+                separator, text = argument
+                return str(self.resolve(text)).split(separator)
             if key.startswith("Fn::"):
                 raise ProvisioningError(f"{key} is not supported by the emulator's provisioning")
         return {key: self.resolve(value) for key, value in node.items()}
@@ -349,12 +355,35 @@ def _create_delivery_stream(clients: ClientsFactory, properties: dict[str, Any])
     return name
 
 
+def _create_glue_database(clients: ClientsFactory, properties: dict[str, Any]) -> str:
+    clients("glue").create_database(**properties)
+    return properties["DatabaseInput"]["Name"]
+
+
+def _create_glue_table(clients: ClientsFactory, properties: dict[str, Any]) -> str:
+    clients("glue").create_table(**properties)
+    return properties["TableInput"]["Name"]
+
+
+def _create_work_group(clients: ClientsFactory, properties: dict[str, Any]) -> str:
+    # The resource's WorkGroupConfiguration is the API's Configuration; RecursiveDeleteOption and State
+    # matter only to CloudFormation (a new workgroup is enabled).
+    clients("athena").create_work_group(
+        Name=properties["Name"], Configuration=properties.get("WorkGroupConfiguration", {}),
+        Description=properties.get("Description", ""), Tags=properties.get("Tags", []),
+    )
+    return properties["Name"]
+
+
 # Resource type → creator taking the resolved properties and returning the
 # physical id (what Ref gives). moto 5.2's CloudFormation skips these types
 # with only a warning, drops the outputs that refer to them, and lists them
 # in DescribeStackResources without a logical id.
 _BOTO3_CREATORS: dict[str, Callable[[ClientsFactory, dict[str, Any]], str]] = {
     "AWS::KinesisFirehose::DeliveryStream": _create_delivery_stream,
+    "AWS::Glue::Database": _create_glue_database,
+    "AWS::Glue::Table": _create_glue_table,
+    "AWS::Athena::WorkGroup": _create_work_group,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import pytest
 from botocore.exceptions import ClientError
 
+from chalicelib.core.domain import UsageEvent
 from devstack.emulator import DEFAULT_TEMPLATE, Emulator, ProvisioningError, provision
 
 OUTPUT_NAMES = {
@@ -20,6 +22,7 @@ OUTPUT_NAMES = {
     "UsageBucketName", "UsageStreamName", "EmailsTableName", "SessionsTableName", "LoginAttemptsTableName",
     "SecretsKeyArn", "SecretsKeyAlias",
     "PasswordLinksTableName", "OrdersTableName", "PaymentEventsTableName", "CodesTableName",
+    "UsageDatabaseName", "UsageTableName", "UsageWorkGroupName",
 }
 USAGE_PREFIX = "usage/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/"
 
@@ -253,3 +256,29 @@ def test_provisioning_over_taken_names_is_refused_before_creating_anything(provi
 
     with pytest.raises(ClientError, match="does not exist"):
         provisioned.emulator.client("cloudformation").describe_stacks(StackName=other_stack)
+
+
+def test_the_request_log_table_projects_the_firehose_partitions_and_its_workgroup_caps_scans(provisioned):
+    outputs, bucket = provisioned.outputs, provisioned.outputs["UsageBucketName"]
+    assert outputs["UsageDatabaseName"] == provisioned.prefix.replace("-", "_")
+    table = provisioned.emulator.client("glue").get_table(
+        DatabaseName=outputs["UsageDatabaseName"], Name=outputs["UsageTableName"])["Table"]
+    assert [(k["Name"], k["Type"]) for k in table["PartitionKeys"]] == [
+        ("year", "string"), ("month", "string"), ("day", "string")]
+    # The projected locations are the Firehose stream's prefix.
+    assert table["Parameters"]["projection.enabled"] == "true"
+    assert table["Parameters"]["storage.location.template"] == (
+        f"s3://{bucket}/usage/year=${{year}}/month=${{month}}/day=${{day}}")
+    assert [table["Parameters"][f"projection.{key}.digits"] for key in ("year", "month", "day")] == ["4", "2", "2"]
+    storage = table["StorageDescriptor"]
+    assert storage["Location"] == f"s3://{bucket}/usage/"
+    assert storage["SerdeInfo"]["SerializationLibrary"] == "org.openx.data.jsonserde.JsonSerDe"
+    # Every field of the events' lines (UsageEvent.to_json_line).
+    assert [c["Name"] for c in storage["Columns"]] == [f.name for f in dataclasses.fields(UsageEvent)] + ["cost_usd"]
+
+    workgroup = provisioned.emulator.client("athena").get_work_group(
+        WorkGroup=outputs["UsageWorkGroupName"])["WorkGroup"]
+    configuration = workgroup["Configuration"]
+    assert configuration["ResultConfiguration"]["OutputLocation"] == f"s3://{bucket}/athena-results/"
+    assert configuration["EnforceWorkGroupConfiguration"] is True
+    assert configuration["BytesScannedCutoffPerQuery"] == 10 * 1024 ** 3
