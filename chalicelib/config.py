@@ -148,6 +148,21 @@ class Settings(BaseSettings):
     def usage_stream_name(self) -> str:
         return f"{self.resource_prefix}-usage"
 
+    @property
+    def usage_database(self) -> str:
+        """The Glue database of the usage events (the template's: the prefix with `_` for `-`)."""
+        return self.resource_prefix.replace("-", "_")
+
+    @property
+    def usage_table(self) -> str:
+        """The Glue table of the usage events (infra/template.yaml)."""
+        return "usage_events"
+
+    @property
+    def usage_workgroup(self) -> str:
+        """The Athena workgroup the request log's queries run in."""
+        return f"{self.resource_prefix}-usage"
+
     def provider_keys(self) -> dict[str, str]:
         """Provider name → API key, for the providers whose key is set."""
         found = {}
