@@ -16,6 +16,7 @@ from chalicelib.storage.dynamodb.key_repo import DynamoKeyRepo
 from chalicelib.storage.dynamodb.login_attempt_repo import DynamoLoginAttemptRepo
 from chalicelib.storage.dynamodb.password_link_repo import DynamoPasswordLinkRepo
 from chalicelib.storage.dynamodb.session_repo import DynamoSessionRepo
+from chalicelib.storage.dynamodb.usage_rollup_repo import DynamoUsageRollupRepo
 from chalicelib.storage.dynamodb.wallet_repo import DynamoWalletRepo
 from chalicelib.storage.ports import (
     AccountRepo,
@@ -26,6 +27,7 @@ from chalicelib.storage.ports import (
     PaymentRepo,
     RedemptionRepo,
     SessionRepo,
+    UsageRollupRepo,
     WalletRepo,
 )
 from chalicelib.storage.secrets.envelope import SecretSealer
@@ -39,6 +41,7 @@ from chalicelib.storage.sqlite.password_link_repo import SqlitePasswordLinkRepo
 from chalicelib.storage.sqlite.payment_repo import SqlitePaymentRepo
 from chalicelib.storage.sqlite.redemption_repo import SqliteRedemptionRepo
 from chalicelib.storage.sqlite.session_repo import SqliteSessionRepo
+from chalicelib.storage.sqlite.usage_rollup_repo import SqliteUsageRollupRepo
 from chalicelib.storage.sqlite.wallet_repo import SqliteWalletRepo
 from devstack.emulator import provision
 from tests.conftest import TEMPLATE
@@ -57,6 +60,7 @@ class Repos:
     password_links: PasswordLinkRepo
     payments: PaymentRepo
     codes: RedemptionRepo
+    rollups: UsageRollupRepo
     dynamodb: Any = None  # the raw client, for tests that scan what was written
     sqlite: Database | None = None  # the database, for tests that read its rows
 
@@ -67,7 +71,7 @@ def _sqlite(path: Path) -> Repos:
                  SqliteCatalogRepo(db, sealer=SecretSealer(LocalKeyWrapper(os.urandom(KEY_BYTES)))),
                  sessions=SqliteSessionRepo(db), login_attempts=SqliteLoginAttemptRepo(db),
                  password_links=SqlitePasswordLinkRepo(db), payments=SqlitePaymentRepo(db),
-                 codes=SqliteRedemptionRepo(db), sqlite=db)
+                 codes=SqliteRedemptionRepo(db), rollups=SqliteUsageRollupRepo(db), sqlite=db)
 
 
 @pytest.fixture(scope="session")
@@ -95,7 +99,7 @@ def _dynamodb(client: Any) -> Repos:
         DynamoAccountRepo(client, name("accounts"), emails=name("emails")),
         DynamoKeyRepo(client, name("keys")),
         DynamoWalletRepo(client, accounts=name("accounts"), holds=name("holds"), ledger=name("ledger"),
-                         keys=name("keys")),
+                         keys=name("keys"), rollups=name("usage-rollups")),
         DynamoCatalogRepo(client, name("catalog"), sealer=SecretSealer(LocalKeyWrapper(os.urandom(KEY_BYTES)))),
         sessions=DynamoSessionRepo(client, name("sessions")),
         login_attempts=DynamoLoginAttemptRepo(client, name("login-attempts")),
@@ -103,6 +107,7 @@ def _dynamodb(client: Any) -> Repos:
         payments=DynamoPaymentRepo(client, orders=name("orders"), events=name("payment-events"),
                                    catalog=name("catalog"), accounts=name("accounts"), ledger=name("ledger")),
         codes=DynamoRedemptionRepo(client, codes=name("codes"), accounts=name("accounts"), ledger=name("ledger")),
+        rollups=DynamoUsageRollupRepo(client, name("usage-rollups")),
         dynamodb=client,
     )
 

@@ -22,7 +22,7 @@ OUTPUT_NAMES = {
     "UsageBucketName", "UsageStreamName", "EmailsTableName", "SessionsTableName", "LoginAttemptsTableName",
     "SecretsKeyArn", "SecretsKeyAlias",
     "PasswordLinksTableName", "OrdersTableName", "PaymentEventsTableName", "CodesTableName",
-    "UsageDatabaseName", "UsageTableName", "UsageWorkGroupName",
+    "UsageDatabaseName", "UsageTableName", "UsageWorkGroupName", "UsageRollupsTableName",
 }
 USAGE_PREFIX = "usage/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/"
 
@@ -86,7 +86,12 @@ def test_provisioning_creates_the_tables_bucket_and_stream(provisioned: Provisio
         assert described["TableName"] == f"{prefix}-{table}"
         assert _keys(described["KeySchema"]) == schema
         assert _indexes(described) == {}
-    for output in ("AccountsTableName", "KeysTableName", "LedgerTableName", "HoldsTableName", "CatalogTableName"):
+    rollups = _table(provisioned, "UsageRollupsTableName")
+    assert rollups["TableName"] == f"{prefix}-usage-rollups"
+    assert _keys(rollups["KeySchema"]) == [("account_id", "HASH"), ("rollup_id", "RANGE")]
+    assert _indexes(rollups) == {"day-index": ([("day", "HASH"), ("rollup_id", "RANGE")], "ALL")}
+    for output in ("AccountsTableName", "KeysTableName", "LedgerTableName", "HoldsTableName", "CatalogTableName",
+                   "UsageRollupsTableName"):
         assert _table(provisioned, output)["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
 
     provisioned.emulator.client("s3").head_bucket(Bucket=outputs["UsageBucketName"])

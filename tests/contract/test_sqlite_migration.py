@@ -1,6 +1,6 @@
 """A data directory of an earlier gateway (schema version 1) opens at version 2 with its money
 as it was: the wallet's new counters at zero, ledger kinds and credit claims renamed as the
-customer reads them, and the new tables usable."""
+customer reads them, and the new tables (payments, usage rollups) usable."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.core.domain import LedgerEntry
+from chalicelib.core.domain import Hold, LedgerEntry
 from chalicelib.core.payments import OrderStatus, TopupOrder
+from chalicelib.core.usage import QUARTER_HOUR_MS, UsageDelta
 from chalicelib.storage.sqlite.database import SCHEMA_VERSION, Database
 from chalicelib.storage.sqlite.payment_repo import SqlitePaymentRepo
+from chalicelib.storage.sqlite.usage_rollup_repo import SqliteUsageRollupRepo
 from chalicelib.storage.sqlite.wallet_repo import SqliteWalletRepo
 
 SCHEMA_V1 = Path(__file__).parent / "data" / "schema_v1.sql"
@@ -87,3 +89,26 @@ def test_the_upgraded_file_has_the_new_tables_and_guards(v1_file):
     # Opened again, the file is at version 2 already: nothing is renamed twice.
     assert [entry.kind for entry in SqliteWalletRepo(Database(v1_file)).ledger("acct_1")][:2] == ["adjustment",
                                                                                               "topup"]
+
+
+def test_the_upgraded_file_rolls_up_usage_with_each_settlement(v1_file):
+    db = Database(v1_file)
+    wallets, rollups = SqliteWalletRepo(db), SqliteUsageRollupRepo(db)
+    at = 100 * QUARTER_HOUR_MS
+    # A hold left open by the earlier gateway, settled after the upgrade.
+    with sqlite3.connect(v1_file) as raw:
+        raw.execute("INSERT INTO holds (request_id, account_id, key_hash, amount, created_at, expires_at, key_quota, "
+                    "plan) VALUES ('r9', 'acct_1', 'gone', 100, ?, ?, 0, 'default')", (at, at + 60_000))
+    raw.close()
+    hold = Hold(request_id="r9", account_id="acct_1", key_hash="gone", amount=100, created_at=at,
+                expires_at=at + 60_000)
+    delta = UsageDelta(at=at + 5, key_id="key_1", model="gpt-4o", channel=None, error=False, prompt_tokens=7,
+                       latency_ms=80)
+    settled = wallets.settle(hold, 60, LedgerEntry("acct_1", f"{at:013d}#r9", "charge", 0, at), delta)
+    assert settled.charged == 60
+    (row,) = rollups.rows("acct_1", at, at + QUARTER_HOUR_MS)
+    assert (row.bucket, row.requests, row.cost, row.prompt_tokens, row.histogram[1]) == (at, 1, 60, 7, 1)
+    assert rollups.rows(None, at, at + QUARTER_HOUR_MS) == [row]
+    with sqlite3.connect(v1_file) as raw:
+        assert raw.execute("SELECT name FROM sqlite_master WHERE name = 'usage_rollups_by_bucket'").fetchone()
+    raw.close()

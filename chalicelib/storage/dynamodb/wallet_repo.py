@@ -12,7 +12,9 @@ Where things live:
   `entry_id` = "claim", so it is unique across accounts and no account's ledger sees it;
 - `keys` item: `reserved` (held by its requests in flight), `spent`, `quota_left` (while a
   quota is set: quota - spent - reserved), request and token counters, `last_used_at`,
-  `revision`. A regenerated key leaves `{key_hash, moved_to}` at its old hash.
+  `revision`. A regenerated key leaves `{key_hash, moved_to}` at its old hash;
+- `usage-rollups` item: one per account × key × model × channel × UTC quarter-hour, its
+  counters added to by the transaction that closes each request (see usage_rollup_repo.py).
 
 A hold's timeline:
 
@@ -27,10 +29,12 @@ A hold's timeline:
        │                  available += amount - charged, shortfall += cost - charged;
        │                  ledger entry -charged (with its shortfall); key: reserved -= amount,
        │                  spent += charged, quota_left += amount - charged, requests and tokens
-       │                  counted; account: ledger_seq += 1 when an entry is written
+       │                  counted; account: ledger_seq += 1 when an entry is written;
+       │                  rollup: the request added, its cost = charged
        │                                      (available >= charged - amount, quota_left >= charged - amount)
        └── release()      holds[request_id] deleted; account: held -= amount, available += amount;
-                          key: reserved -= amount, quota_left += amount
+                          key: reserved -= amount, quota_left += amount;
+                          rollup: the request added as an error (given its usage: not by the sweeper)
                           (on an upstream failure, or by the sweeper once the hold expired)
 
 Settle and release write the key's counters on its current item: if the key was
@@ -73,6 +77,7 @@ from chalicelib.storage.dynamodb.common import (
 )
 from chalicelib.storage.dynamodb.key_repo import MAX_FORWARDS, is_forward
 from chalicelib.storage.dynamodb.pages import balance_of, read_ledger_page
+from chalicelib.storage.dynamodb.usage_rollup_repo import rollup_item
 from chalicelib.storage.dynamodb.wallet_moves import MoveItems, check_move
 from chalicelib.storage.ports import WalletRepo, account_refusal
 
@@ -84,8 +89,10 @@ _CLAIM_SORT = "claim"
 
 class DynamoWalletRepo(WalletRepo):
     def __init__(self, client: Any, *, accounts: str, holds: str, ledger: str, keys: str,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 rollups: str | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+        """`rollups` is the usage-rollups table; without one, no usage is rolled up."""
         self._client = client
+        self._rollups = rollups
         self._sleep = sleep
         self._accounts = accounts
         self._holds = holds
@@ -137,18 +144,19 @@ class DynamoWalletRepo(WalletRepo):
         return HoldResult.HELD
 
     def settle(self, hold: Hold, cost: int, entry: LedgerEntry, usage: UsageDelta | None = None) -> Settlement:
-        held = hold.amount  # becomes 0 if the hold turns out to be closed already
+        closing = True  # False once the hold turns out to be closed already
         key = _KeyTarget(hold.key_hash, hold.key_quota)
         available: int | None = None  # as last seen, once the account refused
         for _ in range(_MAX_ATTEMPTS):
             limits = [available, key.quota_left if key.quota else None]
+            held = hold.amount if closing else 0
             charged = min([cost, *(held + max(0, limit) for limit in limits if limit is not None)])
             shortfall = cost - charged
-            if not held and not (charged or shortfall):
+            if not closing and not (charged or shortfall):
                 # Invariant: a request is counted once. Nothing to close and nothing to charge:
                 # this request was settled (or released) before.
                 return Settlement(charged=0, shortfall=0)
-            items = [self._close_hold(hold)] if held else []
+            items = [self._close_hold(hold)] if closing else []
             # Invariant: a balance never goes below zero; what the hold does not
             # cover must be available.
             items.append(self._move(hold.account_id, available=held - charged, held=-held,
@@ -158,6 +166,10 @@ class DynamoWalletRepo(WalletRepo):
                 items.append(self._put_entry(_fill(entry, charged, shortfall)))
             if key.key_hash is not None:
                 items.append(self._count_on_key(key, held=held, charged=charged, entry=entry))
+            if usage is not None and self._rollups is not None:
+                # Counted only if the transaction commits, and it commits once per request: either
+                # the hold's delete or the charge's put is conditional on being the first.
+                items.append(rollup_item(self._rollups, hold.account_id, usage, charged))
             try:
                 self._transact(items, "settle")
                 return Settlement(charged=charged, shortfall=shortfall)
@@ -167,7 +179,7 @@ class DynamoWalletRepo(WalletRepo):
                     self.release(hold)
                     return Settlement(charged=0, shortfall=0)
                 if "hold" in exc:
-                    held = 0  # released meanwhile (expired): charge from what is available
+                    closing = False  # released meanwhile (expired): charge from what is available
                 if "account" in exc:
                     available = _available(exc.failed["account"], hold)
                 if "key" in exc:
@@ -180,6 +192,9 @@ class DynamoWalletRepo(WalletRepo):
             items = [self._close_hold(hold), self._move(hold.account_id, available=hold.amount, held=-hold.amount)]
             if key.key_hash is not None:
                 items.append(self._count_on_key(key, held=hold.amount, charged=0, entry=None))
+            if usage is not None and self._rollups is not None:
+                # Counted only with the hold's delete, which succeeds once.
+                items.append(rollup_item(self._rollups, hold.account_id, usage, 0, error=True))
             try:
                 self._transact(items, "release")
                 return True

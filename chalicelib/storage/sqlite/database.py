@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from chalicelib.core.errors import StorageError
-from chalicelib.storage.sqlite.schema_v2 import MIGRATE_1_TO_2, PAYMENT_TABLES
+from chalicelib.storage.sqlite.schema_v2 import MIGRATE_1_TO_2, PAYMENT_TABLES, USAGE_TABLES
 
 # Raised whenever the tables below change (kept in the file as PRAGMA user_version); a file
 # made by a newer version of the gateway is refused rather than misread.
@@ -285,7 +285,7 @@ class Database:
             try:
                 version = connection.execute("PRAGMA user_version").fetchone()[0]
                 if version == 0:
-                    for statement in (_SCHEMA + PAYMENT_TABLES).split(";"):
+                    for statement in (_SCHEMA + PAYMENT_TABLES + USAGE_TABLES).split(";"):
                         if statement.strip():
                             connection.execute(statement)
                     connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

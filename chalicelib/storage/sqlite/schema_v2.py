@@ -1,8 +1,8 @@
-"""What schema version 2 added to the one-machine database: the payment tables, and the upgrade
-of a version-1 file (see Database), all of it in the transaction that opens the file:
+"""What schema version 2 added to the one-machine database: the payment tables, the usage rollups,
+and the upgrade of a version-1 file (see Database), all of it in the transaction that opens the file:
 
     version 1 ──► accounts gain frozen, debt, disputes (0, CHECK >= 0)
-                  topup_orders, payment_events, settings, redemption_codes created
+                  topup_orders, payment_events, settings, redemption_codes, usage_rollups created
                   ledger kinds renamed: operator, credit → adjustment; payment → topup; redemption → redeem
                   claims `credit#operator#…` → `credit#adjustment#…` (payment → topup, redemption → redeem),
                   in credit_claims and in the ledger entry ids that embed them
@@ -77,14 +77,61 @@ CREATE INDEX redemption_codes_by_age ON redemption_codes (created_at, code_id);
 CREATE INDEX redemption_codes_by_batch ON redemption_codes (batch, created_at, code_id);
 """
 
-# Version 1 to 2: the wallet's frozen credit, debt and disputes; the payment tables; ledger kinds
+# The live usage rollups: one row per account × key × model × channel × UTC quarter-hour, added to
+# by the transaction that settles or releases each request (see wallet_repo.py). `rollup_id` is
+# `<13-digit bucket ms>#<key>#<model>#<channel>`, so an account's rows sort by bucket. The latency
+# histogram is one counter per bucket of LATENCY_BOUNDS_MS (h0 … h18), each added to on its own.
+USAGE_TABLES = """
+CREATE TABLE usage_rollups (
+    account_id        TEXT NOT NULL,
+    rollup_id         TEXT NOT NULL,
+    bucket            INTEGER NOT NULL,          -- epoch ms, the UTC quarter-hour's start
+    key_id            TEXT NOT NULL,
+    model             TEXT NOT NULL,
+    channel           TEXT,
+    requests          INTEGER NOT NULL DEFAULT 0 CHECK (requests >= 0),
+    errors            INTEGER NOT NULL DEFAULT 0 CHECK (errors >= 0),
+    prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+    cached_tokens     INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    images            INTEGER NOT NULL DEFAULT 0,
+    cost              INTEGER NOT NULL DEFAULT 0 CHECK (cost >= 0),  -- units charged
+    latency_sum_ms    INTEGER NOT NULL DEFAULT 0,
+    ttft_sum_ms       INTEGER NOT NULL DEFAULT 0,
+    ttft_count        INTEGER NOT NULL DEFAULT 0,
+    h0                INTEGER NOT NULL DEFAULT 0,
+    h1                INTEGER NOT NULL DEFAULT 0,
+    h2                INTEGER NOT NULL DEFAULT 0,
+    h3                INTEGER NOT NULL DEFAULT 0,
+    h4                INTEGER NOT NULL DEFAULT 0,
+    h5                INTEGER NOT NULL DEFAULT 0,
+    h6                INTEGER NOT NULL DEFAULT 0,
+    h7                INTEGER NOT NULL DEFAULT 0,
+    h8                INTEGER NOT NULL DEFAULT 0,
+    h9                INTEGER NOT NULL DEFAULT 0,
+    h10               INTEGER NOT NULL DEFAULT 0,
+    h11               INTEGER NOT NULL DEFAULT 0,
+    h12               INTEGER NOT NULL DEFAULT 0,
+    h13               INTEGER NOT NULL DEFAULT 0,
+    h14               INTEGER NOT NULL DEFAULT 0,
+    h15               INTEGER NOT NULL DEFAULT 0,
+    h16               INTEGER NOT NULL DEFAULT 0,
+    h17               INTEGER NOT NULL DEFAULT 0,
+    h18               INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (account_id, rollup_id)
+) WITHOUT ROWID;
+-- Every account's rows of a time range (the operator's views).
+CREATE INDEX usage_rollups_by_bucket ON usage_rollups (bucket, account_id, rollup_id);
+"""
+
+# Version 1 to 2: the wallet's frozen credit, debt and disputes; the payment and usage tables; ledger kinds
 # as the customer reads them, and the claims (and the credit entry ids that embed them) renamed with them.
 _RENAMED_CLAIMS = (("operator", "adjustment"), ("payment", "topup"), ("redemption", "redeem"))
 MIGRATE_1_TO_2 = [
     "ALTER TABLE accounts ADD COLUMN frozen INTEGER NOT NULL DEFAULT 0 CHECK (frozen >= 0)",
     "ALTER TABLE accounts ADD COLUMN debt INTEGER NOT NULL DEFAULT 0 CHECK (debt >= 0)",
     "ALTER TABLE accounts ADD COLUMN disputes INTEGER NOT NULL DEFAULT 0 CHECK (disputes >= 0)",
-    *[statement for statement in PAYMENT_TABLES.split(";") if statement.strip()],
+    *[statement for statement in (PAYMENT_TABLES + USAGE_TABLES).split(";") if statement.strip()],
     "UPDATE ledger SET kind = CASE kind WHEN 'operator' THEN 'adjustment' WHEN 'payment' THEN 'topup' "
     "WHEN 'redemption' THEN 'redeem' WHEN 'credit' THEN 'adjustment' END "
     "WHERE kind IN ('operator', 'payment', 'redemption', 'credit')",

@@ -8,6 +8,8 @@ Where things live:
 - `keys` row: `reserved`, `spent`, `quota_left` (while a quota is set), request and token
   counters, `last_used_at`. A hold names the hash it was placed under; closing it counts on
   the key that hash names now (its own row, or the row it was regenerated into).
+- `usage_rollups`: one row per account × key × model × channel × UTC quarter-hour, added to by
+  the transaction that closes each request (see usage_rollup_repo.py).
 
 Every move is one `BEGIN IMMEDIATE … COMMIT`: the write lock of the file is taken
 before the first read, so what a transaction reads cannot change before it commits,
@@ -29,8 +31,11 @@ A hold's timeline:
        │                                                              and only the hold is given back)
        │                  account: held -= held, available += held - charged, shortfall += cost - charged
        │                  key: reserved -= held, spent += charged, quota_left += held - charged, counts
+       │                  usage_rollups row += the request, its cost = charged   (with the key's counts:
+       │                                                              the hold closed, or the entry new)
        └── release()      holds row deleted (else False); account: held -= amount, available += amount;
-                          key: reserved -= amount, quota_left += amount
+                          key: reserved -= amount, quota_left += amount;
+                          usage_rollups row += the request as an error (when usage is given: not the sweeper's)
 
 A usual hold is three statements and a usual settlement four (no reads when the
 cost is within the hold), each in one transaction.
@@ -72,6 +77,7 @@ from chalicelib.storage.cursors import decode_cursor, encode_cursor, page_limit
 from chalicelib.storage.ports import WalletRepo, account_refusal
 from chalicelib.storage.sqlite.database import Database, first
 from chalicelib.storage.sqlite.key_repo import CURRENT_KEY_ID
+from chalicelib.storage.sqlite.usage_rollup_repo import add_usage
 from chalicelib.storage.sqlite.wallet_moves import (
     ENTRY_COLUMNS,
     MoveRepeated,
@@ -221,7 +227,8 @@ class SqliteWalletRepo(WalletRepo):
         with self._db.write() as tx:
             # Invariant: a hold is settled or released exactly once; one released meanwhile
             # (expired) holds nothing, and the charge comes from what is available.
-            held = hold.amount if _close_hold(tx, hold) else 0
+            closed = _close_hold(tx, hold)
+            held = hold.amount if closed else 0
             key = {"key_hash": hold.key_hash}
             charged = cost
             if cost > held:
@@ -238,7 +245,7 @@ class SqliteWalletRepo(WalletRepo):
                 if limits["quota_left"] is not None:
                     charged = min(charged, held + max(0, limits["quota_left"]))
             shortfall = cost - charged
-            if not held and not (charged or shortfall):
+            if not closed and not (charged or shortfall):
                 # Invariant: a request is counted once. Nothing to close and nothing to charge:
                 # this request was settled (or released) before.
                 return Settlement(charged=0, shortfall=0)
@@ -258,6 +265,10 @@ class SqliteWalletRepo(WalletRepo):
                 {"held": held, "charged": charged, "prompt": entry.prompt_tokens,
                  "completion": entry.completion_tokens, **key},
             )  # no key under that hash: only its account pays
+            if usage is not None:
+                # Counted with the key's counters, by the one settlement that closes the hold or
+                # writes the charge: a request is counted once.
+                add_usage(tx, hold.account_id, usage, charged)
             return Settlement(charged=charged, shortfall=shortfall)
 
     def release(self, hold: Hold, usage: UsageDelta | None = None) -> bool:
@@ -266,6 +277,9 @@ class SqliteWalletRepo(WalletRepo):
             if not _close_hold(tx, hold):
                 return False
             _give_back(tx, hold, hold.amount)
+            if usage is not None:
+                # Only the release that closes the hold counts the failed request.
+                add_usage(tx, hold.account_id, usage, 0, error=True)
             return True
 
     def ledger(self, account_id: str) -> list[LedgerEntry]:
