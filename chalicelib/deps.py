@@ -32,6 +32,7 @@ from chalicelib.providers.openai_compat import OpenAICompatAdapter
 from chalicelib.providers.payment_port import PaymentProvider
 from chalicelib.providers.port import Adapters
 from chalicelib.relay.relay import Relay
+from chalicelib.storage.athena_usage_log import AthenaUsageLog
 from chalicelib.storage.dynamodb.account_repo import DynamoAccountRepo
 from chalicelib.storage.dynamodb.catalog_repo import DynamoCatalogRepo
 from chalicelib.storage.dynamodb.key_repo import DynamoKeyRepo
@@ -40,6 +41,7 @@ from chalicelib.storage.dynamodb.password_link_repo import DynamoPasswordLinkRep
 from chalicelib.storage.dynamodb.payment_repo import DynamoPaymentRepo
 from chalicelib.storage.dynamodb.redemption_repo import DynamoRedemptionRepo
 from chalicelib.storage.dynamodb.session_repo import DynamoSessionRepo
+from chalicelib.storage.dynamodb.usage_rollup_repo import DynamoUsageRollupRepo
 from chalicelib.storage.dynamodb.wallet_repo import DynamoWalletRepo
 from chalicelib.storage.local_usage_sink import LocalUsageSink
 from chalicelib.storage.ports import (
@@ -52,6 +54,8 @@ from chalicelib.storage.ports import (
     PaymentRepo,
     RedemptionRepo,
     SessionRepo,
+    UsageLog,
+    UsageRollupRepo,
     UsageSink,
     WalletRepo,
 )
@@ -67,8 +71,10 @@ from chalicelib.storage.sqlite.password_link_repo import SqlitePasswordLinkRepo
 from chalicelib.storage.sqlite.payment_repo import SqlitePaymentRepo
 from chalicelib.storage.sqlite.redemption_repo import SqliteRedemptionRepo
 from chalicelib.storage.sqlite.session_repo import SqliteSessionRepo
+from chalicelib.storage.sqlite.usage_rollup_repo import SqliteUsageRollupRepo
 from chalicelib.storage.sqlite.wallet_repo import SqliteWalletRepo
 from chalicelib.storage.usage_sinks import FirehoseUsageSink
+from chalicelib.usage.reports import UsageReports
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,7 @@ class Gateway:
     reversals: Reversals
     webhooks: PaymentWebhooks
     codes: RedemptionCodes
+    usage: UsageReports
 
 
 def now_ms() -> int:
@@ -124,6 +131,7 @@ class Repositories:
     password_links: PasswordLinkRepo
     payments: PaymentRepo
     codes: RedemptionRepo
+    rollups: UsageRollupRepo
 
 
 def dynamodb_repositories(settings: Settings, session: boto3.session.Session, sealer: SecretSealer) -> Repositories:
@@ -133,7 +141,7 @@ def dynamodb_repositories(settings: Settings, session: boto3.session.Session, se
         accounts=DynamoAccountRepo(dynamodb, table("accounts"), emails=table("emails")),
         keys=DynamoKeyRepo(dynamodb, table("keys")),
         wallets=DynamoWalletRepo(dynamodb, accounts=table("accounts"), holds=table("holds"), ledger=table("ledger"),
-                                 keys=table("keys")),
+                                 keys=table("keys"), rollups=table("usage-rollups")),
         catalog=DynamoCatalogRepo(dynamodb, table("catalog"), sealer=sealer),
         sessions=DynamoSessionRepo(dynamodb, table("sessions")),
         login_attempts=DynamoLoginAttemptRepo(dynamodb, table("login-attempts")),
@@ -141,6 +149,7 @@ def dynamodb_repositories(settings: Settings, session: boto3.session.Session, se
         payments=DynamoPaymentRepo(dynamodb, orders=table("orders"), events=table("payment-events"),
                                    catalog=table("catalog"), accounts=table("accounts"), ledger=table("ledger")),
         codes=DynamoRedemptionRepo(dynamodb, codes=table("codes"), accounts=table("accounts"), ledger=table("ledger")),
+        rollups=DynamoUsageRollupRepo(dynamodb, table("usage-rollups")),
     )
 
 
@@ -156,7 +165,19 @@ def sqlite_repositories(settings: Settings, sealer: SecretSealer) -> Repositorie
         password_links=SqlitePasswordLinkRepo(db),
         payments=SqlitePaymentRepo(db),
         codes=SqliteRedemptionRepo(db),
+        rollups=SqliteUsageRollupRepo(db),
     )
+
+
+def usage_log(settings: Settings, session: boto3.session.Session) -> UsageLog:
+    """Where the request log is read: DuckDB over the data directory's files beside SQLite, Athena over the
+    bucket beside DynamoDB (duckdb is a one-machine dependency, imported only there)."""
+    if settings.storage == "sqlite":
+        from chalicelib.storage.duckdb_usage_log import DuckDbUsageLog
+
+        return DuckDbUsageLog(settings.data_dir, now_ms=now_ms)
+    return AthenaUsageLog(aws_client(session, settings, "athena"), database=settings.usage_database,
+                          table=settings.usage_table, workgroup=settings.usage_workgroup, now_ms=now_ms)
 
 
 def usage_sink(settings: Settings, session: boto3.session.Session) -> UsageSink:
@@ -238,6 +259,7 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
         reversals=reversals,
         webhooks=PaymentWebhooks(repos.payments, topups, reversals, now_ms=now_ms),
         codes=RedemptionCodes(repos.codes, repos.login_attempts, hasher, now_ms=now_ms),
+        usage=UsageReports(repos.rollups, usage_log(settings, session), keys_repo, now_ms=now_ms),
     )
 
 

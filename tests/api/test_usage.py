@@ -56,7 +56,7 @@ def test_totals_equal_the_ledgers_charges_and_a_failed_request_is_an_error_at_no
     for _ in range(3):
         chat(alice, first)
     chat(alice, second, "deepseek-chat")
-    upstream.fail_next(faults.status(500), times=1)
+    upstream.fail_next(faults.http_error(500), times=1)
     assert alice.relay(second).status_code == 502
 
     summary = get(alice, "/api/usage/summary?group_by=key&tz=Asia/Shanghai")
@@ -167,3 +167,18 @@ def test_operators_read_every_account_or_one_by_channel(local):
     logs = local.http.get(f"/admin/usage/logs?account_id={bob.account_id}", headers=admin).json()["data"]
     assert [row["account_id"] for row in logs] == [bob.account_id] and logs[0]["channel"] == "fake"
     assert local.http.get("/admin/usage/summary").status_code == 401
+
+
+def test_on_dynamodb_the_rollups_written_with_each_settlement_agree_with_the_ledger(stack, upstream):
+    alice = Customer(stack, usd="5")
+    key = alice.new_key()["key"]
+    for _ in range(3):
+        chat(alice, key)
+    upstream.fail_next(faults.http_error(500), times=1)
+    assert alice.relay(key).status_code == 502
+    totals = get(alice, "/api/usage/summary?tz=America/St_Johns")["totals"]
+    assert (totals["requests"], totals["failed_requests"]) == (4, 1)
+    assert Decimal(totals["spend_usd"]) == charges(alice) > 0
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    everyone = stack.http.get("/admin/usage/summary?group_by=account", headers=admin).json()["breakdown"]
+    assert next(row for row in everyone if row["account"] == alice.account_id)["requests"] == 4
