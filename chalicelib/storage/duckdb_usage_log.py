@@ -2,7 +2,8 @@
 
     page(filter, cursor) / export(filter)
       → the day partitions of [since, until) that exist   usage/year=YYYY/month=MM/day=DD/
-      → their files, read by read_json (a cut last line is skipped: ignore_errors)
+      → a day at a time (newest first for a page, until it is full; oldest first for an export),
+        its files read by read_json (a cut last line is skipped: ignore_errors)
       → the query of usage_log_sql.py, every value a parameter, on a connection of this call's own
 
 Each call opens its own in-memory connection (cheap, and a connection is not shared across the
@@ -72,22 +73,22 @@ class DuckDbUsageLog(UsageLog):
         limit = page_limit(limit)
         after = decode_position(cursor)
         as_of = self._now_ms()
-        files = self.files(where)
-        if not files:
-            return LogPage((), None, as_of)
+        # Each day's partition holds that UTC day's events, so days read newest first give the events
+        # newest first: a page reads the days it needs, not the whole range.
+        days = [day for day in reversed(self.partitions(where))
+                if after is None or _day_of(day) <= after.time[:10]]
         with _connection() as connection:
-            cursor_ = self._query(connection, files, where, after, newest_first=True, limit=limit + 1)
-            events, next_cursor = paged(_events(cursor_, limit + 1), limit)
-        return LogPage(events, next_cursor, as_of)
+            events = _events_of_days(connection, days, where, after, newest_first=True, wanted=limit + 1)
+            found, next_cursor = paged(events, limit)
+        return LogPage(found, next_cursor, as_of)
 
     def export(self, where: LogFilter) -> Iterator[UsageEvent]:
-        """Every event of the filter, oldest first, read in batches as they are consumed."""
-        files = self.files(where)
-        if not files:
+        """Every event of the filter, oldest first, read a day at a time in batches as they are consumed."""
+        days = self.partitions(where)
+        if not days:
             return
         with _connection() as connection:
-            cursor_ = self._query(connection, files, where, None, newest_first=False, limit=None)
-            yield from _events(cursor_, EXPORT_BATCH)
+            yield from _events_of_days(connection, days, where, None, newest_first=False, wanted=None)
 
     def partitions(self, where: LogFilter) -> list[Path]:
         """The day partitions of the filter's range that exist, oldest first: all a query reads."""
@@ -109,21 +110,50 @@ class DuckDbUsageLog(UsageLog):
 
     def files(self, where: LogFilter) -> list[str]:
         """The usage files of those partitions."""
-        return [str(path) for partition in self.partitions(where) for path in sorted(partition.glob("*.jsonl"))]
+        return [path for partition in self.partitions(where) for path in _files(partition)]
 
-    @staticmethod
-    def _query(connection: duckdb.DuckDBPyConnection, files: list[str], where: LogFilter, after: Position | None,
-               *, newest_first: bool, limit: int | None) -> duckdb.DuckDBPyConnection:
-        condition = predicate(where, after, newest_first=newest_first)
-        sql = f"SELECT {SELECT_LIST} FROM {_SOURCE} WHERE {condition.sql} {order_by(newest_first=newest_first)}"
-        values: list[object] = [files, *condition.values]
-        if limit is not None:
-            sql += " LIMIT ?"
-            values.append(limit)
-        try:
-            return connection.execute(sql, values)
-        except duckdb.Error as exc:
-            raise StorageError(f"The usage files could not be read: {type(exc).__name__}") from exc
+
+def _files(partition: Path) -> list[str]:
+    return [str(path) for path in sorted(partition.glob("*.jsonl"))]
+
+
+def _day_of(partition: Path) -> str:
+    """A partition's UTC day as the events' times begin, `YYYY-MM-DD`."""
+    match = _PARTITION.search(partition.as_posix())
+    assert match is not None
+    return "-".join(match.groups())
+
+
+def _events_of_days(connection: duckdb.DuckDBPyConnection, days: list[Path], where: LogFilter,
+                    after: Position | None, *, newest_first: bool, wanted: int | None) -> Iterator[UsageEvent]:
+    """The filter's events of each day's partition in turn (in the order given), in order within each, until
+    `wanted` are found (None: all)."""
+    found = 0
+    for day in days:
+        files = _files(day)
+        if not files:
+            continue
+        limit = None if wanted is None else wanted - found
+        for event in _events(_query(connection, files, where, after, newest_first=newest_first, limit=limit),
+                             EXPORT_BATCH):
+            found += 1
+            yield event
+        if wanted is not None and found >= wanted:
+            return
+
+
+def _query(connection: duckdb.DuckDBPyConnection, files: list[str], where: LogFilter, after: Position | None,
+           *, newest_first: bool, limit: int | None) -> duckdb.DuckDBPyConnection:
+    condition = predicate(where, after, newest_first=newest_first)
+    sql = f"SELECT {SELECT_LIST} FROM {_SOURCE} WHERE {condition.sql} {order_by(newest_first=newest_first)}"
+    values: list[object] = [files, *condition.values]
+    if limit is not None:
+        sql += " LIMIT ?"
+        values.append(limit)
+    try:
+        return connection.execute(sql, values)
+    except duckdb.Error as exc:
+        raise StorageError(f"The usage files could not be read: {type(exc).__name__}") from exc
 
 
 @contextmanager
