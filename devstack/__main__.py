@@ -253,7 +253,8 @@ def _wait_until_serving(url: str, server: subprocess.Popen[bytes], timeout_s: fl
 def _cli(url: str, token: str, *args: str) -> dict[str, Any]:
     """Run one operator CLI command against the local gateway."""
     out, err = io.StringIO(), io.StringIO()
-    status = cli.main(["--url", url, "--admin-token", token, *args], stdout=out, stderr=err)
+    # `=`: a token may begin with `-`, which argparse would take for an option.
+    status = cli.main([f"--url={url}", f"--admin-token={token}", *args], stdout=out, stderr=err)
     if status != 0:
         raise SystemExit(f"seeding the demo failed: {' '.join(args[:2])}: {err.getvalue().strip()}")
     return json.loads(out.getvalue())
