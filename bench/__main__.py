@@ -17,7 +17,8 @@ It prints p50/p99 latency and requests per second of each run, the overhead over
 and the server's CPU time per request; the same for an unknown path (the app's own 404, no storage
 call: the server's and the app's dispatch alone); the time to a stream's first event through the
 one-machine server against the upstream's own, and the import time of the app beside a bare
-`import boto3`. `--servers` picks what to measure.
+`import boto3`. Then the usage reports over a month of made-up usage (bench/usage.py: `--usage-events`
+of one account, 1,000,000 by default). `--servers` picks what to measure (`usage`: the reports).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from pathlib import Path
 import boto3
 import httpx
 
+from bench import usage
 from chalicelib import deps
 from chalicelib.config import Settings
 from devstack.demo_upstream import DemoUpstream
@@ -50,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ADMIN = "bench-admin-token"
 BODY = {"model": "bench-chat", "messages": [{"role": "user", "content": "Say hello to the benchmark."}],
         "max_tokens": 64}
-SERVERS = ("chalice-local", "server", "sqlite")
+SERVERS = ("chalice-local", "server", "sqlite", "usage")
 STREAMS = 50
 
 
@@ -380,7 +382,10 @@ def main() -> None:
                         help="requests of the one-machine flatness run, first and last tenth compared (default 2000)")
     parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS),
                         help="the servers to measure (default all: chalice's local server and the one-machine "
-                             "server on the AWS emulator, the one-machine server on SQLite)")
+                             "server on the AWS emulator, the one-machine server on SQLite; usage: the usage "
+                             "reports over a month of usage)")
+    parser.add_argument("--usage-events", type=int, default=1_000_000,
+                        help="the main account's usage events over 30 days, for the usage reports (default 1,000,000)")
     args = parser.parse_args()
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(name, "bench")
@@ -402,6 +407,8 @@ def main() -> None:
         app_ms, boto3_ms = import_time_ms()
         print(f"\nimport app: {app_ms:.0f} ms; import boto3: {boto3_ms:.0f} ms ({app_ms / boto3_ms:.2f}x; "
               "medians of 5, above a bare interpreter)")
+        if "usage" in args.servers:
+            usage.run(args.usage_events)
     finally:
         http.close()
         upstream.stop()
