@@ -59,14 +59,19 @@ class UsageDelta:
         return f"{self.bucket:013d}#{self.key_id}#{self.model}#{self.channel or '-'}"
 
 
+# What rollup rows can be summed by.
+ROLLUP_DIMENSIONS = ("bucket", "model", "key_id", "channel", "account_id")
+
+
 @dataclass(frozen=True)
 class RollupRow:
-    """One account × key × model × channel × quarter-hour's counters."""
+    """One account × key × model × channel × quarter-hour's counters (or a sum of such rows, whose
+    labels other than the one summed by are None)."""
 
-    account_id: str
-    bucket: int  # epoch ms, UTC quarter-hour start
-    key_id: str
-    model: str
+    account_id: str | None
+    bucket: int | None  # epoch ms, UTC quarter-hour start
+    key_id: str | None
+    model: str | None
     channel: str | None
     requests: int = 0
     errors: int = 0

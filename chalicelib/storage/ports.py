@@ -304,6 +304,11 @@ class UsageRollupRepo(ABC):
         """Every rollup row of the account (None: of every account) whose bucket starts in
         [since_ms, until_ms), read consistently."""
 
+    @abstractmethod
+    def sums(self, account_id: str | None, since_ms: int, until_ms: int, by: str) -> list[RollupRow]:
+        """Those rows summed per value of `by` (one of ROLLUP_DIMENSIONS: "bucket", "model",
+        "key_id", "channel", "account_id"), each sum a RollupRow whose other labels are None."""
+
 
 class UsageLog(ABC):
     """The request log: the usage events as stored (local files or the usage bucket), queried."""

@@ -63,3 +63,22 @@ def row_of(account_id: str, values: dict[str, Any]) -> RollupRow:
         **{name: int(values.get(name) or 0) for name in COUNTERS if name not in HISTOGRAM_COLUMNS},
         histogram=tuple(int(values.get(name) or 0) for name in HISTOGRAM_COLUMNS),
     )
+
+
+def summed(rows: list[RollupRow], by: str) -> list[RollupRow]:
+    """Rows summed per value of `by` (a backend that cannot sum in its query sums here)."""
+    sums: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        value = getattr(row, by)
+        total = sums.get(value)
+        if total is None:
+            total = sums[value] = {name: 0 for name in COUNTERS if name not in HISTOGRAM_COLUMNS}
+            total["histogram"] = [0] * HISTOGRAM_SIZE
+        for name in total:
+            if name != "histogram":
+                total[name] += getattr(row, name)
+        for index, count in enumerate(row.histogram):
+            total["histogram"][index] += count
+    labels = dict.fromkeys(("account_id", "bucket", "key_id", "model", "channel"))
+    return [RollupRow(**{**labels, by: value}, **{**total, "histogram": tuple(total["histogram"])})
+            for value, total in sums.items()]

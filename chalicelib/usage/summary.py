@@ -9,7 +9,7 @@ bound of the bucket the percentile falls in (an estimate, never below the true v
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -86,22 +86,25 @@ class Summary:
     as_of: int  # epoch ms
 
 
-def summarize(rows: Iterable[RollupRow], span: TimeRange, *, granularity: Granularity, group_by: GroupBy,
-              now_ms: int) -> Summary:
+# The rollup label each breakdown sums by.
+DIMENSION = {"model": "model", "key": "key_id", "channel": "channel", "account": "account_id"}
+
+
+def summarize(by_bucket: Iterable[RollupRow], by_group: Iterable[RollupRow], span: TimeRange, *,
+              granularity: Granularity, group_by: GroupBy, now_ms: int) -> Summary:
+    """The summary of the rollups summed per bucket (totals and series) and per `group_by` (breakdown)."""
     totals = Totals()
     starts = _periods(span, granularity)
     periods = {_ms(start): Totals() for start in starts}
-    groups: dict[str | None, Totals] = {}
-    name: Callable[[RollupRow], str | None] = {
-        "model": lambda row: row.model, "key": lambda row: row.key_id, "channel": lambda row: row.channel,
-        "account": lambda row: row.account_id,
-    }[group_by]
-    for row in rows:
-        if not span.since_ms <= row.bucket < span.until_ms:
+    for row in by_bucket:
+        if row.bucket is None or not span.since_ms <= row.bucket < span.until_ms:
             continue
         totals.add(row)
         periods[_ms(_period_start(span.local(row.bucket), granularity))].add(row)
-        groups.setdefault(name(row), Totals()).add(row)
+    groups: dict[str | None, Totals] = {}
+    dimension = DIMENSION[group_by]
+    for row in by_group:
+        groups.setdefault(getattr(row, dimension), Totals()).add(row)
     breakdown = sorted(groups.items(), key=lambda item: (-item[1].cost, -item[1].requests, str(item[0])))
     return Summary(span, granularity, group_by, totals, [(start, periods[_ms(start)]) for start in starts],
                    breakdown, now_ms)

@@ -209,3 +209,21 @@ def test_every_accounts_rows_across_a_utc_days_end(funded):
         ("acct_1", MIDNIGHT + Q, 30)]
     assert read(MIDNIGHT, MIDNIGHT + 86_400_000) == [("acct_2", MIDNIGHT, 20), ("acct_1", MIDNIGHT + Q, 30)]
     assert read(MIDNIGHT - 86_400_000, MIDNIGHT) == [("acct_1", MIDNIGHT - 2 * Q, 40), ("acct_1", MIDNIGHT - Q, 10)]
+
+
+@pytest.mark.parametrize("by", ["bucket", "model", "key_id", "channel", "account_id"])
+def test_rows_summed_by_a_label_equal_the_rows_added_up(funded, by):
+    from chalicelib.storage.rollups import summed
+
+    settled(funded, "r1", 10, usage(at=BUCKET + 60_000))
+    settled(funded, "r2", 20, usage(at=BUCKET + Q + 60_000))
+    settled(funded, "r3", 30, UsageDelta(at=BUCKET, key_id="key_1", model="gpt-4o", channel=None, error=True,
+                                         latency_ms=9000))
+    settled(funded, "r4", 40, usage(key=OTHER_KEY), key=OTHER_KEY)
+    for account in ("acct_1", None):
+        expected = summed(funded.rollups.rows(account, BUCKET, BUCKET + 2 * Q), by)
+        found = funded.rollups.sums(account, BUCKET, BUCKET + 2 * Q, by)
+        assert sorted(found, key=lambda row: str(getattr(row, by))) == sorted(
+            expected, key=lambda row: str(getattr(row, by)))
+        assert sum(row.requests for row in found) == (3 if account else 4)
+    assert funded.rollups.sums("acct_1", BUCKET + 2 * Q, BUCKET + 3 * Q, by) == []

@@ -10,8 +10,9 @@ import pytest
 
 from chalicelib.core.errors import InvalidRequest
 from chalicelib.core.usage import HISTOGRAM_SIZE, RollupRow, latency_bucket, quarter_hour
+from chalicelib.storage.rollups import summed
 from chalicelib.usage.ranges import time_range
-from chalicelib.usage.summary import summarize
+from chalicelib.usage.summary import DIMENSION, summarize
 
 NOW = int(datetime(2026, 11, 27, 12, tzinfo=UTC).timestamp() * 1000)
 
@@ -29,9 +30,14 @@ def row(moment: str, *, cost: int = 100, requests: int = 1, errors: int = 0, mod
                      histogram=tuple(histogram))
 
 
+def summary_of(rows, span, *, granularity="day", group_by="model"):
+    return summarize(summed(rows, "bucket"), summed(rows, DIMENSION[group_by]), span, granularity=granularity,
+                     group_by=group_by, now_ms=NOW)
+
+
 def days(rows, tz: str, since: str, until: str) -> dict[str, int]:
     span = time_range(since, until, tz, now_ms=NOW)
-    summary = summarize(rows, span, granularity="day", group_by="model", now_ms=NOW)
+    summary = summary_of(rows, span)
     return {start.date().isoformat(): totals.requests for start, totals in summary.series}
 
 
@@ -55,7 +61,7 @@ def test_each_request_is_in_its_local_day_in_st_johns_across_the_end_of_daylight
 def test_a_day_with_a_repeated_hour_has_25_hourly_periods_each_counted_once():
     rows = [row("2026-11-01T05:30:00+00:00"), row("2026-11-01T06:30:00+00:00")]  # 01:30 EDT, then 01:30 EST
     span = time_range("2026-11-01", "2026-11-02", "America/New_York", now_ms=NOW)
-    summary = summarize(rows, span, granularity="hour", group_by="model", now_ms=NOW)
+    summary = summary_of(rows, span, granularity="hour")
     assert len(summary.series) == 25
     ones = [(start.isoformat(), totals.requests) for start, totals in summary.series if totals.requests]
     assert ones == [("2026-11-01T01:00:00-04:00", 1), ("2026-11-01T01:00:00-05:00", 1)]
@@ -66,13 +72,13 @@ def test_totals_breakdown_and_percentiles():
             row("2026-11-01T10:00:00+00:00", cost=0, requests=1, errors=1, model="qwen-plus", latency_ms=9000),
             row("2026-11-01T11:00:00+00:00", cost=50, requests=1, model="qwen-plus", key_id="key_2", latency_ms=400)]
     span = time_range("2026-11-01", "2026-11-02", "UTC", now_ms=NOW)
-    summary = summarize(rows, span, granularity="day", group_by="model", now_ms=NOW)
+    summary = summary_of(rows, span)
     totals = summary.totals
     assert (totals.requests, totals.errors, totals.successes, totals.cost) == (5, 1, 4, 350)
     assert totals.percentile_ms(0.5) == 100 and totals.percentile_ms(0.95) == 10_000
     assert [(name, t.cost, t.requests) for name, t in summary.breakdown] == [
         ("deepseek-chat", 300, 3), ("qwen-plus", 50, 2)]
-    by_key = summarize(rows, span, granularity="day", group_by="key", now_ms=NOW).breakdown
+    by_key = summary_of(rows, span, group_by="key").breakdown
     assert [(name, t.requests) for name, t in by_key] == [("key_1", 4), ("key_2", 1)]
 
 

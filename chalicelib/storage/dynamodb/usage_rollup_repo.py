@@ -22,7 +22,7 @@ from typing import Any
 from chalicelib.core.usage import RollupRow, UsageDelta
 from chalicelib.storage.dynamodb.common import TransactItem, read_all, to_item
 from chalicelib.storage.ports import UsageRollupRepo
-from chalicelib.storage.rollups import counters, labels, row_of, utc_day
+from chalicelib.storage.rollups import counters, labels, row_of, summed, utc_day
 
 _DAY_INDEX = "day-index"
 
@@ -70,6 +70,11 @@ class DynamoUsageRollupRepo(UsageRollupRepo):
                                       ExpressionAttributeValues={":day": {"S": day}, **bounds}))
             items.sort(key=lambda item: (item["bucket"], item["account_id"], item["rollup_id"]))
         return [row_of(item["account_id"], item) for item in items]
+
+
+    def sums(self, account_id: str | None, since_ms: int, until_ms: int, by: str) -> list[RollupRow]:
+        # DynamoDB has no GROUP BY: the rows are read and summed here.
+        return summed(self.rows(account_id, since_ms, until_ms), by)
 
 
 def _days(since_ms: int, until_ms: int) -> list[str]:

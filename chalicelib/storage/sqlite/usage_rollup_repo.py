@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import sqlite3
 
-from chalicelib.core.usage import RollupRow, UsageDelta
+from chalicelib.core.usage import ROLLUP_DIMENSIONS, RollupRow, UsageDelta
 from chalicelib.storage.ports import UsageRollupRepo
-from chalicelib.storage.rollups import COUNTERS, LABELS, counters, labels, row_of
+from chalicelib.storage.rollups import COUNTERS, HISTOGRAM_COLUMNS, LABELS, counters, labels, row_of
 from chalicelib.storage.sqlite.database import Database
 
 _COLUMNS = ("account_id", "rollup_id", *LABELS, *COUNTERS)
@@ -48,4 +48,22 @@ class SqliteUsageRollupRepo(UsageRollupRepo):
                 found = tx.execute(f"{_SELECT} WHERE bucket >= ? AND bucket < ? "
                                    "ORDER BY bucket, account_id, rollup_id", (since_ms, until_ms)).fetchall()
         return [row_of(row["account_id"], dict(row)) for row in found]
+
+    def sums(self, account_id: str | None, since_ms: int, until_ms: int, by: str) -> list[RollupRow]:
+        if by not in ROLLUP_DIMENSIONS:
+            raise ValueError(f"rollups are summed by one of {ROLLUP_DIMENSIONS}, not {by!r}")
+        # `by` is one of the fixed column names above, never a request's text; the values are parameters.
+        sums = ", ".join(f"SUM({name}) AS {name}" for name in COUNTERS)
+        with self._db.read() as tx:
+            if account_id is not None:
+                found = tx.execute(f"SELECT {by} AS value, {sums} FROM usage_rollups WHERE account_id = ? "
+                                   f"AND rollup_id >= ? AND rollup_id < ? GROUP BY {by}",
+                                   (account_id, f"{since_ms:013d}", f"{until_ms:013d}")).fetchall()
+            else:
+                found = tx.execute(f"SELECT {by} AS value, {sums} FROM usage_rollups WHERE bucket >= ? "
+                                   f"AND bucket < ? GROUP BY {by}", (since_ms, until_ms)).fetchall()
+        labels = dict.fromkeys(("account_id", "bucket", "key_id", "model", "channel"))
+        return [RollupRow(**{**labels, by: row["value"]},
+                          **{name: row[name] for name in COUNTERS if name not in HISTOGRAM_COLUMNS},
+                          histogram=tuple(row[name] for name in HISTOGRAM_COLUMNS)) for row in found]
 
