@@ -305,9 +305,12 @@ class UsageRollupRepo(ABC):
         [since_ms, until_ms), read consistently."""
 
     @abstractmethod
-    def sums(self, account_id: str | None, since_ms: int, until_ms: int, by: str) -> list[RollupRow]:
+    def sums(self, account_id: str | None, since_ms: int, until_ms: int, by: str, *,
+             latency: bool = True) -> list[RollupRow]:
         """Those rows summed per value of `by` (one of ROLLUP_DIMENSIONS: "bucket", "model",
-        "key_id", "channel", "account_id"), each sum a RollupRow whose other labels are None."""
+        "key_id", "channel", "account_id"), each sum a RollupRow whose other labels are None.
+        Without `latency`, the latency and time-to-first-token sums and the histogram may be left
+        at zero (a series needs none of them, and they are most of a row's counters)."""
 
 
 class UsageLog(ABC):

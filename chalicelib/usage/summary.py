@@ -37,7 +37,8 @@ class Totals:
     ttft_count: int = 0
     histogram: list[int] = field(default_factory=lambda: [0] * HISTOGRAM_SIZE)
 
-    def add(self, row: RollupRow) -> None:
+    def add(self, row: RollupRow, *, latency: bool = True) -> None:
+        """Add a row's counters (without `latency`: leave the latency sums and histogram out)."""
         self.requests += row.requests
         self.errors += row.errors
         self.prompt_tokens += row.prompt_tokens
@@ -45,6 +46,8 @@ class Totals:
         self.completion_tokens += row.completion_tokens
         self.images += row.images
         self.cost += row.cost
+        if not latency:
+            return
         self.latency_sum_ms += row.latency_sum_ms
         self.ttft_sum_ms += row.ttft_sum_ms
         self.ttft_count += row.ttft_count
@@ -92,18 +95,19 @@ DIMENSION = {"model": "model", "key": "key_id", "channel": "channel", "account":
 
 def summarize(by_bucket: Iterable[RollupRow], by_group: Iterable[RollupRow], span: TimeRange, *,
               granularity: Granularity, group_by: GroupBy, now_ms: int) -> Summary:
-    """The summary of the rollups summed per bucket (totals and series) and per `group_by` (breakdown)."""
-    totals = Totals()
+    """The summary of the range's rollups summed per bucket (the series: counters, no latency needed) and
+    per `group_by` (the breakdown, and the totals as its sum)."""
     starts = _periods(span, granularity)
     periods = {_ms(start): Totals() for start in starts}
     for row in by_bucket:
         if row.bucket is None or not span.since_ms <= row.bucket < span.until_ms:
             continue
-        totals.add(row)
-        periods[_ms(_period_start(span.local(row.bucket), granularity))].add(row)
+        periods[_ms(_period_start(span.local(row.bucket), granularity))].add(row, latency=False)
+    totals = Totals()
     groups: dict[str | None, Totals] = {}
     dimension = DIMENSION[group_by]
     for row in by_group:
+        totals.add(row)
         groups.setdefault(getattr(row, dimension), Totals()).add(row)
     breakdown = sorted(groups.items(), key=lambda item: (-item[1].cost, -item[1].requests, str(item[0])))
     return Summary(span, granularity, group_by, totals, [(start, periods[_ms(start)]) for start in starts],

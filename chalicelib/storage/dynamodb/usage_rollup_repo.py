@@ -72,7 +72,8 @@ class DynamoUsageRollupRepo(UsageRollupRepo):
         return [row_of(item["account_id"], item) for item in items]
 
 
-    def sums(self, account_id: str | None, since_ms: int, until_ms: int, by: str) -> list[RollupRow]:
+    def sums(self, account_id: str | None, since_ms: int, until_ms: int, by: str, *,
+             latency: bool = True) -> list[RollupRow]:
         # DynamoDB has no GROUP BY: the rows are read and summed here.
         return summed(self.rows(account_id, since_ms, until_ms), by)
 

@@ -23,6 +23,7 @@ _UPSERT = (
     + ", ".join(f"{name} = {name} + excluded.{name}" for name in COUNTERS)
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM usage_rollups"
+_LATENCY = frozenset({"latency_sum_ms", "ttft_sum_ms", "ttft_count", *HISTOGRAM_COLUMNS})
 
 
 def add_usage(tx: sqlite3.Connection, account_id: str, usage: UsageDelta, charged: int, *,
@@ -49,11 +50,13 @@ class SqliteUsageRollupRepo(UsageRollupRepo):
                                    "ORDER BY bucket, account_id, rollup_id", (since_ms, until_ms)).fetchall()
         return [row_of(row["account_id"], dict(row)) for row in found]
 
-    def sums(self, account_id: str | None, since_ms: int, until_ms: int, by: str) -> list[RollupRow]:
+    def sums(self, account_id: str | None, since_ms: int, until_ms: int, by: str, *,
+             latency: bool = True) -> list[RollupRow]:
         if by not in ROLLUP_DIMENSIONS:
             raise ValueError(f"rollups are summed by one of {ROLLUP_DIMENSIONS}, not {by!r}")
         # `by` is one of the fixed column names above, never a request's text; the values are parameters.
-        sums = ", ".join(f"SUM({name}) AS {name}" for name in COUNTERS)
+        sums = ", ".join(f"SUM({name}) AS {name}" if latency or name not in _LATENCY else f"0 AS {name}"
+                         for name in COUNTERS)
         with self._db.read() as tx:
             if account_id is not None:
                 found = tx.execute(f"SELECT {by} AS value, {sums} FROM usage_rollups WHERE account_id = ? "
