@@ -125,8 +125,11 @@ def measure(data_dir: Path, since: str, until: str, keys: tuple[str, ...]) -> No
     every = usage_files(data_dir)
     read_bytes = sum(path.stat().st_size for path in read)
     every_bytes = sum(path.stat().st_size for path in every)
-    print(f"  DuckDB reads {len(engine.partitions(where))} partitions, {len(read)} of {len(every)} files, "
-          f"{read_bytes / 1e6:,.1f} of {every_bytes / 1e6:,.1f} MB, for each 30-day log page or export")
+    newest = engine.partitions(where)[-1]
+    newest_bytes = sum(path.stat().st_size for path in newest.glob("*.jsonl"))
+    print(f"  DuckDB: the 30-day range has {len(engine.partitions(where))} partitions, {len(read)} of {len(every)} "
+          f"files, {read_bytes / 1e6:,.1f} of {every_bytes / 1e6:,.1f} MB, all read by an export; a page reads the "
+          f"newest days until it is full (the first page: 1 partition, {newest_bytes / 1e6:,.1f} MB)")
     athena(settings, where, read_bytes)
 
 
