@@ -4,6 +4,7 @@ from chalicelib.api.admin_payment_routes import admin_payment_routes
 from chalicelib.api.admin_routes import admin_routes
 from chalicelib.api.auth_routes import auth_routes
 from chalicelib.api.maintenance import maintenance
+from chalicelib.api.messages_routes import messages_routes
 from chalicelib.api.openapi import openapi_routes
 from chalicelib.api.relay_routes import relay_routes
 from chalicelib.api.routing import cover_every_route
@@ -13,6 +14,7 @@ from chalicelib.api.wallet_routes import wallet_routes
 
 app = Chalice(app_name="tokenway")
 app.register_blueprint(relay_routes)
+app.register_blueprint(messages_routes)
 app.register_blueprint(auth_routes)
 app.register_blueprint(token_routes)
 app.register_blueprint(openapi_routes)

@@ -111,13 +111,19 @@ def render_error(exc: Exception, *, view: str, request_id: str | None = None,
                  headers: dict[str, str] | None = None) -> Response:
     """The one place an error becomes a response: a GatewayError as its envelope (logged when 5xx),
     anything else as a logged, generic 500; `headers` go on the response either way."""
+    return _error_response(gateway_error(exc, view=view, request_id=request_id), headers)
+
+
+def gateway_error(exc: Exception, *, view: str, request_id: str | None = None) -> GatewayError:
+    """The error a client is told of: a GatewayError as it is (logged when 5xx), anything else
+    logged with its traceback and told as a generic 500."""
     if isinstance(exc, GatewayError):
         if exc.status >= 500:
             log.warning("%s %s: %s: %s", view, request_id or "-", type(exc).__name__, exc.message,
                         exc_info=exc if exc.__cause__ is not None else None)
-        return _error_response(exc, headers)
+        return exc
     log.error("%s %s: unhandled error", view, request_id or "-", exc_info=exc)
-    return _error_response(InternalError("The server had an error while processing your request."), headers)
+    return InternalError("The server had an error while processing your request.")
 
 
 def openai_errors(view: Callable[..., Response]) -> Callable[..., Response]:

@@ -141,6 +141,14 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
+def key_authorization(x_api_key: str | None, authorization: str | None) -> str | None:
+    """The `Authorization` value naming a request's key, sent as `x-api-key: sk-…` (Anthropic's clients)
+    or as `Authorization: Bearer sk-…`; `x-api-key` wins when both are sent. None when neither is."""
+    if x_api_key is not None and x_api_key.strip():
+        return f"Bearer {x_api_key.strip()}"
+    return authorization or None
+
+
 def _bearer(authorization: str | None) -> str:
     if not authorization:
         raise InvalidApiKey("You didn't provide an API key. Send it as `Authorization: Bearer sk-…`.")

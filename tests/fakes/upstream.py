@@ -6,6 +6,7 @@
     upstream.fail_next(usage(prompt=10, completion=5, cached=4), path="/chat/completions")
     upstream.fail_next(writes(20_000, cap_field="max_tokens"), times=30)
     upstream.fail_next(paced(0.2), path="/chat/completions")
+    upstream.fail_next(tool_call("get_weather", {"city": "Paris"}), path="/chat/completions")
     ...
     upstream.requests[-1].json["model"]
     upstream.stop()
@@ -17,7 +18,10 @@ next ``k`` matching requests. Every request is logged, faulted or not.
 
 from __future__ import annotations
 
+import json
 import threading
+import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +94,12 @@ class Paced(Fault):
     interval_s: float
 
 
+@dataclass(frozen=True)
+class ToolCall(Fault):
+    name: str
+    arguments: str
+
+
 def http_error(status: int, message: str = "scripted upstream error", type: str | None = None,
                code: str | None = None, param: str | None = None,
                headers: dict[str, str] | None = None) -> HttpError:
@@ -149,7 +159,15 @@ def paced(interval_s: float) -> Paced:
     return Paced(interval_s)
 
 
-for _factory in (http_error, delay, malformed, cut_stream, close, usage, no_usage, writes, images, paced):
+def tool_call(name: str, arguments: dict[str, Any]) -> ToolCall:
+    """Answer a chat, plain or streamed, with one call of the tool ``name`` with ``arguments`` (finish_reason
+    ``tool_calls``; usage 12 prompt and 7 completion tokens), as a model calling a tool does. A stream sends the
+    arguments in two pieces."""
+    return ToolCall(name, json.dumps(arguments))
+
+
+for _factory in (http_error, delay, malformed, cut_stream, close, usage, no_usage, writes, images, paced,
+                 tool_call):
     setattr(Fault, _factory.__name__, staticmethod(_factory))
 
 
@@ -230,6 +248,9 @@ class FakeUpstream(DemoUpstream):
         if isinstance(fault, Close):
             handler.abort()
             return True
+        if isinstance(fault, ToolCall):
+            _answer_tool_call(handler, exchange.json, fault)
+            return True
         if isinstance(fault, Delay):
             if self._stopping.wait(fault.seconds):
                 handler.abort()
@@ -260,3 +281,33 @@ def _written(body: Any, fault: Writes) -> dict[str, int]:
     n = body.get("n") if isinstance(body.get("n"), int) else 1
     completion = (min(cap, fault.tokens) if isinstance(cap, int) and not isinstance(cap, bool) else fault.tokens) * n
     return {"prompt": prompt, "completion": completion, "cached": 0, "total": prompt + completion}
+
+
+def _answer_tool_call(handler: _Handler, body: Any, fault: ToolCall) -> None:
+    body = body if isinstance(body, dict) else {}
+    call_id = f"call_{uuid.uuid4().hex[:24]}"
+    head = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": body.get("model")}
+    usage = {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19,
+             "prompt_tokens_details": {"cached_tokens": 0}}
+    if body.get("stream") is not True:
+        message = {"role": "assistant", "content": None, "tool_calls": [
+            {"id": call_id, "type": "function", "function": {"name": fault.name, "arguments": fault.arguments}}]}
+        handler.send_json(200, {**head, "object": "chat.completion", "usage": usage, "choices": [
+            {"index": 0, "message": message, "finish_reason": "tool_calls", "logprobs": None}]})
+        return
+    half = len(fault.arguments) // 2
+    deltas = [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"index": 0, "id": call_id, "type": "function", "function": {"name": fault.name, "arguments": ""}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": fault.arguments[:half]}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": fault.arguments[half:]}}]},
+    ]
+    handler.start_stream()
+    for delta in deltas:
+        handler.send_event({**head, "object": "chat.completion.chunk", "usage": None,
+                            "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+    handler.send_event({**head, "object": "chat.completion.chunk", "usage": None,
+                        "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+    handler.send_event({**head, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+    handler.send_event("[DONE]")
+    handler.end_stream()
