@@ -37,7 +37,7 @@ from chalicelib.core.errors import InvalidRequest, ModelNotFound
 from chalicelib.core.money import usd_to_units
 from chalicelib.storage.ports import CatalogRepo
 
-SUPPORTED_CHANNEL_KINDS = frozenset({"openai"})
+SUPPORTED_CHANNEL_KINDS = frozenset({"openai", "anthropic"})
 
 # The output cap of a chat model added without one.
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
