@@ -9,7 +9,9 @@ Request (OpenAI → Anthropic):
 - `tools`, `tool_choice` (required → any, a named function → tool),
   `parallel_tool_calls: false` → `disable_parallel_tool_use`, `stop` →
   `stop_sequences`, the output cap → `max_tokens`, `temperature`, `top_p`,
-  `user` → `metadata.user_id`; fields Anthropic has no counterpart for are dropped.
+  `user` → `metadata.user_id`; fields Anthropic has no counterpart for are dropped;
+- `cache_control` (Anthropic's prompt-caching breakpoint) on a content part, a tool or a
+  whole message (its last block) is kept, so that clients can have the prompt cached.
 
 Answer (Anthropic → OpenAI): text blocks → `content`, `tool_use` → `tool_calls`
 (arguments as JSON text), the stop reason → `finish_reason`, and usage as OpenAI
@@ -58,15 +60,15 @@ def to_messages_body(body: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-def _turns(messages: list[Any]) -> tuple[str, list[dict[str, Any]]]:
-    system: list[str] = []
+def _turns(messages: list[Any]) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:
+    system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
     for message in messages:
         if not isinstance(message, dict):
             raise _refused("Each message must be an object.", "messages")
         role = message.get("role")
         if role in ("system", "developer"):
-            system.append(_text(message.get("content")))
+            system.extend(_cached(_text_blocks(message.get("content")), message))
             continue
         if role == "user":
             role, blocks = "user", _user_blocks(message.get("content"))
@@ -76,13 +78,32 @@ def _turns(messages: list[Any]) -> tuple[str, list[dict[str, Any]]]:
             role, blocks = "user", [_tool_result(message)]
         else:
             raise _refused(f"Anthropic channels do not take messages of role `{role}`.", "messages")
+        blocks = _cached(blocks, message)
         if not blocks:
             continue
         if turns and turns[-1]["role"] == role:
             turns[-1]["content"].extend(blocks)  # Anthropic's turns alternate: same-role turns are one
         else:
             turns.append({"role": role, "content": blocks})
-    return "\n\n".join(text for text in system if text), turns
+    if any("cache_control" in block for block in system):
+        return system, turns  # as blocks, to keep their cache breakpoints
+    return "\n\n".join(block["text"] for block in system), turns
+
+
+def _cached(blocks: list[dict[str, Any]], source: dict[str, Any]) -> list[dict[str, Any]]:
+    """The blocks, the last one marked with the message's (or part's) cache breakpoint if it has one."""
+    if blocks and isinstance(source.get("cache_control"), dict):
+        blocks[-1] = {**blocks[-1], "cache_control": source["cache_control"]}
+    return blocks
+
+
+def _text_blocks(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    if not isinstance(content, list):
+        return []
+    return [_cached([{"type": "text", "text": part["text"]}], part)[0] for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str) and part["text"]]
 
 
 def _text(content: Any) -> str:
@@ -104,9 +125,9 @@ def _user_blocks(content: Any) -> list[dict[str, Any]]:
         if not isinstance(part, dict):
             continue
         if part.get("type") == "text" and isinstance(part.get("text"), str):
-            blocks.append({"type": "text", "text": part["text"]})
+            blocks.extend(_cached([{"type": "text", "text": part["text"]}], part))
         elif part.get("type") == "image_url":
-            blocks.append(_image(part.get("image_url")))
+            blocks.extend(_cached([_image(part.get("image_url"))], part))
         else:
             raise _refused(f"Anthropic channels do not take content parts of type `{part.get('type')}`.",
                            "messages")
@@ -127,8 +148,7 @@ def _image(image_url: Any) -> dict[str, Any]:
 
 
 def _assistant_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
-    text = _text(message.get("content"))
-    blocks: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+    blocks = _text_blocks(message.get("content"))
     for call in message.get("tool_calls") or []:
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict):
@@ -157,6 +177,8 @@ def _tool(tool: Any) -> dict[str, Any]:
                            "input_schema": function.get("parameters") or {"type": "object", "properties": {}}}
     if isinstance(function.get("description"), str):
         out["description"] = function["description"]
+    if isinstance(tool.get("cache_control"), dict):
+        out["cache_control"] = tool["cache_control"]
     return out
 
 

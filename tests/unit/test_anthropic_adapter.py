@@ -97,6 +97,25 @@ def test_system_messages_are_joined_and_same_role_turns_merged(fake, adapter):
     ]
 
 
+def test_cache_breakpoints_are_kept_on_parts_messages_and_tools(fake, adapter):
+    ephemeral = {"type": "ephemeral"}
+    messages = [
+        {"role": "system", "content": [{"type": "text", "text": "A long manual", "cache_control": ephemeral}]},
+        {"role": "user", "content": "First question", "cache_control": ephemeral},
+        {"role": "assistant", "content": "First answer"},
+        {"role": "user", "content": "Second question"},
+    ]
+    tools = [{**WEATHER, "cache_control": ephemeral}]
+    adapter.call(channel(fake), Operation.CHAT, chat(messages=messages, tools=tools), timeout_s=5)
+
+    sent = fake.requests[-1].json
+    assert sent["system"] == [{"type": "text", "text": "A long manual", "cache_control": ephemeral}]
+    assert sent["messages"][0] == {"role": "user", "content": [
+        {"type": "text", "text": "First question", "cache_control": ephemeral}]}
+    assert "cache_control" not in sent["messages"][2]["content"][0]
+    assert sent["tools"][0]["cache_control"] == ephemeral
+
+
 def test_image_parts_become_base64_or_url_sources(fake, adapter):
     content = [{"type": "text", "text": "What is this?"},
                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
