@@ -28,6 +28,7 @@ from chalicelib.payments.codes import RedemptionCodes
 from chalicelib.payments.reversals import Reversals
 from chalicelib.payments.topups import Topups
 from chalicelib.payments.webhooks import PaymentWebhooks
+from chalicelib.providers.anthropic import AnthropicAdapter
 from chalicelib.providers.openai_compat import OpenAICompatAdapter
 from chalicelib.providers.payment_port import PaymentProvider
 from chalicelib.providers.port import Adapters
@@ -209,7 +210,7 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
         repos = dynamodb_repositories(settings, session, sealer)
     keys_repo, accounts_repo, wallets, catalog_repo = repos.keys, repos.accounts, repos.wallets, repos.catalog
     http = http or httpx.Client(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
-    adapters: Adapters = {"openai": OpenAICompatAdapter(http)}
+    adapters: Adapters = {"openai": OpenAICompatAdapter(http), "anthropic": AnthropicAdapter(http)}
     catalog = Catalog(catalog_repo, settings.provider_keys(), ttl_s=settings.catalog_cache_ttl_s,
                       channel_kinds=frozenset(adapters))
     hasher = KeyHasher(settings.key_pepper.get_secret_value() if settings.key_pepper else None)

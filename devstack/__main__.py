@@ -269,6 +269,7 @@ def _seed_demo(url: str, token: str, demo_url: str) -> str:
                 "--input-per-1m", units_to_usd(prices.input_per_1m),
                 "--output-per-1m", units_to_usd(prices.output_per_1m),
                 "--cached-input-per-1m", units_to_usd(prices.cached_rate),
+                "--cache-write-per-1m", units_to_usd(prices.cache_write_rate),
                 "--per-image", units_to_usd(prices.per_image)]
         if model.max_output_tokens:
             args += ["--max-output-tokens", str(model.max_output_tokens)]

@@ -69,8 +69,8 @@ GROUPS = {"channel": "upstream providers", "model": "the model catalog", "accoun
           "holds": "billing holds", "topup": "top-up tiers and orders", "code": "redemption codes",
           "payments": "payments at the provider", "usage": "usage over accounts"}
 
-MODEL_OPTIONS = ("upstream_model", "input_per_1m", "output_per_1m", "cached_input_per_1m", "per_image",
-                 "max_output_tokens", "kind", "timeout_s", "context_window", "cap_field")
+MODEL_OPTIONS = ("upstream_model", "input_per_1m", "output_per_1m", "cached_input_per_1m", "cache_write_per_1m",
+                 "per_image", "max_output_tokens", "kind", "timeout_s", "context_window", "cap_field")
 
 
 def channel_add(args: argparse.Namespace) -> Call:
@@ -183,6 +183,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--input-per-1m", metavar="USD", help="USD per 1M input tokens")
     sub.add_argument("--output-per-1m", metavar="USD", help="USD per 1M output tokens")
     sub.add_argument("--cached-input-per-1m", metavar="USD", help="USD per 1M cached input tokens")
+    sub.add_argument("--cache-write-per-1m", metavar="USD",
+                     help="USD per 1M prompt tokens written to the provider's cache (default: the input price)")
     sub.add_argument("--per-image", metavar="USD",
                      help="USD per image of the default quality and size, standard 1024x1024 (image models)")
     sub.add_argument("--image-price", action="append", type=_image_price, metavar="QUALITY:SIZE=USD",

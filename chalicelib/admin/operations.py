@@ -105,6 +105,8 @@ class ModelInput(_Input):
     input_per_1m: _Usd | None = None
     output_per_1m: _Usd | None = None
     cached_input_per_1m: _Usd | None = None
+    # Prompt tokens written to the provider's cache (Anthropic bills them above input).
+    cache_write_per_1m: _Usd | None = None
     per_image: _Usd | None = None
     # Prices of other image qualities and sizes: each given one is set, the others kept.
     image_prices: list[ImagePriceInput] | None = Field(None, max_length=100)
@@ -221,6 +223,7 @@ class Admin:
             output_per_1m=_price(data.output_per_1m, "output_per_1m", current.output_per_1m),
             cached_input_per_1m=_price(data.cached_input_per_1m, "cached_input_per_1m",
                                        current.cached_input_per_1m),
+            cache_write_per_1m=_price(data.cache_write_per_1m, "cache_write_per_1m", current.cache_write_per_1m),
             per_image=_price(data.per_image, "per_image", current.per_image),
             image_prices=current.image_prices,
         ))

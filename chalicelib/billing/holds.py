@@ -43,6 +43,9 @@ class Quote:
     def amount(self, output_tokens: int) -> int:
         """What the request costs if it uses its whole quote with this output cap."""
         usage = replace(self.usage, completion_tokens=self.usage.completion_tokens + output_tokens * self.choices)
+        if self.prices.cache_write_rate > self.prices.input_per_1m:
+            # The provider may write the whole prompt to its cache, above the input price.
+            usage = replace(usage, cache_write_tokens=usage.prompt_tokens - usage.cached_tokens)
         return charge(self.prices, usage, self.multiplier_ppm)
 
     def affordable_output(self, available: int) -> int:

@@ -37,18 +37,23 @@ _NOT_PROMPT = frozenset({"model", *CAP_FIELDS, "n", "stream", "stream_options"})
 class Usage:
     """Billable quantities of one request."""
 
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
+    prompt_tokens: int = 0  # all of the prompt: uncached input, cache reads and cache writes
+    cached_tokens: int = 0  # of which read from the provider's cache
     completion_tokens: int = 0
     images: int = 0
+    cache_write_tokens: int = 0  # of which written to the provider's cache
 
 
 def charge(prices: Prices, usage: Usage, multiplier_ppm: int = PPM) -> int:
-    """What the usage costs in units at a plan's multiplier: summed exactly, rounded up once."""
+    """What the usage costs in units at a plan's multiplier: summed exactly, rounded up once.
+
+    The prompt is uncached input + cache reads + cache writes, each at its own rate."""
     cached = min(usage.cached_tokens, usage.prompt_tokens)
+    written = min(usage.cache_write_tokens, usage.prompt_tokens - cached)
     exact = (  # in units × 1M
-        (usage.prompt_tokens - cached) * prices.input_per_1m
+        (usage.prompt_tokens - cached - written) * prices.input_per_1m
         + cached * prices.cached_rate
+        + written * prices.cache_write_rate
         + usage.completion_tokens * prices.output_per_1m
         + usage.images * prices.per_image * TOKENS_PER_PRICE
     )
@@ -125,7 +130,9 @@ def read_usage(usage: Any) -> Usage | None:
     - OpenAI Responses and image models: `input_tokens`, `output_tokens`,
       `input_tokens_details.cached_tokens` (input includes the cached part);
     - Anthropic: `input_tokens` without the cache, `cache_read_input_tokens` and
-      `cache_creation_input_tokens` beside it, `output_tokens`.
+      `cache_creation_input_tokens` beside it, `output_tokens` (or, as the Anthropic adapter
+      answers, OpenAI's fields with the two cache counts kept beside them). Cache writes
+      are counted apart, to be priced at the model's cache-write price.
     """
     if not isinstance(usage, dict):
         return None
@@ -138,7 +145,9 @@ def read_usage(usage: Any) -> Usage | None:
     completion = _count(usage.get("completion_tokens")) or _count(usage.get("output_tokens"))
     cached = (_detail(usage, "prompt_tokens_details") or _detail(usage, "input_tokens_details")
               or _count(usage.get("prompt_cache_hit_tokens")) or _count(usage.get("cached_tokens")) or cache_read)
-    return Usage(prompt_tokens=prompt, cached_tokens=min(cached, prompt), completion_tokens=completion)
+    cached = min(cached, prompt)
+    return Usage(prompt_tokens=prompt, cached_tokens=cached, completion_tokens=completion,
+                 cache_write_tokens=min(cache_write, prompt - cached))
 
 
 def _detail(usage: dict[str, Any], name: str) -> int:

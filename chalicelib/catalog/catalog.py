@@ -37,7 +37,7 @@ from chalicelib.core.errors import InvalidRequest, ModelNotFound
 from chalicelib.core.money import usd_to_units
 from chalicelib.storage.ports import CatalogRepo
 
-SUPPORTED_CHANNEL_KINDS = frozenset({"openai"})
+SUPPORTED_CHANNEL_KINDS = frozenset({"openai", "anthropic"})
 
 # The output cap of a chat model added without one.
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
@@ -93,12 +93,14 @@ MULTI_TURN = "Multi-turn conversations"
 
 
 def _model(name: str, provider: str, upstream: str, kind: ModelKind, *, input: str = "0", output: str = "0",
-           cached: str | None = None, per_image: str = "0", image_prices: dict[tuple[str, str], str] | None = None,
+           cached: str | None = None, cache_write: str | None = None, per_image: str = "0",
+           image_prices: dict[tuple[str, str], str] | None = None,
            context: int | None = None, max_output: int | None = None, use_case: str = "") -> ModelEntry:
     prices = Prices(
         input_per_1m=usd_to_units(input),
         output_per_1m=usd_to_units(output),
         cached_input_per_1m=usd_to_units(cached) if cached is not None else None,
+        cache_write_per_1m=usd_to_units(cache_write) if cache_write is not None else None,
         per_image=usd_to_units(per_image),
         image_prices=tuple(ImagePrice(quality, size, usd_to_units(usd))
                            for (quality, size), usd in (image_prices or {}).items()),
@@ -117,7 +119,8 @@ DALL_E_3_PRICES = {
     ("hd", "1792x1024"): "0.12",
 }
 
-# List prices in USD per 1M input / cached input / output tokens, or per image
+# List prices in USD per 1M input / cached input / output tokens (and cache writes,
+# where the provider bills them apart), or per image
 # (by quality and size). Operators override any of them with `model add`.
 BUILTIN_MODELS = {
     model.name: model
@@ -139,7 +142,8 @@ BUILTIN_MODELS = {
         _model("gpt-4o", "openai", "gpt-4o", ModelKind.CHAT, input="2.50", cached="1.25", output="10.00",
                context=128_000, max_output=16_384, use_case=MULTI_TURN),
         _model("claude-sonnet", "anthropic", "claude-sonnet-4-5", ModelKind.CHAT, input="3.00", cached="0.30",
-               output="15.00", context=200_000, max_output=64_000, use_case=f"{REASONING}; {MULTI_TURN}"),
+               cache_write="3.75", output="15.00", context=200_000, max_output=64_000,
+               use_case=f"{REASONING}; {MULTI_TURN}"),
         _model("text-embedding-3-small", "openai", "text-embedding-3-small", ModelKind.EMBEDDING, input="0.02",
                context=8_191, use_case="Embeddings for search and retrieval"),
         _model("dall-e-3", "openai", "dall-e-3", ModelKind.IMAGE, per_image="0.04", image_prices=DALL_E_3_PRICES,

@@ -40,10 +40,17 @@ class Prices:
     per_image: int = 0
     # Images of other qualities and sizes; a combination not listed has no price.
     image_prices: tuple[ImagePrice, ...] = ()
+    # Prompt tokens the provider writes to its cache (Anthropic's `cache_creation_input_tokens`),
+    # which it bills above the input price. None: they cost the input price.
+    cache_write_per_1m: int | None = None
 
     @property
     def cached_rate(self) -> int:
         return self.input_per_1m if self.cached_input_per_1m is None else self.cached_input_per_1m
+
+    @property
+    def cache_write_rate(self) -> int:
+        return self.input_per_1m if self.cache_write_per_1m is None else self.cache_write_per_1m
 
     def image_price(self, quality: str | None, size: str | None) -> int | None:
         """The price of one image of this quality and size (None: the defaults); None if unpriced."""

@@ -212,12 +212,14 @@ def _ledger(data_dir: Path) -> list[tuple]:
 
 
 def test_a_data_directory_in_use_or_that_is_a_file_stops_the_launch_with_one_line(tmp_path):
-    running = Launcher(tmp_path, DEEPSEEK_API_KEY="sk-unused")
+    running = Launcher(tmp_path, DEEPSEEK_API_KEY="sk-unused", ANTHROPIC_API_KEY="sk-ant-unused")
     try:
         # Its startup names the live providers, never their keys, and says why each other model is not routable.
         output = running.output()
-        assert "Providers         deepseek (DEEPSEEK_API_KEY set)" in output and "sk-unused" not in output
+        assert "Providers         anthropic (ANTHROPIC_API_KEY set), deepseek (DEEPSEEK_API_KEY set)" in output
+        assert "sk-unused" not in output and "sk-ant-unused" not in output
         assert re.search(r"^  deepseek-chat\s+routable$", output, re.M)
+        assert re.search(r"^  claude-sonnet\s+routable$", output, re.M)
         assert re.search(r"^  gpt-4o\s+not routable: no channel `openai` \(set OPENAI_API_KEY or add the channel\)$",
                          output, re.M)
         second = Launcher(tmp_path, wait=False, log="second.log", DEEPSEEK_API_KEY="sk-unused")

@@ -84,6 +84,16 @@ def test_the_catalog_keeps_channels_and_models(repos):
     assert repos.catalog.load() == ([channel], [model], [group])
 
 
+def test_the_catalog_keeps_a_models_cache_write_price(repos):
+    repos.catalog.put_channel(Channel("claude", "https://api.anthropic.com/v1", "secret", kind="anthropic"))
+    model = ModelEntry(name="c", kind=ModelKind.CHAT, routes=(Route("claude", "claude-sonnet-4-5"),),
+                       prices=Prices(input_per_1m=3_000_000_000, output_per_1m=15_000_000_000,
+                                     cached_input_per_1m=300_000_000, cache_write_per_1m=3_750_000_000),
+                       max_output_tokens=64_000)
+    repos.catalog.put_model(model)
+    assert repos.catalog.load()[1] == [model]
+
+
 def test_a_credit_adds_to_the_balance_and_the_ledger(funded):
     assert balance(funded) == (1_000, 0)
     assert [e.amount for e in funded.wallets.ledger("acct_1")] == [1_000]

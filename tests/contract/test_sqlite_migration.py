@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.core.domain import Hold, LedgerEntry
+from chalicelib.core.domain import Channel, Hold, LedgerEntry, ModelEntry, ModelKind, Prices, Route
 from chalicelib.core.payments import OrderStatus, TopupOrder
 from chalicelib.core.usage import QUARTER_HOUR_MS, UsageDelta
+from chalicelib.storage.secrets.envelope import SecretSealer
+from chalicelib.storage.secrets.local import LocalKeyWrapper
+from chalicelib.storage.sqlite.catalog_repo import SqliteCatalogRepo
 from chalicelib.storage.sqlite.database import SCHEMA_VERSION, Database
 from chalicelib.storage.sqlite.payment_repo import SqlitePaymentRepo
 from chalicelib.storage.sqlite.usage_rollup_repo import SqliteUsageRollupRepo
@@ -112,3 +115,21 @@ def test_the_upgraded_file_rolls_up_usage_with_each_settlement(v1_file):
     with sqlite3.connect(v1_file) as raw:
         assert raw.execute("SELECT name FROM sqlite_master WHERE name = 'usage_rollups_by_bucket'").fetchone()
     raw.close()
+
+
+def test_the_upgraded_files_models_keep_their_prices_and_take_a_cache_write_price(v1_file):
+    with sqlite3.connect(v1_file) as raw:
+        raw.execute("INSERT INTO models (name, kind, input_per_1m, output_per_1m, cached_input_per_1m, per_image, "
+                    "image_prices, routes, use_case, owned_by, cap_field, pass_through) VALUES ('old', 'chat', "
+                    "3000, 15000, 300, 0, '[]', '[{\"channel\": \"c\", \"upstream_model\": \"u\"}]', '', "
+                    "'c', 'max_tokens', '[]')")
+    raw.close()
+    catalog = SqliteCatalogRepo(Database(v1_file), sealer=SecretSealer(LocalKeyWrapper(b"k" * 32)))
+    (old,) = catalog.load()[1]
+    assert old.prices == Prices(input_per_1m=3000, output_per_1m=15000, cached_input_per_1m=300)
+    assert old.prices.cache_write_rate == 3000  # none set: cache writes cost the input price
+    catalog.put_channel(Channel("c", "https://api.anthropic.com/v1", "secret", kind="anthropic"))
+    new = ModelEntry(name="new", kind=ModelKind.CHAT, routes=(Route("c", "u"),), max_output_tokens=10,
+                     prices=Prices(input_per_1m=3000, output_per_1m=15000, cache_write_per_1m=3750))
+    catalog.put_model(new)
+    assert catalog.load()[1] == [new, old]

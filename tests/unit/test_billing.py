@@ -143,6 +143,20 @@ def test_a_request_that_uses_exactly_its_quote_is_charged_exactly_its_hold(billi
         reservation.hold.amount
 
 
+def test_a_prompt_that_the_provider_may_cache_is_held_for_at_the_cache_write_price(billing):
+    # Per token: 3 units input, 3.75 cache write (the wallet holds 1 000 units).
+    prices = Prices(input_per_1m=3_000_000, cache_write_per_1m=3_750_000)
+    quote = Quote(prices, Usage(prompt_tokens=200))
+    reservation = billing.reserve("r-cache", KEY, quote, timeout_s=1)
+    written = Usage(prompt_tokens=200, cache_write_tokens=200)
+    assert reservation.hold.amount == charge(prices, written) == 750
+    settlement = billing.settle(reservation, charge(prices, written), model="m", key_id="key_1")
+    assert (settlement.charged, settlement.shortfall) == (750, 0)
+    # Cheaper cache writes hold the prompt at the input price.
+    assert Quote(Prices(input_per_1m=3_000_000, cache_write_per_1m=1_000_000), Usage(prompt_tokens=200)).amount(0) \
+        == 600
+
+
 @pytest.mark.parametrize("available", [0, 1, 7, 99, 100, 101, 555, 999, 1_000, 10**6])
 def test_the_affordable_output_is_the_largest_cap_whose_hold_fits(available):
     quote = Quote(Prices(input_per_1m=10**6, output_per_1m=3_300_000), Usage(prompt_tokens=7), output_tokens=500,

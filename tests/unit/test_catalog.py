@@ -40,17 +40,30 @@ def test_a_providers_key_in_the_environment_makes_its_models_routable(tmp_path):
     assert route.channel.base_url == "https://api.deepseek.com/v1" and route.channel.api_key == "sk-upstream"
 
 
-def test_a_channel_named_after_a_provider_serves_its_models_and_claude_waits_for_its_adapter(tmp_path):
+def test_a_channel_named_after_a_provider_serves_its_models(tmp_path):
     repo = store_in(tmp_path).catalog
     repo.put_channel(Channel("qwen", "https://proxy.example.com/v1", "k"))
     catalog = Catalog(repo, {"anthropic": "sk-ant"}, ttl_s=0)
-    assert routable(catalog) == {"qwen-plus", "qwen-max"}
+    assert routable(catalog) == {"qwen-plus", "qwen-max", "claude-sonnet"}
+    [route] = catalog.routes(catalog.model("claude-sonnet"))
+    assert route.channel == Channel("anthropic", "https://api.anthropic.com/v1", "sk-ant", kind="anthropic")
+    assert route.upstream_model == "claude-sonnet-4-5"
+    assert catalog.model("claude-sonnet").prices.cache_write_rate == 3_750_000_000  # $3.75 per 1M
+
+
+def test_the_gateway_has_an_adapter_for_anthropic_channels(tmp_path):
+    from chalicelib.config import Settings
+    from chalicelib.deps import build_gateway
+
+    gateway = build_gateway(Settings(storage="sqlite", data_dir=tmp_path, ANTHROPIC_API_KEY="sk-ant"))
+    why = {model.name: reason for model, reason in gateway.catalog.availability()}
+    assert why["claude-sonnet"] is None
 
 
 def test_each_model_that_is_not_routable_says_why_in_one_line(tmp_path):
     repo = store_in(tmp_path).catalog
     repo.put_channel(Channel("qwen", "https://proxy.example.com/v1", "k"))
-    catalog = Catalog(repo, {"anthropic": "sk-ant"}, ttl_s=0)
+    catalog = Catalog(repo, {"anthropic": "sk-ant"}, ttl_s=0, channel_kinds=frozenset({"openai"}))
     why = {model.name: reason for model, reason in catalog.availability()}
     assert set(why) == GUIDE
     assert why["qwen-plus"] is None and why["qwen-max"] is None

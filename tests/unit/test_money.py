@@ -43,6 +43,20 @@ def test_token_costs_are_exact_and_rounded_up_once_per_request():
     assert charge(fine, Usage(prompt_tokens=10)) == 1
 
 
+def test_cache_writes_cost_their_own_price_and_the_input_price_without_one():
+    # claude-sonnet's list prices: $3 input, $0.30 cache read, $3.75 cache write, $15 output per 1M.
+    prices = Prices(input_per_1m=usd_to_units("3"), cached_input_per_1m=usd_to_units("0.30"),
+                    cache_write_per_1m=usd_to_units("3.75"), output_per_1m=usd_to_units("15"))
+    usage = Usage(prompt_tokens=1520, cached_tokens=1000, cache_write_tokens=500, completion_tokens=9)
+    assert charge(prices, usage) == 20 * 3000 + 1000 * 300 + 500 * 3750 + 9 * 15000
+    # One written token at 1.5 units: rounded up once, to 2.
+    assert charge(Prices(cache_write_per_1m=1_500_000), Usage(prompt_tokens=1, cache_write_tokens=1)) == 2
+    without = Prices(input_per_1m=usd_to_units("3"), cached_input_per_1m=usd_to_units("0.30"))
+    assert charge(without, usage) == 520 * 3000 + 1000 * 300
+    # Reported counts that do not add up are bounded by the prompt: never charged twice.
+    assert charge(prices, Usage(prompt_tokens=10, cached_tokens=8, cache_write_tokens=8)) == 8 * 300 + 2 * 3750
+
+
 def test_images_cost_their_unit_price():
     assert charge(Prices(per_image=usd_to_units("0.04")), Usage(images=3)) == 120_000_000
 
@@ -61,7 +75,7 @@ def test_usage_reads_openai_and_deepseek_cache_fields():
     # Anthropic: input is what was not read from (or written to) the cache.
     ({"input_tokens": 5, "cache_read_input_tokens": 4, "output_tokens": 2}, Usage(9, 4, 2)),
     ({"input_tokens": 5, "cache_creation_input_tokens": 3, "cache_read_input_tokens": 4, "output_tokens": 2},
-     Usage(12, 4, 2)),
+     Usage(12, 4, 2, cache_write_tokens=3)),
     # Kimi: cached tokens at the top level.
     ({"prompt_tokens": 9, "completion_tokens": 2, "cached_tokens": 4}, Usage(9, 4, 2)),
     ({"prompt_tokens": 9, "total_tokens": 9}, Usage(9, 0, 0)),  # embeddings

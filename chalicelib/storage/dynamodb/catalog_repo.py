@@ -142,6 +142,7 @@ def _prices_item(prices: Prices) -> dict[str, Any]:
         "input_per_1m": prices.input_per_1m,
         "output_per_1m": prices.output_per_1m,
         "cached_input_per_1m": prices.cached_input_per_1m,
+        "cache_write_per_1m": prices.cache_write_per_1m,
         "per_image": prices.per_image,
         "image_prices": [{"quality": e.quality, "size": e.size, "price": e.price} for e in prices.image_prices],
     }
@@ -153,6 +154,7 @@ def _prices(values: dict[str, Any]) -> Prices:
         input_per_1m=values.get("input_per_1m", 0),
         output_per_1m=values.get("output_per_1m", 0),
         cached_input_per_1m=values.get("cached_input_per_1m"),
+        cache_write_per_1m=values.get("cache_write_per_1m"),
         per_image=values.get("per_image", 0),
         image_prices=tuple(ImagePrice(**entry) for entry in values.get("image_prices", ())),
     )

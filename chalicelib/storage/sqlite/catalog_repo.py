@@ -17,7 +17,8 @@ from chalicelib.storage.secrets.envelope import Sealed, SecretSealer
 from chalicelib.storage.sqlite.database import Database, json_list, json_tuple
 
 _MODEL_COLUMNS = ("name, kind, input_per_1m, output_per_1m, cached_input_per_1m, per_image, image_prices, routes, "
-                  "context_window, max_output_tokens, use_case, timeout_s, owned_by, cap_field, pass_through")
+                  "context_window, max_output_tokens, use_case, timeout_s, owned_by, cap_field, pass_through, "
+                  "cache_write_per_1m")
 
 
 class SqliteCatalogRepo(CatalogRepo):
@@ -38,12 +39,12 @@ class SqliteCatalogRepo(CatalogRepo):
         prices = model.prices
         with self._db.write() as tx:
             tx.execute(
-                f"INSERT OR REPLACE INTO models ({_MODEL_COLUMNS}) VALUES ({', '.join('?' * 15)})",
+                f"INSERT OR REPLACE INTO models ({_MODEL_COLUMNS}) VALUES ({', '.join('?' * 16)})",
                 (model.name, model.kind.value, prices.input_per_1m, prices.output_per_1m, prices.cached_input_per_1m,
                  prices.per_image, json.dumps([entry.__dict__ for entry in prices.image_prices]),
                  json.dumps([route.__dict__ for route in model.routes]), model.context_window,
                  model.max_output_tokens, model.use_case, model.timeout_s, model.owned_by, model.cap_field,
-                 json_list(model.pass_through)),
+                 json_list(model.pass_through), prices.cache_write_per_1m),
             )
 
     def put_group(self, group: Group) -> None:
@@ -80,6 +81,7 @@ def _model(row: sqlite3.Row) -> ModelEntry:
         kind=ModelKind(row["kind"]),
         prices=Prices(input_per_1m=row["input_per_1m"], output_per_1m=row["output_per_1m"],
                       cached_input_per_1m=row["cached_input_per_1m"], per_image=row["per_image"],
+                      cache_write_per_1m=row["cache_write_per_1m"],
                       image_prices=tuple(ImagePrice(**entry) for entry in json.loads(row["image_prices"]))),
         routes=tuple(Route(**route) for route in json.loads(row["routes"])),
         context_window=row["context_window"],

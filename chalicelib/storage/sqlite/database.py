@@ -146,6 +146,7 @@ CREATE TABLE models (
     input_per_1m        INTEGER NOT NULL,
     output_per_1m       INTEGER NOT NULL,
     cached_input_per_1m INTEGER,
+    cache_write_per_1m  INTEGER,                 -- NULL: cache writes cost the input price
     per_image           INTEGER NOT NULL,
     image_prices        TEXT NOT NULL,           -- JSON array of {quality, size, price}
     routes              TEXT NOT NULL,           -- JSON array of {channel, upstream_model}

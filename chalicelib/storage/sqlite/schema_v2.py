@@ -2,6 +2,7 @@
 and the upgrade of a version-1 file (see Database), all of it in the transaction that opens the file:
 
     version 1 ──► accounts gain frozen, debt, disputes (0, CHECK >= 0)
+                  models gain cache_write_per_1m (NULL: cache writes cost the input price)
                   topup_orders, payment_events, settings, redemption_codes, usage_rollups created
                   ledger kinds renamed: operator, credit → adjustment; payment → topup; redemption → redeem
                   claims `credit#operator#…` → `credit#adjustment#…` (payment → topup, redemption → redeem),
@@ -124,13 +125,15 @@ CREATE TABLE usage_rollups (
 CREATE INDEX usage_rollups_by_bucket ON usage_rollups (bucket, account_id, rollup_id);
 """
 
-# Version 1 to 2: the wallet's frozen credit, debt and disputes; the payment and usage tables; ledger kinds
-# as the customer reads them, and the claims (and the credit entry ids that embed them) renamed with them.
+# Version 1 to 2: the wallet's frozen credit, debt and disputes; models' cache-write price; the payment
+# and usage tables; ledger kinds as the customer reads them, and the claims (and the credit entry ids
+# that embed them) renamed with them.
 _RENAMED_CLAIMS = (("operator", "adjustment"), ("payment", "topup"), ("redemption", "redeem"))
 MIGRATE_1_TO_2 = [
     "ALTER TABLE accounts ADD COLUMN frozen INTEGER NOT NULL DEFAULT 0 CHECK (frozen >= 0)",
     "ALTER TABLE accounts ADD COLUMN debt INTEGER NOT NULL DEFAULT 0 CHECK (debt >= 0)",
     "ALTER TABLE accounts ADD COLUMN disputes INTEGER NOT NULL DEFAULT 0 CHECK (disputes >= 0)",
+    "ALTER TABLE models ADD COLUMN cache_write_per_1m INTEGER",
     *[statement for statement in (PAYMENT_TABLES + USAGE_TABLES).split(";") if statement.strip()],
     "UPDATE ledger SET kind = CASE kind WHEN 'operator' THEN 'adjustment' WHEN 'payment' THEN 'topup' "
     "WHEN 'redemption' THEN 'redeem' WHEN 'credit' THEN 'adjustment' END "

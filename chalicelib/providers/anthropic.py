@@ -1,0 +1,164 @@
+"""The adapter for Anthropic's Messages API: OpenAI chat bodies in, OpenAI answers out.
+
+A chat body is translated to `POST {base_url}/messages` (anthropic_messages.py),
+sent with the channel's key in `x-api-key`, and the answer translated back: a
+message to a `chat.completion`, a stream of Anthropic events to OpenAI chunks
+ending with a usage-only chunk. Usage keeps Anthropic's two cache counts beside
+OpenAI's fields, so that cache writes are priced at their own rate
+(pricing.read_usage). Embeddings and images have no Anthropic counterpart.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from chalicelib.core.domain import Channel
+from chalicelib.core.errors import UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from chalicelib.providers.anthropic_messages import StreamTranslator, to_completion, to_messages_body
+from chalicelib.providers.port import Operation
+
+CONNECT_TIMEOUT_S = 10.0
+ANTHROPIC_VERSION = "2023-06-01"
+
+
+class AnthropicAdapter:
+    def __init__(self, http: httpx.Client) -> None:
+        self._http = http
+
+    def call(self, channel: Channel, operation: Operation, body: dict[str, Any], *,
+             timeout_s: float) -> dict[str, Any]:
+        """Send a chat as one Messages request; the answer as a `chat.completion`."""
+        request = self._request(channel, operation, body, timeout_s, stream=False)
+        try:
+            response = self._http.send(request)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"The upstream `{channel.name}` did not answer in {timeout_s:g} s.") from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(f"The upstream `{channel.name}` could not be reached.") from exc
+        _raise_for_status(channel, response.status_code, response.content)
+        message = _json_object(channel, response.content)
+        if message.get("type") == "error":
+            _raise_error_event(channel, message)
+        try:
+            return to_completion(message)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UpstreamUnavailable(f"The upstream `{channel.name}` sent a malformed response.") from exc
+
+    def stream(self, channel: Channel, operation: Operation, body: dict[str, Any], *,
+               timeout_s: float) -> Iterator[dict[str, Any]]:
+        """Start a streamed chat. The connection and status are checked before this returns,
+        so a failure to start can still fall back to another channel; the iterator yields
+        OpenAI chunks and raises ProviderError if the stream breaks or ends early."""
+        request = self._request(channel, operation, body, timeout_s, stream=True)
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"The upstream `{channel.name}` did not answer in {timeout_s:g} s.") from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(f"The upstream `{channel.name}` could not be reached.") from exc
+        if response.status_code >= 400:
+            try:
+                content = response.read()
+            except httpx.HTTPError:
+                content = b""
+            finally:
+                response.close()
+            _raise_for_status(channel, response.status_code, content)
+        return _chunks(channel, response, timeout_s)
+
+    @staticmethod
+    def _request(channel: Channel, operation: Operation, body: dict[str, Any], timeout_s: float, *,
+                 stream: bool) -> httpx.Request:
+        if operation is not Operation.CHAT:
+            raise UpstreamRejected(400, f"{operation} is not supported by Anthropic channels.",
+                                   code="unsupported_operation")
+        payload = to_messages_body(body)
+        payload["stream"] = stream
+        url = channel.base_url.rstrip("/") + "/messages"
+        timeout = httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s))
+        return httpx.Request(
+            "POST", url, content=json.dumps(payload).encode(),
+            headers={"x-api-key": channel.api_key, "anthropic-version": ANTHROPIC_VERSION,
+                     "Content-Type": "application/json"},
+            extensions={"timeout": timeout.as_dict()},
+        )
+
+
+def _chunks(channel: Channel, response: httpx.Response, timeout_s: float) -> Iterator[dict[str, Any]]:
+    translator = StreamTranslator()
+    try:
+        for line in response.iter_lines():
+            # `event:` lines repeat the data's own `type`; blank lines separate events.
+            if not line.startswith("data:"):
+                continue
+            event = _json_object(channel, line[5:].strip().encode())
+            if event.get("type") == "error":
+                _raise_error_event(channel, event)
+            try:
+                chunks = translator.feed(event)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise UpstreamUnavailable(f"The upstream `{channel.name}` sent a malformed event.") from exc
+            yield from chunks
+            if translator.done:
+                return
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout(f"The upstream `{channel.name}` stopped answering for {timeout_s:g} s.") from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamUnavailable(f"The upstream `{channel.name}` broke the stream.") from exc
+    finally:
+        response.close()
+    raise UpstreamUnavailable(f"The upstream `{channel.name}` ended the stream early.")
+
+
+def _raise_error_event(channel: Channel, event: dict[str, Any]) -> None:
+    """An error Anthropic sends inside a 200 answer (mid-stream overload, most often): retryable."""
+    message = _message(event) or f"The upstream `{channel.name}` failed mid-stream."
+    raise UpstreamUnavailable(f"The upstream `{channel.name}` failed: {message}")
+
+
+def _raise_for_status(channel: Channel, status: int, content: bytes) -> None:
+    if status < 400:
+        return
+    try:
+        payload = json.loads(content)
+    except ValueError:
+        payload = None
+    message = _message(payload) or f"The upstream `{channel.name}` answered HTTP {status}."
+    if status >= 500:  # 529 is Anthropic's "overloaded": another channel may have room
+        raise UpstreamUnavailable(f"The upstream `{channel.name}` failed (HTTP {status}): {message}")
+    if status in (401, 403):
+        # The gateway's own credential for the channel was refused: not the caller's fault.
+        raise UpstreamUnavailable(f"The upstream `{channel.name}` refused the gateway's credentials.")
+    error = payload.get("error") if isinstance(payload, dict) else None
+    error_type = error.get("type") if isinstance(error, dict) and isinstance(error.get("type"), str) else None
+    # Anthropic's `rate_limit_error` is OpenAI's too; its other 4xx types read as OpenAI's request errors.
+    raise UpstreamRejected(status, message, error_type="rate_limit_error" if status == 429 else
+                           "invalid_request_error" if error_type else None)
+
+
+def _message(payload: Any) -> str | None:
+    if not isinstance(payload, dict):
+        return None
+    error = payload.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return error["message"]
+    if isinstance(error, str):
+        return error
+    return payload.get("message") if isinstance(payload.get("message"), str) else None
+
+
+def _json_object(channel: Channel, content: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(content)
+    except ValueError as exc:
+        raise UpstreamUnavailable(f"The upstream `{channel.name}` sent a malformed response.") from exc
+    if not isinstance(payload, dict):
+        raise UpstreamUnavailable(f"The upstream `{channel.name}` sent a malformed response.")
+    return payload
+
+
+__all__ = ["AnthropicAdapter"]
