@@ -111,6 +111,7 @@ def model_json(model: ModelEntry) -> dict[str, Any]:
         "routes": [{"channel": r.channel, "upstream_model": r.upstream_model} for r in model.routes],
         "input_per_1m": units_to_usd(prices.input_per_1m),
         "cached_input_per_1m": units_to_usd(prices.cached_rate),
+        "cache_write_per_1m": units_to_usd(prices.cache_write_rate),
         "output_per_1m": units_to_usd(prices.output_per_1m),
         "per_image": units_to_usd(prices.per_image),
         "image_prices": [{"quality": entry.quality, "size": entry.size, "per_image": units_to_usd(entry.price)}
