@@ -200,3 +200,22 @@ def test_anthropics_refusal_reaches_the_client_and_costs_nothing(stack, fake):
     assert "text content blocks must be non-empty" in raised.value.message
     assert len(fake.requests) == 1  # a refusal is not tried on another channel
     assert spent(stack, account_id, "1") == 0
+
+
+def test_the_anthropic_sdk_reaches_an_anthropic_channel_through_v1_messages(stack, fake):
+    """Anthropic in, Anthropic upstream: the official SDK's answer carries the upstream's text, and the wallet is
+    charged the cache-priced cost the answer says."""
+    import anthropic as anthropic_sdk
+
+    account_id, key = stack.customer("5")
+    client = anthropic_sdk.Anthropic(base_url=stack.url, api_key=key, max_retries=0)
+    before = Decimal(stack.wallet(account_id)["balance_usd"])
+    message = client.messages.with_raw_response.create(
+        model=MODEL, max_tokens=64, system="Be brief.", messages=[{"role": "user", "content": "Hello"}])
+    parsed = message.parse()
+    assert parsed.content[0].type == "text" and parsed.content[0].text
+    sent = fake.requests[-1].json
+    assert sent["system"] == "Be brief." and sent["model"] == UPSTREAM_MODEL
+    charged = before - Decimal(stack.wallet(account_id)["balance_usd"])
+    assert charged == Decimal(message.headers["x-tokenway-cost-usd"]) == expected_cost(USAGE).quantize(
+        Decimal("0.000000001"), rounding="ROUND_CEILING")
