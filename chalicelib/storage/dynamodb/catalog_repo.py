@@ -49,7 +49,8 @@ class DynamoCatalogRepo(CatalogRepo):
             with storage_errors("save the channel's state"):
                 self._client.update_item(
                     TableName=self._table, Key=to_item({"kind": "channel", "name": name}),
-                    UpdateExpression="SET #state = :state", ExpressionAttributeNames={"#state": "state", "#name": "name"},
+                    UpdateExpression="SET #state = :state",
+                    ExpressionAttributeNames={"#state": "state", "#name": "name"},
                     # Only a stored channel has a state to force: no item is created for another name.
                     ConditionExpression="attribute_exists(#name)",
                     ExpressionAttributeValues=to_item({":state": state}),

@@ -18,7 +18,8 @@ from chalicelib.storage.secrets.envelope import Sealed, SecretSealer
 from chalicelib.storage.sqlite.database import Database, json_list, json_tuple
 
 _MODEL_COLUMNS = ("name, kind, input_per_1m, output_per_1m, cached_input_per_1m, per_image, image_prices, routes, "
-                  "context_window, max_output_tokens, use_case, timeout_s, owned_by, cap_field, pass_through, fallbacks")
+                  "context_window, max_output_tokens, use_case, timeout_s, owned_by, cap_field, pass_through, "
+                  "fallbacks")
 
 
 class SqliteCatalogRepo(CatalogRepo):
