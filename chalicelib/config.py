@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     # How long a looked-up key and the catalog are reused before re-reading.
     key_cache_ttl_s: float = Field(5.0, ge=0)
     catalog_cache_ttl_s: float = Field(5.0, ge=0)
+    # Each channel's circuit breaker (relay/health.py): it opens after this many retryable
+    # failures within the window, and lets one trial call through after the cool-down.
+    breaker_failures: int = Field(5, ge=2)
+    breaker_window_s: float = Field(60.0, gt=0)
+    breaker_cooldown_s: float = Field(30.0, gt=0)
     # A hold not settled after the upstream timeout plus this margin is
     # treated as abandoned and released by the sweeper.
     hold_grace_s: int = Field(300, ge=0)

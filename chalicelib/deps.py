@@ -32,6 +32,7 @@ from chalicelib.providers.anthropic import AnthropicAdapter
 from chalicelib.providers.openai_compat import OpenAICompatAdapter
 from chalicelib.providers.payment_port import PaymentProvider
 from chalicelib.providers.port import Adapters
+from chalicelib.relay.health import BreakerSettings, ChannelBreakers
 from chalicelib.relay.relay import Relay
 from chalicelib.storage.athena_usage_log import AthenaUsageLog
 from chalicelib.storage.dynamodb.account_repo import DynamoAccountRepo
@@ -216,18 +217,23 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
     hasher = KeyHasher(settings.key_pepper.get_secret_value() if settings.key_pepper else None)
     billing = Billing(wallets, keys_repo, now_ms=now_ms, hold_ttl_ms=settings.hold_grace_s * 1000)
     wallet = Wallet(wallets, now_ms=now_ms)
+    # Kept in this process's memory: a breaker needs no state shared across processes (see health.py).
+    breakers = ChannelBreakers(BreakerSettings(failures=settings.breaker_failures,
+                                               window_s=settings.breaker_window_s,
+                                               cooldown_s=settings.breaker_cooldown_s))
     relay = Relay(
         catalog, billing, adapters,
         usage_sink(settings, session),
         plans=KeyPlans(catalog, accounts_repo),
         default_timeout_s=settings.upstream_timeout_s,
+        breakers=breakers,
     )
     key_manager = KeyManager(keys_repo, catalog, hasher, now_ms=now_ms)
     admin = Admin(
         token=settings.admin_token.get_secret_value() if settings.admin_token else None,
         accounts=accounts_repo,
         wallets=wallets, wallet=wallet, catalog_repo=catalog_repo, catalog=catalog, key_manager=key_manager,
-        now_ms=now_ms,
+        now_ms=now_ms, breakers=breakers,
     )
     console = ConsoleAuth(repos.sessions, accounts_repo, now_ms, ttl_s=settings.session_ttl_s)
     limiter = LoginLimiter(

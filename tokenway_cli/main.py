@@ -70,12 +70,31 @@ GROUPS = {"channel": "upstream providers", "model": "the model catalog", "accoun
           "payments": "payments at the provider", "usage": "usage over accounts"}
 
 MODEL_OPTIONS = ("upstream_model", "input_per_1m", "output_per_1m", "cached_input_per_1m", "cache_write_per_1m",
-                 "per_image", "max_output_tokens", "kind", "timeout_s", "context_window", "cap_field")
+                 "per_image", "max_output_tokens", "kind", "timeout_s", "context_window", "cap_field", "priority",
+                 "weight")
 
 
 def channel_add(args: argparse.Namespace) -> Call:
-    return "POST", "/admin/channels", {"name": args.name, "base_url": args.base_url, "api_key": args.api_key,
-                                       "kind": args.kind}
+    body = {"name": args.name, "base_url": args.base_url, "api_key": args.api_key, "kind": args.kind}
+    if args.header:
+        body["extra_headers"] = dict(args.header)
+    return "POST", "/admin/channels", body
+
+
+def channel_list(args: argparse.Namespace) -> Call:
+    return "GET", "/admin/channels", None
+
+
+def channel_state(args: argparse.Namespace) -> Call:
+    return "POST", f"/admin/channels/{segment(args.name)}/state", {"state": args.state}
+
+
+def _header(text: str) -> tuple[str, str]:
+    """`NAME=VALUE`, e.g. `X-Org=acme`."""
+    name, equals, value = text.partition("=")
+    if not (name and equals):
+        raise argparse.ArgumentTypeError(f"takes NAME=VALUE (e.g. X-Org=acme), not {text!r}")
+    return name, value
 
 
 def model_add(args: argparse.Namespace) -> Call:
@@ -84,6 +103,8 @@ def model_add(args: argparse.Namespace) -> Call:
         body["image_prices"] = args.image_price
     if args.pass_through is not None:
         body["pass_through"] = [name.strip() for name in args.pass_through.split(",") if name.strip()]
+    if args.fallbacks is not None:
+        body["fallbacks"] = [name.strip() for name in args.fallbacks.split(",") if name.strip()]
     return "POST", "/admin/models", body
 
 
@@ -175,6 +196,15 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--base-url", required=True, help="e.g. https://api.openai.com/v1")
     sub.add_argument("--api-key", required=True, help="the upstream provider's key")
     sub.add_argument("--kind", default="openai", help="the upstream's API flavour (default openai)")
+    sub.add_argument("--header", action="append", type=_header, metavar="NAME=VALUE",
+                     help="a header sent with every request to the channel (repeatable)")
+
+    sub = command("channel", "list", channel_list, "list channels with their breaker state, success rate and "
+                  "latency")
+
+    sub = command("channel", "state", channel_state, "force a channel's breaker open or closed, or back to auto")
+    sub.add_argument("name")
+    sub.add_argument("state", choices=["open", "closed", "auto"])
 
     sub = command("model", "add", model_add, "add a model, or a route to it through another channel")
     sub.add_argument("name")
@@ -200,6 +230,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--kind", choices=["chat", "embedding", "image"])
     sub.add_argument("--timeout-s", type=float, metavar="S", help="upstream timeout in seconds")
     sub.add_argument("--context-window", type=int, metavar="N")
+    sub.add_argument("--priority", type=int, metavar="N",
+                     help="the route's priority: higher is tried first (a new route: after the model's others)")
+    sub.add_argument("--weight", type=int, metavar="N", help="the route's share among equal priorities (default 1)")
+    sub.add_argument("--fallbacks", metavar="MODEL,...",
+                     help="models tried in turn when this one fails, for a request naming only it (\"\" clears)")
 
     sub = command("account", "create", account_create, "create a customer account")
     sub.add_argument("email")

@@ -6,6 +6,7 @@ Accounts are created by the identity service (identity/accounts.py), the one way
 from __future__ import annotations
 
 import hmac
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -43,6 +44,8 @@ from chalicelib.core.money import parse_multiplier
 from chalicelib.core.validation import parse_usd
 from chalicelib.keys.auth import bearer_token
 from chalicelib.keys.manage import CreatedKey, KeyCreate, KeyManager
+from chalicelib.relay.health import ChannelBreakers, ChannelHealth
+from chalicelib.relay.schemas import MAX_MODELS
 from chalicelib.storage.ports import AccountRepo, CatalogRepo, WalletRepo
 
 # USD amounts arrive as decimal strings (or whole numbers), never floats: they are parsed exactly.
@@ -60,6 +63,21 @@ class ChannelInput(_Input):
     # (h11, for one, would put the whole value in its error message). Never in a repr.
     api_key: StrictStr = Field(min_length=1, max_length=4096, pattern=r"^[!-~]+$", repr=False)
     kind: Literal["openai", "anthropic"] = "openai"
+    # Sent with every request to the channel; stored plainly (they are not secrets), never logged.
+    extra_headers: dict[StrictStr, StrictStr] = Field(default_factory=dict, max_length=20, repr=False)
+
+    @field_validator("extra_headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, header in value.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"`{name}` is not an HTTP header name")
+            if name.lower() in _GATEWAY_HEADERS:
+                raise ValueError(f"`{name}` is set by the gateway")
+            # Printable ASCII: no line break could smuggle another header in.
+            if not _HEADER_VALUE.fullmatch(header):
+                raise ValueError(f"the value of `{name}` must be printable ASCII of at most 1024 characters")
+        return value
 
     @field_validator("base_url")
     @classmethod
@@ -68,6 +86,18 @@ class ChannelInput(_Input):
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError("must be an http(s) URL")
         return value.rstrip("/")
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
+_HEADER_VALUE = re.compile(r"[ -~]{0,1024}")
+# What the gateway itself sends or the HTTP client manages: a channel may not override them.
+_GATEWAY_HEADERS = frozenset({"authorization", "content-type", "content-length", "host", "transfer-encoding",
+                              "connection"})
+
+
+class ChannelStateInput(_Input):
+    # "open" takes the channel out of service, "closed" keeps it in whatever fails, "auto" leaves it to its breaker.
+    state: Literal["auto", "open", "closed"]
 
 
 class ImagePriceInput(_Input):
@@ -84,6 +114,7 @@ class AddedChannel:
     base_url: str
     kind: str
     api_key_hint: str
+    header_names: tuple[str, ...] = ()  # the values are not shown back
 
 
 def secret_hint(secret: str) -> str:
@@ -119,6 +150,13 @@ class ModelInput(_Input):
     cap_field: Literal["max_tokens", "max_completion_tokens"] | None = None
     # Price-changing request fields the model's prices cover (replaces the list; [] clears it).
     pass_through: list[StrictStr] | None = Field(None, max_length=50)
+    # The route on `channel`: higher priorities are tried first, equal ones share the load by weight.
+    # A new route without a priority goes after the model's others (one below the lowest).
+    priority: StrictInt | None = Field(None, ge=-1000, le=1000)
+    weight: StrictInt | None = Field(None, ge=1, le=1000)
+    # The models tried in turn when this one fails retryably, for a request naming only it
+    # (replaces the list; [] clears it).
+    fallbacks: list[StrictStr] | None = Field(None, max_length=MAX_MODELS - 1)
 
 
 class CreditInput(_Input):
@@ -168,6 +206,19 @@ def _image_prices(given: list[ImagePriceInput] | None, prices: Prices) -> Prices
                    image_prices=tuple(ImagePrice(quality, size, price) for (quality, size), price in table.items()))
 
 
+def _route(data: ModelInput, others: list[Route], current: Route | None) -> Route:
+    """The route on `data.channel`: what is given, else what it had, else after the model's other routes."""
+    if data.priority is not None:
+        priority = data.priority
+    elif current is not None:
+        priority = current.priority
+    else:
+        priority = min((r.priority for r in others), default=1) - 1
+    weight = data.weight or (current.weight if current else 1)
+    return Route(data.channel, data.upstream_model or (current.upstream_model if current else data.name),
+                 priority, weight)
+
+
 def _pass_through(fields: list[str] | None, kind: ModelKind) -> tuple[str, ...] | None:
     """The price-changing fields a model passes through, each one the gateway knows."""
     if fields is None:
@@ -184,7 +235,7 @@ def _pass_through(fields: list[str] | None, kind: ModelKind) -> tuple[str, ...] 
 class Admin:
     def __init__(self, *, token: str | None, accounts: AccountRepo, wallets: WalletRepo, wallet: Wallet,
                  catalog_repo: CatalogRepo, catalog: Catalog, key_manager: KeyManager,
-                 now_ms: Callable[[], int]) -> None:
+                 now_ms: Callable[[], int], breakers: ChannelBreakers | None = None) -> None:
         self._token = token
         self._accounts = accounts
         self._wallets = wallets
@@ -193,6 +244,7 @@ class Admin:
         self._catalog = catalog
         self._key_manager = key_manager
         self._now_ms = now_ms
+        self._breakers = breakers or ChannelBreakers()
 
     def authorize(self, authorization: str | None) -> None:
         """Check the operator admin token (constant-time compare)."""
@@ -204,10 +256,31 @@ class Admin:
 
     def add_channel(self, data: ChannelInput) -> AddedChannel:
         """Create or replace a channel; its key is stored sealed and shown back only as a hint."""
-        channel = Channel(name=data.name, base_url=data.base_url, api_key=data.api_key, kind=data.kind)
+        existing = self._catalog.channel(data.name)
+        channel = Channel(name=data.name, base_url=data.base_url, api_key=data.api_key, kind=data.kind,
+                          extra_headers=tuple(data.extra_headers.items()),
+                          # A state the operator forced stays forced when the channel is added again.
+                          state=existing.state if existing else "auto")
         self._catalog_repo.put_channel(channel)
         self._catalog.invalidate()
-        return AddedChannel(channel.name, channel.base_url, channel.kind, secret_hint(channel.api_key))
+        return AddedChannel(channel.name, channel.base_url, channel.kind, secret_hint(channel.api_key),
+                            tuple(data.extra_headers))
+
+    def channels(self) -> list[tuple[Channel, ChannelHealth]]:
+        """Every channel with its breaker's state and its recent calls, as this process saw them."""
+        return [(channel, self._breakers.health(channel.name, channel.state)) for channel in self._catalog.channels()]
+
+    def force_channel_state(self, name: str, state: str) -> tuple[Channel, ChannelHealth]:
+        """Force a channel's breaker open or closed for every process, or give it back to the breaker."""
+        channel = self._catalog.channel(name)
+        if channel is None:
+            raise NotFound(f"No channel `{name}`.", param="name")
+        if not self._catalog_repo.set_channel_state(name, state):
+            raise InvalidRequest(f"The channel `{name}` comes from the environment; add it with `channel add` "
+                                 "to force its state.", param="name")
+        self._catalog.invalidate()
+        channel = replace(channel, state=state)
+        return channel, self._breakers.health(name, state)
 
     def add_model(self, data: ModelInput) -> ModelEntry:
         """Create or update a model; naming a channel it already has updates that route,
@@ -215,8 +288,9 @@ class Admin:
         if self._catalog.channel(data.channel) is None:
             raise NotFound(f"No channel `{data.channel}`; add it first.", param="channel")
         existing = self._existing_model(data.name)
-        route = Route(data.channel, data.upstream_model or data.name)
         routes = [r for r in (existing.routes if existing else ()) if r.channel != data.channel]
+        route = _route(data, routes, next((r for r in existing.routes if r.channel == data.channel), None)
+                       if existing else None)
         current = existing.prices if existing else Prices()
         prices = _image_prices(data.image_prices, Prices(
             input_per_1m=_price(data.input_per_1m, "input_per_1m", current.input_per_1m),
@@ -233,6 +307,7 @@ class Admin:
             raise InvalidRequest("A new image model needs per_image, the price of one image of the default "
                                  "quality and size (standard, 1024x1024).", param="per_image")
         pass_through = _pass_through(data.pass_through, kind)
+        fallbacks = self._fallbacks(data.name, data.fallbacks)
         max_output = data.max_output_tokens or (existing.max_output_tokens if existing else None)
         model = ModelEntry(
             name=data.name,
@@ -247,10 +322,19 @@ class Admin:
             owned_by=existing.owned_by if existing else "tokenway",
             cap_field=data.cap_field or (existing.cap_field if existing else default_cap_field(data.channel)),
             pass_through=pass_through if pass_through is not None else (existing.pass_through if existing else ()),
+            fallbacks=fallbacks if fallbacks is not None else (existing.fallbacks if existing else ()),
         )
         self._catalog_repo.put_model(model)
         self._catalog.invalidate()
         return model
+
+    def _fallbacks(self, name: str, given: list[str] | None) -> tuple[str, ...] | None:
+        if given is None:
+            return None
+        fallbacks = self._catalog.known_models(given, param="fallbacks")
+        if name in fallbacks:
+            raise InvalidRequest(f"The model `{name}` cannot be its own fallback.", param="fallbacks")
+        return fallbacks
 
     def _existing_model(self, name: str) -> ModelEntry | None:
         _, models, _ = self._catalog_repo.load()

@@ -11,7 +11,16 @@ from chalice import Blueprint, Response
 
 from chalicelib.api.console import operator_request
 from chalicelib.api.http import json_response, openai_errors
-from chalicelib.api.render import account_json, credit_json, group_json, iso, key_json, model_json, wallet_json
+from chalicelib.api.render import (
+    account_json,
+    channel_json,
+    credit_json,
+    group_json,
+    iso,
+    key_json,
+    model_json,
+    wallet_json,
+)
 from chalicelib.core.validation import parse
 
 if TYPE_CHECKING:
@@ -32,7 +41,27 @@ def add_channel() -> Response:
     gateway, body = _authorized()
     channel = gateway.admin.add_channel(parse(ChannelInput, body))
     return json_response({"name": channel.name, "base_url": channel.base_url, "kind": channel.kind,
-                          "api_key_hint": channel.api_key_hint}, status=201)
+                          "api_key_hint": channel.api_key_hint, "header_names": list(channel.header_names)},
+                         status=201)
+
+
+@admin_routes.route("/admin/channels", methods=["GET"])
+@openai_errors
+def list_channels() -> Response:
+    """Each channel's breaker state, success rate, mean latency and failures in the window, as the
+    process answering sees them (the breaker is kept per process; a forced state is shared)."""
+    gateway, _ = _authorized()
+    return json_response({"data": [channel_json(channel, health) for channel, health in gateway.admin.channels()]})
+
+
+@admin_routes.route("/admin/channels/{name}/state", methods=["POST"])
+@openai_errors
+def force_channel_state(name: str) -> Response:
+    from chalicelib.admin.operations import ChannelStateInput
+
+    gateway, body = _authorized()
+    state = parse(ChannelStateInput, body).state
+    return json_response(channel_json(*gateway.admin.force_channel_state(name, state)))
 
 
 @admin_routes.route("/admin/models", methods=["POST"])

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.core.domain import Account, ApiKey, Balance, Credited, Group, ModelEntry
+from chalicelib.core.domain import Account, ApiKey, Balance, Channel, Credited, Group, ModelEntry
 from chalicelib.core.money import units_to_usd
+from chalicelib.relay.health import ChannelHealth
 
 
 def iso(epoch_ms: int | None) -> str | None:
@@ -108,7 +109,9 @@ def model_json(model: ModelEntry) -> dict[str, Any]:
     return {
         "name": model.name,
         "kind": model.kind.value,
-        "routes": [{"channel": r.channel, "upstream_model": r.upstream_model} for r in model.routes],
+        "routes": [{"channel": r.channel, "upstream_model": r.upstream_model, "priority": r.priority,
+                    "weight": r.weight} for r in model.routes],
+        "fallbacks": list(model.fallbacks),
         "input_per_1m": units_to_usd(prices.input_per_1m),
         "cached_input_per_1m": units_to_usd(prices.cached_rate),
         "cache_write_per_1m": units_to_usd(prices.cache_write_rate),
@@ -121,6 +124,18 @@ def model_json(model: ModelEntry) -> dict[str, Any]:
         "cap_field": model.cap_field,
         "pass_through": list(model.pass_through),
         "timeout_s": model.timeout_s,
+    }
+
+
+def channel_json(channel: Channel, health: ChannelHealth) -> dict[str, Any]:
+    """A channel and its breaker as this process sees them; never its key nor its header values."""
+    return {
+        "name": channel.name, "base_url": channel.base_url, "kind": channel.kind,
+        "header_names": [name for name, _ in channel.extra_headers],
+        "state": health.state, "forced": health.forced, "failures_in_window": health.failures_in_window,
+        "calls": health.calls,
+        "success_rate": None if health.success_rate is None else round(health.success_rate, 4),
+        "mean_latency_ms": None if health.mean_latency_ms is None else round(health.mean_latency_ms, 1),
     }
 
 

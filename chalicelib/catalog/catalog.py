@@ -156,6 +156,8 @@ BUILTIN_MODELS = {
 class ResolvedRoute:
     channel: Channel
     upstream_model: str
+    priority: int = 0
+    weight: int = 1
 
 
 class Catalog:
@@ -190,7 +192,7 @@ class Catalog:
         """The channels that can serve this model, in order; ModelNotFound if none can."""
         self._refresh()
         resolved = [
-            ResolvedRoute(self._channels[route.channel], route.upstream_model)
+            ResolvedRoute(self._channels[route.channel], route.upstream_model, route.priority, route.weight)
             for route in model.routes
             if self._serves(route)
         ]
@@ -248,6 +250,11 @@ class Catalog:
     def channel(self, name: str) -> Channel | None:
         self._refresh()
         return self._channels.get(name)
+
+    def channels(self) -> list[Channel]:
+        """Every channel: the operator's and those of providers whose key is in the environment."""
+        self._refresh()
+        return sorted(self._channels.values(), key=lambda c: c.name)
 
     def invalidate(self) -> None:
         with self._lock:

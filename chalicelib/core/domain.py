@@ -69,14 +69,26 @@ class Channel:
     base_url: str
     api_key: str = field(repr=False)
     kind: str = "openai"
+    # Headers sent with every request to this channel (NAME, VALUE), after the gateway's own.
+    # Not secrets, so stored plainly; never logged nor shown in a repr all the same.
+    extra_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # The operator's word on the channel's circuit breaker (see relay/health.py): "auto"
+    # lets it follow the channel's failures, "open" takes the channel out, "closed" keeps it in.
+    state: str = "auto"
+
+
+CHANNEL_STATES = ("auto", "open", "closed")
 
 
 @dataclass(frozen=True)
 class Route:
-    """One way to serve a model: a channel and the model id that channel knows it by."""
+    """One way to serve a model: a channel and the model id that channel knows it by. The relay
+    tries a model's routes by `priority` (highest first), picking by `weight` among equals."""
 
     channel: str
     upstream_model: str
+    priority: int = 0
+    weight: int = 1
 
 
 # The two fields in which chat providers read the output cap.
@@ -101,6 +113,8 @@ class ModelEntry:
     # Request fields that change the provider's price, which this model's prices
     # cover and which are therefore passed on; any other such field is refused.
     pass_through: tuple[str, ...] = ()
+    # The models tried in turn when this one fails retryably, for a request naming only it.
+    fallbacks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

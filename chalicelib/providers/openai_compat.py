@@ -72,7 +72,9 @@ class OpenAICompatAdapter:
         timeout = httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s))
         return httpx.Request(
             "POST", url, content=json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {channel.api_key}", "Content-Type": "application/json"},
+            # The channel's extra headers first: they may add to the gateway's, never replace its credential.
+            headers={**dict(channel.extra_headers), "Authorization": f"Bearer {channel.api_key}",
+                     "Content-Type": "application/json"},
             extensions={"timeout": timeout.as_dict()},
         )
 

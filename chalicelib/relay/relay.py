@@ -24,11 +24,29 @@ Charge policy:
 
 Once a request is held, every way out of it settles or releases the hold at once
 and records a usage event, an unexpected exception included (which then propagates).
+
+Fallback, for a chat naming several models (`models`, or the model's operator-set `fallbacks`):
+
+    model A: hold A ──► A's channels (see _call_upstream) ──► answer: settle A, done
+                              │ retryable failure, nothing sent to the client
+                              ▼
+             release A (not recorded: it cost nothing and answered nothing)
+    model B: hold B ──► B's channels ──► answer: settle B at B's prices; `model`, the usage
+                              │                  event and the ledger entry name B
+                              ▼
+             … the last model's failure is the answer (released and recorded)
+
+Each model is held for on its own, with its own prices and output cap, under the request's
+id (a released hold is gone, so the next one may take the id): the charge is exactly the
+answering model's. A non-retryable failure (the upstream refusing the request) ends the
+request at once; a stream falls back only before it started (the adapter checks the status
+before handing it out).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -41,21 +59,20 @@ from chalicelib.billing import pricing
 from chalicelib.billing.holds import Billing, Quote, Reservation
 from chalicelib.billing.pricing import Usage
 from chalicelib.catalog.catalog import Catalog, ResolvedRoute
-from chalicelib.core.domain import CAP_FIELDS, PPM, ApiKey, ModelEntry, ModelKind, Prices, UsageEvent
-from chalicelib.core.errors import GatewayError, InternalError, InvalidRequest, PermissionDenied, ProviderError
+from chalicelib.core.domain import CAP_FIELDS, PPM, ApiKey, ModelEntry, Prices, UsageEvent
+from chalicelib.core.errors import GatewayError, InternalError, ProviderError
 from chalicelib.core.money import units_to_usd
 from chalicelib.core.usage import UsageDelta
-from chalicelib.keys.auth import check_allowed
 from chalicelib.keys.plans import KeyPlans
 from chalicelib.providers.port import Operation, ProviderAdapter
+from chalicelib.relay.candidates import Checked, ModelChecker
 from chalicelib.relay.fields import choice_text, image_price, openai_usage, refuse_unpriced_fields
+from chalicelib.relay.health import ChannelBreakers
+from chalicelib.relay.routing import Dispatcher
 from chalicelib.relay.schemas import ChatRequest, EmbeddingsRequest, ImagesRequest
 from chalicelib.storage.ports import UsageSink
 from chalicelib.usage.events import emit
 
-# The kind of model each operation needs.
-_KINDS = {Operation.CHAT: ModelKind.CHAT, Operation.EMBEDDINGS: ModelKind.EMBEDDING,
-          Operation.IMAGES: ModelKind.IMAGE}
 
 @dataclass
 class RelayResult:
@@ -96,7 +113,8 @@ class Relay:
     def __init__(self, catalog: Catalog, billing: Billing, adapters: Mapping[str, ProviderAdapter],
                  usage_sink: UsageSink, *, plans: KeyPlans,
                  default_timeout_s: float, monotonic: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time, breakers: ChannelBreakers | None = None,
+                 rng: random.Random | None = None) -> None:
         self._catalog = catalog
         self._plans = plans
         self._billing = billing
@@ -105,6 +123,9 @@ class Relay:
         self._default_timeout_s = default_timeout_s
         self._monotonic = monotonic
         self._wall_clock = wall_clock
+        self._checker = ModelChecker(catalog, plans)
+        self._dispatcher = Dispatcher(adapters, breakers or ChannelBreakers(clock=monotonic),
+                                      rng or random.Random(), monotonic=monotonic)
 
     @staticmethod
     def new_request_id() -> str:
@@ -123,8 +144,21 @@ class Relay:
 
     def chat(self, key: ApiKey, request: ChatRequest, request_id: str, *,
              client_ip: str | None = None) -> RelayResult:
-        """A chat completion, plain or streamed."""
-        call, body = self._start(request_id, key, client_ip, Operation.CHAT, request)
+        """A chat completion, plain or streamed, from the first of its models that answers."""
+        started = self._monotonic()
+        candidates = self._checker.chat_candidates(key, request, client_ip)
+        for position, checked in enumerate(candidates):
+            last = position + 1 == len(candidates)
+            try:
+                return self._chat_on(checked, key, request, request_id, started=started, fallback=not last)
+            except ProviderError as exc:
+                if last or not exc.retryable:
+                    raise
+        raise AssertionError("a chat has at least one model")
+
+    def _chat_on(self, checked: Checked, key: ApiKey, request: ChatRequest, request_id: str, *,
+                 started: float, fallback: bool) -> RelayResult:
+        call, body = self._start(request_id, key, Operation.CHAT, request, checked, started=started)
         call.prompt_estimate = pricing.chat_prompt_tokens(body)
         model_cap = call.model.max_output_tokens  # every chat model has one (catalog.py)
         asked = request.output_cap
@@ -135,7 +169,7 @@ class Relay:
             choices=request.n, multiplier_ppm=call.multiplier_ppm,
         )
         reservation = self._reserve(call, quote)
-        with self._closing(call):
+        with self._closing(call, fallback=fallback):
             # The upstream may write no more than was held for, whatever the client asked
             # and in whichever field: the cap goes in the one field its provider reads.
             for field in CAP_FIELDS:
@@ -162,7 +196,8 @@ class Relay:
     def embeddings(self, key: ApiKey, request: EmbeddingsRequest, request_id: str, *,
                    client_ip: str | None = None) -> RelayResult:
         """Embeddings of a validated `input` (every item costs at least one token)."""
-        call, body = self._start(request_id, key, client_ip, Operation.EMBEDDINGS, request)
+        call, body = self._start(request_id, key, Operation.EMBEDDINGS, request,
+                                 self._checker.check(request.model, Operation.EMBEDDINGS, key, client_ip))
         call.prompt_estimate = pricing.embedding_input_tokens(request.input)
         self._reserve(call, Quote(call.prices, Usage(prompt_tokens=call.prompt_estimate),
                                   multiplier_ppm=call.multiplier_ppm))
@@ -174,7 +209,8 @@ class Relay:
     def images(self, key: ApiKey, request: ImagesRequest, request_id: str, *,
                client_ip: str | None = None) -> RelayResult:
         """Image generation, priced per image of the requested quality and size."""
-        call, body = self._start(request_id, key, client_ip, Operation.IMAGES, request)
+        call, body = self._start(request_id, key, Operation.IMAGES, request,
+                                 self._checker.check(request.model, Operation.IMAGES, key, client_ip))
         call.prices = replace(call.prices, per_image=image_price(call.model, request))
         self._reserve(call, Quote(call.prices, Usage(images=request.n), multiplier_ppm=call.multiplier_ppm))
         with self._closing(call):
@@ -186,61 +222,49 @@ class Relay:
 
     # The steps every request shares.
 
-    def _start(self, request_id: str, key: ApiKey, client_ip: str | None, endpoint: Operation,
-               request: ChatRequest | EmbeddingsRequest | ImagesRequest) -> tuple[_Call, dict[str, Any]]:
-        """The request checked against the catalog, the key and its plan, and the body to send upstream."""
-        model = self._catalog.model(request.model)
-        if model.kind is not _KINDS[endpoint]:
-            raise InvalidRequest(f"The model `{model.name}` is a {model.kind.value} model and cannot serve "
-                                 f"{endpoint}.", param="model", code="model_not_supported")
-        routes = self._catalog.routes(model)  # ModelNotFound before anything is held
-        # 403 once the plan is gone; one taken from the account is refused by the hold.
-        group = self._plans.of_key(key)
-        if not group.allows(model.name):
-            raise PermissionDenied(f"The plan `{group.name}` does not include the model `{model.name}`.",
-                                   param="model", code="model_not_allowed")
-        check_allowed(key, model=model.name, client_ip=client_ip)
+    def _start(self, request_id: str, key: ApiKey, endpoint: Operation,
+               request: ChatRequest | EmbeddingsRequest | ImagesRequest, checked: Checked, *,
+               started: float | None = None) -> tuple[_Call, dict[str, Any]]:
+        """The call of a checked model, and the body to send upstream."""
+        model = checked.model
         body = request.upstream_body()
         refuse_unpriced_fields(model, body)
         stream = isinstance(request, ChatRequest) and request.stream
-        return _Call(request_id, key, endpoint, model, model.prices, stream, started=self._monotonic(),
-                     routes=routes, multiplier_ppm=group.multiplier_ppm), body
+        return _Call(request_id, key, endpoint, model, model.prices, stream,
+                     started=self._monotonic() if started is None else started,
+                     routes=checked.routes, multiplier_ppm=checked.group.multiplier_ppm), body
 
     def _reserve(self, call: _Call, quote: Quote) -> Reservation:
         call.reservation = self._billing.reserve(call.request_id, call.key, quote, timeout_s=self._timeout(call))
         return call.reservation
 
     @contextmanager
-    def _closing(self, call: _Call) -> Iterator[None]:
-        """Until the request is settled, any way out of it releases its hold and records it."""
+    def _closing(self, call: _Call, *, fallback: bool = False) -> Iterator[None]:
+        """Until the request is settled, any way out of it releases its hold and records it; with
+        `fallback`, a retryable upstream failure only releases it, as another model will answer."""
         try:
             yield
         except BaseException as exc:
             if not call.closed:
-                status, error_type = _failure(exc)
-                self._release(call, status=status, error_type=error_type)
+                if fallback and isinstance(exc, ProviderError) and exc.retryable:
+                    assert call.reservation is not None
+                    call.closed = True
+                    self._billing.release(call.reservation)
+                else:
+                    status, error_type = _failure(exc)
+                    self._release(call, status=status, error_type=error_type)
             raise
 
     def _timeout(self, call: _Call) -> float:
         return call.model.timeout_s or self._default_timeout_s
 
     def _call_upstream(self, call: _Call, body: dict[str, Any]) -> Any:
-        """Try each channel of the model in order; the first answer wins. A failure
-        that another channel might not have (5xx, timeout, 429) moves on to it."""
-        routes = call.routes
-        for index, route in enumerate(routes):
+        """The first answer of the model's channels (see routing.Dispatcher), or its last failure."""
+        def on_route(route: ResolvedRoute) -> None:
             call.route = route
-            routed = {**body, "model": route.upstream_model}
-            try:
-                adapter = self._adapters[route.channel.kind]
-                if call.stream:
-                    return adapter.stream(route.channel, call.endpoint, routed, timeout_s=self._timeout(call))
-                return adapter.call(route.channel, call.endpoint, routed, timeout_s=self._timeout(call))
-            except ProviderError as exc:
-                if exc.retryable and index + 1 < len(routes):
-                    continue
-                raise
-        raise AssertionError("catalog.routes() never returns an empty list")
+
+        return self._dispatcher.send(call.routes, call.endpoint, body, stream=call.stream,
+                                     timeout_s=self._timeout(call), model=call.model.name, on_route=on_route)
 
     def _release(self, call: _Call, *, status: int, error_type: str | None) -> None:
         """A request that delivered nothing: its hold goes back, and it is recorded at no cost."""

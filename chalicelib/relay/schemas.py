@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator, model_validator
+
+from chalicelib.core.errors import InvalidRequest
 
 # OpenAI's limit on the items of an embeddings `input` array.
 MAX_EMBEDDING_INPUTS = 2048
+
+# The most models one chat may name (`models`, with `model`), or try (a model and its fallbacks).
+MAX_MODELS = 5
 
 
 class _Body(BaseModel):
@@ -25,6 +30,9 @@ class _Body(BaseModel):
 
 
 class ChatRequest(_Body):
+    # `model`, `models` or both (`model` first): the models to try in turn, as OpenRouter takes them.
+    model: StrictStr | None = Field(None, min_length=1)  # type: ignore[assignment]
+    models: list[StrictStr] | None = Field(None, min_length=1, max_length=MAX_MODELS)
     messages: list[dict[str, Any]] = Field(min_length=1)
     stream: StrictBool = False
     stream_options: dict[str, Any] | None = None
@@ -32,6 +40,28 @@ class ChatRequest(_Body):
     max_completion_tokens: StrictInt | None = Field(None, gt=0)
     n: StrictInt = Field(1, ge=1, le=128)
     tools: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _some_model(self) -> ChatRequest:
+        # Raised as the gateway's own error (pydantic passes it through): it names its parameter.
+        if self.model is None and not self.models:
+            raise InvalidRequest("Missing required parameter: 'model' (or 'models').", param="model",
+                                 code="missing_required_parameter")
+        if len(self.model_names) > MAX_MODELS:
+            raise InvalidRequest(f"At most {MAX_MODELS} models may be named, `model` included.", param="models",
+                                 code="invalid_value")
+        return self
+
+    @property
+    def model_names(self) -> list[str]:
+        """The models named, in the order they are tried, each once."""
+        return list(dict.fromkeys([*([self.model] if self.model else []), *(self.models or [])]))
+
+    def upstream_body(self) -> dict[str, Any]:
+        # Which model answers is the gateway's choice: the upstream is told only its own model.
+        body = super().upstream_body()
+        body.pop("models", None)
+        return body
 
     @property
     def wants_usage(self) -> bool:

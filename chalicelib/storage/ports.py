@@ -115,6 +115,10 @@ class CatalogRepo(ABC):
         """Store the channel, its API key sealed (never in plain text); StorageError if it cannot be sealed."""
 
     @abstractmethod
+    def set_channel_state(self, name: str, state: str) -> bool:
+        """Force a stored channel's breaker state ("auto", "open" or "closed"); False if no such channel."""
+
+    @abstractmethod
     def put_model(self, model: ModelEntry) -> None: ...
 
     @abstractmethod

@@ -57,7 +57,7 @@ def test_the_admin_api_and_the_cli_show_a_channel_key_only_as_a_hint(stack):
                           headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
     assert response.status_code == 201
     assert response.json() == {"name": "hinted", "base_url": stack.upstream.base_url, "kind": "openai",
-                               "api_key_hint": "sk-up…wxyz"}
+                               "api_key_hint": "sk-up…wxyz", "header_names": []}
     assert key[5:-4] not in response.text
     assert add_channel(stack, "hinted-short", "up-key")["api_key_hint"] == "…"  # too short to show any of it
     assert add_channel(stack, "hinted-medium", "0123456789-wxyz")["api_key_hint"] == "…wxyz"

@@ -31,7 +31,7 @@ def test_an_operator_sets_up_a_channel_model_account_and_key_that_a_customer_the
     cli(stack, "channel", "add", "cli-channel", "--base-url", stack.upstream.base_url, "--api-key", "up-key")
     model = cli(stack, "model", "add", "cli-model", "--channel", "cli-channel", "--upstream-model", "echo-1",
                 "--input-per-1m", "0.5", "--output-per-1m", "1.5", "--max-output-tokens", "256")
-    assert model["routes"] == [{"channel": "cli-channel", "upstream_model": "echo-1"}]
+    assert model["routes"] == [{"channel": "cli-channel", "upstream_model": "echo-1", "priority": 0, "weight": 1}]
     account = cli(stack, "account", "create", "ops@example.com")
     credited = cli(stack, "wallet", "credit", account["account_id"], "2.50")
     assert credited["balance_usd"] == "2.50"

@@ -265,10 +265,11 @@ def test_a_stored_channel_row_holds_no_plaintext_key_and_a_new_process_opens_it(
     catalog(tmp_path / "tokenway.db", tmp_path / "secrets.key").put_channel(
         Channel("deepseek", "https://api.deepseek.com/v1", key))
     with sqlite3.connect(tmp_path / "tokenway.db") as raw:
+        raw.row_factory = sqlite3.Row
         (row,) = raw.execute("SELECT * FROM channels").fetchall()
-    for value in row:
+    for value in tuple(row):
         assert key[5:-4].encode() not in (value if isinstance(value, bytes) else str(value).encode())
-    assert row[-1] == "local"
+    assert row["api_key_wrapped_by"] == "local"
     channels, _, _ = catalog(tmp_path / "tokenway.db", tmp_path / "secrets.key").load()
     assert channels == [Channel("deepseek", "https://api.deepseek.com/v1", key)]
 

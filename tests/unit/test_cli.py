@@ -86,6 +86,35 @@ def test_channel_add(gateway: Gateway) -> None:
     assert run.printed == gateway.reply.json()
 
 
+def test_channel_add_with_extra_headers(gateway: Gateway) -> None:
+    run = gateway.run("channel", "add", "edge", "--base-url", "https://edge.example/v1", "--api-key", "sk-up",
+                      "--header", "X-Org=acme", "--header", "X-Note=a=b")
+    assert_sent(run, "POST", "/admin/channels", {"name": "edge", "base_url": "https://edge.example/v1",
+                                                 "api_key": "sk-up", "kind": "openai",
+                                                 "extra_headers": {"X-Org": "acme", "X-Note": "a=b"}})
+
+
+def test_channel_header_without_a_value_is_refused(gateway: Gateway) -> None:
+    run = gateway.run("channel", "add", "edge", "--base-url", "https://edge.example/v1", "--api-key", "sk-up",
+                      "--header", "X-Org")
+    assert run.code != 0 and run.sent == []
+    assert "NAME=VALUE" in run.err
+
+
+def test_channel_list_and_state(gateway: Gateway) -> None:
+    assert_sent(gateway.run("channel", "list"), "GET", "/admin/channels", None)
+    assert_sent(gateway.run("channel", "state", "edge", "open"), "POST", "/admin/channels/edge/state",
+                {"state": "open"})
+
+
+def test_model_add_with_a_route_priority_weight_and_fallbacks(gateway: Gateway) -> None:
+    run = gateway.run("model", "add", "chat", "--channel", "edge", "--input-per-1m", "1", "--output-per-1m", "2",
+                      "--priority", "2", "--weight", "3", "--fallbacks", "backup, last")
+    assert_sent(run, "POST", "/admin/models", {"name": "chat", "channel": "edge", "input_per_1m": "1",
+                                               "output_per_1m": "2", "priority": 2, "weight": 3,
+                                               "fallbacks": ["backup", "last"]})
+
+
 def test_model_add_sends_prices_exactly_as_typed_and_omits_what_is_not_given(gateway: Gateway) -> None:
     run = gateway.run("model", "add", "deepseek-chat", "--channel", "deepseek", "--input-per-1m", "0.28",
                       "--cached-input-per-1m", "0.028", "--output-per-1m", "0.420", "--context-window", "128000")

@@ -139,7 +139,7 @@ def test_a_failing_channel_falls_back_to_the_next_and_the_request_is_charged_onc
     world.fund("1")
     world.catalog_repo.put_channel(Channel("backup", "http://backup.test/v1", "backup-secret"))
     world.catalog_repo.put_model(ModelEntry(**{**CHAT.__dict__, "routes": (
-        Route("primary", "upstream-chat"), Route("backup", "backup-chat"))}))
+        Route("primary", "upstream-chat", priority=1), Route("backup", "backup-chat"))}))
     world.handler = lambda r: (httpx.Response(503, json={"error": {"message": "overloaded"}})
                                if r.url.host == "primary.test" else httpx.Response(200, json=chat_reply()))
 

@@ -4,7 +4,8 @@ A channel's API key is stored sealed (storage/secrets), in base64: `api_key_seal
 (the AES-256-GCM ciphertext), `api_key_data_key` (its data key, wrapped by KMS or
 the local key file), and `api_key_wrapped_by` (`kms` or `local`). A channel item written
 before keys were sealed carries `api_key` in plain text: it is still read, and
-sealed in place the first time it is.
+sealed in place the first time it is. A channel's `extra_headers` (a list of [name, value]) are
+not secrets and are stored as they are; `state` is the operator's forced breaker state.
 """
 
 from __future__ import annotations
@@ -40,7 +41,23 @@ class DynamoCatalogRepo(CatalogRepo):
             self._client.put_item(TableName=self._table, Item=to_item({
                 "kind": "channel", "name": channel.name, "base_url": channel.base_url,
                 "channel_kind": channel.kind, **_sealed_values(sealed),
+                "extra_headers": [list(header) for header in channel.extra_headers], "state": channel.state,
             }))
+
+    def set_channel_state(self, name: str, state: str) -> bool:
+        try:
+            with storage_errors("save the channel's state"):
+                self._client.update_item(
+                    TableName=self._table, Key=to_item({"kind": "channel", "name": name}),
+                    UpdateExpression="SET #state = :state",
+                    ExpressionAttributeNames={"#state": "state", "#name": "name"},
+                    # Only a stored channel has a state to force: no item is created for another name.
+                    ConditionExpression="attribute_exists(#name)",
+                    ExpressionAttributeValues=to_item({":state": state}),
+                )
+        except ConditionFailed:
+            return False
+        return True
 
     def put_model(self, model: ModelEntry) -> None:
         values = {
@@ -56,6 +73,7 @@ class DynamoCatalogRepo(CatalogRepo):
             "owned_by": model.owned_by,
             "cap_field": model.cap_field,
             "pass_through": list(model.pass_through),
+            "fallbacks": list(model.fallbacks),
         }
         with storage_errors("save the model"):
             self._client.put_item(TableName=self._table, Item=to_item(values))
@@ -84,6 +102,7 @@ class DynamoCatalogRepo(CatalogRepo):
                 owned_by=v.get("owned_by", "tokenway"),
                 cap_field=v.get("cap_field", "max_tokens"),
                 pass_through=tuple(v.get("pass_through", ())),
+                fallbacks=tuple(v.get("fallbacks", ())),
             )
             for v in items["model"]
         ]
@@ -105,7 +124,9 @@ class DynamoCatalogRepo(CatalogRepo):
             api_key = values["api_key"]
             self._seal_in_place(name, api_key)
         return Channel(name=name, base_url=values["base_url"], api_key=api_key,
-                       kind=values.get("channel_kind", "openai"))
+                       kind=values.get("channel_kind", "openai"),
+                       extra_headers=tuple((header, value) for header, value in values.get("extra_headers", ())),
+                       state=values.get("state", "auto"))
 
     def _seal_in_place(self, name: str, api_key: str) -> None:
         """Replace a key stored in plain text with its sealed form. Best effort: on failure the

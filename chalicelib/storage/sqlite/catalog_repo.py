@@ -2,7 +2,8 @@
 
 A channel's API key is stored only sealed, as on DynamoDB (storage/secrets): the
 ciphertext (`api_key_sealed`) and its wrapped data key (`api_key_data_key`) as BLOBs,
-and the keeper that wrapped it (`api_key_wrapped_by`, `kms` or `local`).
+and the keeper that wrapped it (`api_key_wrapped_by`, `kms` or `local`). A channel's extra
+headers are not secrets and are stored as JSON; its `state` is the operator's forced breaker state.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from chalicelib.storage.sqlite.database import Database, json_list, json_tuple
 
 _MODEL_COLUMNS = ("name, kind, input_per_1m, output_per_1m, cached_input_per_1m, per_image, image_prices, routes, "
                   "context_window, max_output_tokens, use_case, timeout_s, owned_by, cap_field, pass_through, "
-                  "cache_write_per_1m")
+                  "cache_write_per_1m, fallbacks")
 
 
 class SqliteCatalogRepo(CatalogRepo):
@@ -31,20 +32,25 @@ class SqliteCatalogRepo(CatalogRepo):
         sealed = self._keys.seal(channel.name, channel.api_key)
         with self._db.write() as tx:
             tx.execute("INSERT OR REPLACE INTO channels (name, base_url, kind, api_key_sealed, api_key_data_key, "
-                       "api_key_wrapped_by) VALUES (?, ?, ?, ?, ?, ?)",
+                       "api_key_wrapped_by, extra_headers, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        (channel.name, channel.base_url, channel.kind, sealed.ciphertext, sealed.wrapped_key,
-                        sealed.wrapped_by))
+                        sealed.wrapped_by, json.dumps([list(header) for header in channel.extra_headers]),
+                        channel.state))
+
+    def set_channel_state(self, name: str, state: str) -> bool:
+        with self._db.write() as tx:
+            return bool(tx.execute("UPDATE channels SET state = ? WHERE name = ?", (state, name)).rowcount)
 
     def put_model(self, model: ModelEntry) -> None:
         prices = model.prices
         with self._db.write() as tx:
             tx.execute(
-                f"INSERT OR REPLACE INTO models ({_MODEL_COLUMNS}) VALUES ({', '.join('?' * 16)})",
+                f"INSERT OR REPLACE INTO models ({_MODEL_COLUMNS}) VALUES ({', '.join('?' * 17)})",
                 (model.name, model.kind.value, prices.input_per_1m, prices.output_per_1m, prices.cached_input_per_1m,
                  prices.per_image, json.dumps([entry.__dict__ for entry in prices.image_prices]),
                  json.dumps([route.__dict__ for route in model.routes]), model.context_window,
                  model.max_output_tokens, model.use_case, model.timeout_s, model.owned_by, model.cap_field,
-                 json_list(model.pass_through), prices.cache_write_per_1m),
+                 json_list(model.pass_through), prices.cache_write_per_1m, json_list(model.fallbacks)),
             )
 
     def put_group(self, group: Group) -> None:
@@ -56,8 +62,8 @@ class SqliteCatalogRepo(CatalogRepo):
         with self._db.read() as tx:  # one snapshot of all three
             # As BLOBs whatever a hand-edited row holds: what is not the sealed bytes does not open.
             channel_rows = tx.execute("SELECT name, base_url, kind, CAST(api_key_sealed AS BLOB) AS api_key_sealed, "
-                                      "CAST(api_key_data_key AS BLOB) AS api_key_data_key, api_key_wrapped_by "
-                                      "FROM channels ORDER BY name").fetchall()
+                                      "CAST(api_key_data_key AS BLOB) AS api_key_data_key, api_key_wrapped_by, "
+                                      "extra_headers, state FROM channels ORDER BY name").fetchall()
             model_rows = tx.execute(f"SELECT {_MODEL_COLUMNS} FROM models ORDER BY name").fetchall()
             group_rows = tx.execute("SELECT name, multiplier_ppm, models, description FROM groups "
                                     "ORDER BY name").fetchall()
@@ -72,7 +78,9 @@ class SqliteCatalogRepo(CatalogRepo):
         api_key = self._keys.open(row["name"], sealed)
         if api_key is None:
             return None
-        return Channel(name=row["name"], base_url=row["base_url"], api_key=api_key, kind=row["kind"])
+        return Channel(name=row["name"], base_url=row["base_url"], api_key=api_key, kind=row["kind"],
+                       extra_headers=tuple((name, value) for name, value in json.loads(row["extra_headers"])),
+                       state=row["state"])
 
 
 def _model(row: sqlite3.Row) -> ModelEntry:
@@ -91,5 +99,6 @@ def _model(row: sqlite3.Row) -> ModelEntry:
         owned_by=row["owned_by"],
         cap_field=row["cap_field"],
         pass_through=json_tuple(row["pass_through"]),
+        fallbacks=json_tuple(row["fallbacks"]),
     )
 

@@ -137,7 +137,9 @@ CREATE TABLE channels (
     kind               TEXT NOT NULL,
     api_key_sealed     BLOB NOT NULL,            -- AES-256-GCM ciphertext (storage/secrets)
     api_key_data_key   BLOB NOT NULL,            -- its data key, wrapped by the keeper
-    api_key_wrapped_by TEXT NOT NULL
+    api_key_wrapped_by TEXT NOT NULL,
+    extra_headers      TEXT NOT NULL DEFAULT '[]', -- JSON array of [name, value]
+    state              TEXT NOT NULL DEFAULT 'auto' -- the operator's forced breaker state
 );
 
 CREATE TABLE models (
@@ -156,7 +158,8 @@ CREATE TABLE models (
     timeout_s           REAL,
     owned_by            TEXT NOT NULL,
     cap_field           TEXT NOT NULL,
-    pass_through        TEXT NOT NULL            -- JSON array
+    pass_through        TEXT NOT NULL,           -- JSON array
+    fallbacks           TEXT NOT NULL DEFAULT '[]' -- JSON array of model names
 );
 
 CREATE TABLE groups (

@@ -7,6 +7,7 @@ and the upgrade of a version-1 file (see Database), all of it in the transaction
                   ledger kinds renamed: operator, credit → adjustment; payment → topup; redemption → redeem
                   claims `credit#operator#…` → `credit#adjustment#…` (payment → topup, redemption → redeem),
                   in credit_claims and in the ledger entry ids that embed them
+                  channels gain extra_headers ('[]') and state ('auto'); models gain fallbacks ('[]')
               ──► version 2
 """
 
@@ -134,6 +135,9 @@ MIGRATE_1_TO_2 = [
     "ALTER TABLE accounts ADD COLUMN debt INTEGER NOT NULL DEFAULT 0 CHECK (debt >= 0)",
     "ALTER TABLE accounts ADD COLUMN disputes INTEGER NOT NULL DEFAULT 0 CHECK (disputes >= 0)",
     "ALTER TABLE models ADD COLUMN cache_write_per_1m INTEGER",
+    "ALTER TABLE channels ADD COLUMN extra_headers TEXT NOT NULL DEFAULT '[]'",
+    "ALTER TABLE channels ADD COLUMN state TEXT NOT NULL DEFAULT 'auto'",
+    "ALTER TABLE models ADD COLUMN fallbacks TEXT NOT NULL DEFAULT '[]'",
     *[statement for statement in (PAYMENT_TABLES + USAGE_TABLES).split(";") if statement.strip()],
     "UPDATE ledger SET kind = CASE kind WHEN 'operator' THEN 'adjustment' WHEN 'payment' THEN 'topup' "
     "WHEN 'redemption' THEN 'redeem' WHEN 'credit' THEN 'adjustment' END "
