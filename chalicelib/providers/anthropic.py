@@ -20,8 +20,8 @@ from chalicelib.core.domain import Channel
 from chalicelib.core.errors import UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from chalicelib.providers.anthropic_messages import StreamTranslator, to_completion, to_messages_body
 from chalicelib.providers.port import Operation
+from chalicelib.providers.upstream_http import error_message, failed_body, json_object, send, timeouts
 
-CONNECT_TIMEOUT_S = 10.0
 ANTHROPIC_VERSION = "2023-06-01"
 
 
@@ -33,14 +33,9 @@ class AnthropicAdapter:
              timeout_s: float) -> dict[str, Any]:
         """Send a chat as one Messages request; the answer as a `chat.completion`."""
         request = self._request(channel, operation, body, timeout_s, stream=False)
-        try:
-            response = self._http.send(request)
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(f"The upstream `{channel.name}` did not answer in {timeout_s:g} s.") from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"The upstream `{channel.name}` could not be reached.") from exc
+        response = send(self._http, channel, request, timeout_s)
         _raise_for_status(channel, response.status_code, response.content)
-        message = _json_object(channel, response.content)
+        message = json_object(channel, response.content)
         if message.get("type") == "error":
             _raise_error_event(channel, message)
         try:
@@ -54,20 +49,9 @@ class AnthropicAdapter:
         so a failure to start can still fall back to another channel; the iterator yields
         OpenAI chunks and raises ProviderError if the stream breaks or ends early."""
         request = self._request(channel, operation, body, timeout_s, stream=True)
-        try:
-            response = self._http.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(f"The upstream `{channel.name}` did not answer in {timeout_s:g} s.") from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"The upstream `{channel.name}` could not be reached.") from exc
+        response = send(self._http, channel, request, timeout_s, stream=True)
         if response.status_code >= 400:
-            try:
-                content = response.read()
-            except httpx.HTTPError:
-                content = b""
-            finally:
-                response.close()
-            _raise_for_status(channel, response.status_code, content)
+            _raise_for_status(channel, response.status_code, failed_body(response))
         return _chunks(channel, response, timeout_s)
 
     @staticmethod
@@ -79,12 +63,11 @@ class AnthropicAdapter:
         payload = to_messages_body(body)
         payload["stream"] = stream
         url = channel.base_url.rstrip("/") + "/messages"
-        timeout = httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s))
         return httpx.Request(
             "POST", url, content=json.dumps(payload).encode(),
             headers={"x-api-key": channel.api_key, "anthropic-version": ANTHROPIC_VERSION,
                      "Content-Type": "application/json"},
-            extensions={"timeout": timeout.as_dict()},
+            extensions={"timeout": timeouts(timeout_s)},
         )
 
 
@@ -95,7 +78,7 @@ def _chunks(channel: Channel, response: httpx.Response, timeout_s: float) -> Ite
             # `event:` lines repeat the data's own `type`; blank lines separate events.
             if not line.startswith("data:"):
                 continue
-            event = _json_object(channel, line[5:].strip().encode())
+            event = json_object(channel, line[5:].strip().encode())
             if event.get("type") == "error":
                 _raise_error_event(channel, event)
             try:
@@ -116,7 +99,7 @@ def _chunks(channel: Channel, response: httpx.Response, timeout_s: float) -> Ite
 
 def _raise_error_event(channel: Channel, event: dict[str, Any]) -> None:
     """An error Anthropic sends inside a 200 answer (mid-stream overload, most often): retryable."""
-    message = _message(event) or f"The upstream `{channel.name}` failed mid-stream."
+    message = error_message(event) or f"The upstream `{channel.name}` failed mid-stream."
     raise UpstreamUnavailable(f"The upstream `{channel.name}` failed: {message}")
 
 
@@ -127,7 +110,7 @@ def _raise_for_status(channel: Channel, status: int, content: bytes) -> None:
         payload = json.loads(content)
     except ValueError:
         payload = None
-    message = _message(payload) or f"The upstream `{channel.name}` answered HTTP {status}."
+    message = error_message(payload) or f"The upstream `{channel.name}` answered HTTP {status}."
     if status >= 500:  # 529 is Anthropic's "overloaded": another channel may have room
         raise UpstreamUnavailable(f"The upstream `{channel.name}` failed (HTTP {status}): {message}")
     if status in (401, 403):
@@ -140,25 +123,6 @@ def _raise_for_status(channel: Channel, status: int, content: bytes) -> None:
                            "invalid_request_error" if error_type else None)
 
 
-def _message(payload: Any) -> str | None:
-    if not isinstance(payload, dict):
-        return None
-    error = payload.get("error")
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return error["message"]
-    if isinstance(error, str):
-        return error
-    return payload.get("message") if isinstance(payload.get("message"), str) else None
-
-
-def _json_object(channel: Channel, content: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(content)
-    except ValueError as exc:
-        raise UpstreamUnavailable(f"The upstream `{channel.name}` sent a malformed response.") from exc
-    if not isinstance(payload, dict):
-        raise UpstreamUnavailable(f"The upstream `{channel.name}` sent a malformed response.")
-    return payload
 
 
 __all__ = ["AnthropicAdapter"]

@@ -15,8 +15,7 @@ import httpx
 from chalicelib.core.domain import Channel
 from chalicelib.core.errors import ProviderError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from chalicelib.providers.port import Operation
-
-CONNECT_TIMEOUT_S = 10.0
+from chalicelib.providers.upstream_http import error_message, failed_body, json_object, send, timeouts
 
 # OpenAI's paths, under each channel's base URL (`…/v1`).
 _PATHS = {
@@ -34,14 +33,9 @@ class OpenAICompatAdapter:
              timeout_s: float) -> dict[str, Any]:
         """POST the body to the operation's path and return the upstream's JSON object."""
         request = self._request(channel, _PATHS[operation], body, timeout_s)
-        try:
-            response = self._http.send(request)
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(f"The upstream `{channel.name}` did not answer in {timeout_s:g} s.") from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"The upstream `{channel.name}` could not be reached.") from exc
+        response = send(self._http, channel, request, timeout_s)
         _raise_for_status(channel, response.status_code, response.content)
-        return _json_object(channel, response.content)
+        return json_object(channel, response.content)
 
     def stream(self, channel: Channel, operation: Operation, body: dict[str, Any], *,
                timeout_s: float) -> Iterator[dict[str, Any]]:
@@ -50,32 +44,20 @@ class OpenAICompatAdapter:
         returned iterator yields each `data:` event as a dict until `[DONE]`, and
         raises ProviderError if the stream breaks or ends early."""
         request = self._request(channel, _PATHS[operation], body, timeout_s)
-        try:
-            response = self._http.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(f"The upstream `{channel.name}` did not answer in {timeout_s:g} s.") from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"The upstream `{channel.name}` could not be reached.") from exc
+        response = send(self._http, channel, request, timeout_s, stream=True)
         if response.status_code >= 400:
-            try:
-                content = response.read()
-            except httpx.HTTPError:
-                content = b""
-            finally:
-                response.close()
-            _raise_for_status(channel, response.status_code, content)
+            _raise_for_status(channel, response.status_code, failed_body(response))
         return _events(channel, response, timeout_s)
 
     @staticmethod
     def _request(channel: Channel, path: str, body: dict[str, Any], timeout_s: float) -> httpx.Request:
         url = channel.base_url.rstrip("/") + path
-        timeout = httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s))
         return httpx.Request(
             "POST", url, content=json.dumps(body).encode(),
             # The channel's extra headers first: they may add to the gateway's, never replace its credential.
             headers={**dict(channel.extra_headers), "Authorization": f"Bearer {channel.api_key}",
                      "Content-Type": "application/json"},
-            extensions={"timeout": timeout.as_dict()},
+            extensions={"timeout": timeouts(timeout_s)},
         )
 
 
@@ -88,9 +70,9 @@ def _events(channel: Channel, response: httpx.Response, timeout_s: float) -> Ite
             data = line[5:].strip()
             if data == "[DONE]":
                 return
-            event = _json_object(channel, data.encode())
+            event = json_object(channel, data.encode())
             if "error" in event and "choices" not in event:
-                raise UpstreamUnavailable(_message(event) or f"The upstream `{channel.name}` failed mid-stream.")
+                raise UpstreamUnavailable(error_message(event) or f"The upstream `{channel.name}` failed mid-stream.")
             finished = finished or any(
                 isinstance(c, dict) and c.get("finish_reason") for c in event.get("choices") or [])
             yield event
@@ -113,7 +95,7 @@ def _raise_for_status(channel: Channel, status: int, content: bytes) -> None:
     except ValueError:
         payload = None
     error = payload.get("error") if isinstance(payload, dict) else None
-    message = _message(payload) or f"The upstream `{channel.name}` answered HTTP {status}."
+    message = error_message(payload) or f"The upstream `{channel.name}` answered HTTP {status}."
     if status >= 500:
         raise UpstreamUnavailable(f"The upstream `{channel.name}` failed (HTTP {status}): {message}")
     if status in (401, 403):
@@ -128,25 +110,6 @@ def _raise_for_status(channel: Channel, status: int, content: bytes) -> None:
     )
 
 
-def _message(payload: Any) -> str | None:
-    if not isinstance(payload, dict):
-        return None
-    error = payload.get("error")
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return error["message"]
-    if isinstance(error, str):
-        return error
-    return payload.get("message") if isinstance(payload.get("message"), str) else None
-
-
-def _json_object(channel: Channel, content: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(content)
-    except ValueError as exc:
-        raise UpstreamUnavailable(f"The upstream `{channel.name}` sent a malformed response.") from exc
-    if not isinstance(payload, dict):
-        raise UpstreamUnavailable(f"The upstream `{channel.name}` sent a malformed response.")
-    return payload
 
 
 __all__ = ["OpenAICompatAdapter", "ProviderError"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import groupby
 from typing import Any
 
@@ -61,13 +61,8 @@ class Dispatcher:
         not have (5xx, timeout, 429, refused connection) moves on to the next. When every breaker is
         open, the channels the operator did not force open are tried anyway, the one open longest first.
         `on_route` hears of each channel as it is tried."""
-        ordered = healthy_first(weighted_order(routes, self._rng), self._breakers)
-        skipped: list[ResolvedRoute] = []
         failure: ProviderError | None = None
-        for route in ordered:
-            if not self._breakers.allows(route.channel.name, route.channel.state):
-                skipped.append(route)
-                continue
+        for route in self._to_try(healthy_first(weighted_order(routes, self._rng), self._breakers)):
             try:
                 return self._attempt(route, operation, body, stream, timeout_s, on_route)
             except ProviderError as exc:
@@ -75,16 +70,20 @@ class Dispatcher:
                     raise
                 failure = exc
         if failure is None:
-            for route in (r for r in skipped if r.channel.state != "open"):
-                try:
-                    return self._attempt(route, operation, body, stream, timeout_s, on_route)
-                except ProviderError as exc:
-                    if not exc.retryable:
-                        raise
-                    failure = exc
-        if failure is None:
             raise UpstreamUnavailable(f"Every channel of the model `{model}` is out of service.")
         raise failure
+
+    def _to_try(self, ordered: list[ResolvedRoute]) -> Iterator[ResolvedRoute]:
+        """The routes whose breakers let a call through, asked one at a time (asking may start a half-open
+        breaker's one trial); if none does, the ones the operator did not force open, tried anyway."""
+        skipped = []
+        for route in ordered:
+            if self._breakers.allows(route.channel.name, route.channel.state):
+                yield route
+            else:
+                skipped.append(route)
+        if len(skipped) == len(ordered):
+            yield from (route for route in skipped if route.channel.state != "open")
 
     def _attempt(self, route: ResolvedRoute, operation: Operation, body: dict[str, Any], stream: bool,
                  timeout_s: float, on_route: Callable[[ResolvedRoute], None]) -> Any:

@@ -1,0 +1,63 @@
+"""What the upstream adapters share at the HTTP boundary: sending a request with failures mapped to
+ProviderError, reading a failed stream's body, and reading JSON and error messages from answers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from chalicelib.core.domain import Channel
+from chalicelib.core.errors import UpstreamTimeout, UpstreamUnavailable
+
+CONNECT_TIMEOUT_S = 10.0
+
+
+def timeouts(timeout_s: float) -> dict[str, Any]:
+    """A request's timeouts: `timeout_s` for each read, at most CONNECT_TIMEOUT_S to connect."""
+    return httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s)).as_dict()
+
+
+def send(http: httpx.Client, channel: Channel, request: httpx.Request, timeout_s: float, *,
+         stream: bool = False) -> httpx.Response:
+    """Send the request; a timeout or a transport failure as the ProviderError that says so."""
+    try:
+        return http.send(request, stream=stream)
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout(f"The upstream `{channel.name}` did not answer in {timeout_s:g} s.") from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamUnavailable(f"The upstream `{channel.name}` could not be reached.") from exc
+
+
+def failed_body(response: httpx.Response) -> bytes:
+    """The body of a streamed answer that failed (empty if it cannot be read), the response closed."""
+    try:
+        return response.read()
+    except httpx.HTTPError:
+        return b""
+    finally:
+        response.close()
+
+
+def error_message(payload: Any) -> str | None:
+    """The message of an error answer, in the shapes providers send it."""
+    if not isinstance(payload, dict):
+        return None
+    error = payload.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return error["message"]
+    if isinstance(error, str):
+        return error
+    return payload.get("message") if isinstance(payload.get("message"), str) else None
+
+
+def json_object(channel: Channel, content: bytes) -> dict[str, Any]:
+    """The answer as a JSON object; UpstreamUnavailable if it is not one."""
+    try:
+        payload = json.loads(content)
+    except ValueError as exc:
+        raise UpstreamUnavailable(f"The upstream `{channel.name}` sent a malformed response.") from exc
+    if not isinstance(payload, dict):
+        raise UpstreamUnavailable(f"The upstream `{channel.name}` sent a malformed response.")
+    return payload
