@@ -33,11 +33,13 @@ from chalicelib.providers.openai_compat import OpenAICompatAdapter
 from chalicelib.providers.payment_port import PaymentProvider
 from chalicelib.providers.port import Adapters
 from chalicelib.relay.health import BreakerSettings, ChannelBreakers
+from chalicelib.relay.limits import RequestLimits
 from chalicelib.relay.relay import Relay
 from chalicelib.storage.athena_usage_log import AthenaUsageLog
 from chalicelib.storage.dynamodb.account_repo import DynamoAccountRepo
 from chalicelib.storage.dynamodb.catalog_repo import DynamoCatalogRepo
 from chalicelib.storage.dynamodb.key_repo import DynamoKeyRepo
+from chalicelib.storage.dynamodb.limit_repo import DynamoLimitRepo
 from chalicelib.storage.dynamodb.login_attempt_repo import DynamoLoginAttemptRepo
 from chalicelib.storage.dynamodb.password_link_repo import DynamoPasswordLinkRepo
 from chalicelib.storage.dynamodb.payment_repo import DynamoPaymentRepo
@@ -51,6 +53,7 @@ from chalicelib.storage.ports import (
     CatalogRepo,
     KeyRepo,
     KeyWrapper,
+    LimitRepo,
     LoginAttemptRepo,
     PasswordLinkRepo,
     PaymentRepo,
@@ -68,6 +71,7 @@ from chalicelib.storage.sqlite.account_repo import SqliteAccountRepo
 from chalicelib.storage.sqlite.catalog_repo import SqliteCatalogRepo
 from chalicelib.storage.sqlite.database import Database
 from chalicelib.storage.sqlite.key_repo import SqliteKeyRepo
+from chalicelib.storage.sqlite.limit_repo import SqliteLimitRepo
 from chalicelib.storage.sqlite.login_attempt_repo import SqliteLoginAttemptRepo
 from chalicelib.storage.sqlite.password_link_repo import SqlitePasswordLinkRepo
 from chalicelib.storage.sqlite.payment_repo import SqlitePaymentRepo
@@ -134,6 +138,7 @@ class Repositories:
     payments: PaymentRepo
     codes: RedemptionRepo
     rollups: UsageRollupRepo
+    limits: LimitRepo
 
 
 def dynamodb_repositories(settings: Settings, session: boto3.session.Session, sealer: SecretSealer) -> Repositories:
@@ -152,6 +157,7 @@ def dynamodb_repositories(settings: Settings, session: boto3.session.Session, se
                                    catalog=table("catalog"), accounts=table("accounts"), ledger=table("ledger")),
         codes=DynamoRedemptionRepo(dynamodb, codes=table("codes"), accounts=table("accounts"), ledger=table("ledger")),
         rollups=DynamoUsageRollupRepo(dynamodb, table("usage-rollups")),
+        limits=DynamoLimitRepo(dynamodb, table("limits")),
     )
 
 
@@ -168,6 +174,7 @@ def sqlite_repositories(settings: Settings, sealer: SecretSealer) -> Repositorie
         payments=SqlitePaymentRepo(db),
         codes=SqliteRedemptionRepo(db),
         rollups=SqliteUsageRollupRepo(db),
+        limits=SqliteLimitRepo(db),
     )
 
 
@@ -215,7 +222,8 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
     catalog = Catalog(catalog_repo, settings.provider_keys(), ttl_s=settings.catalog_cache_ttl_s,
                       channel_kinds=frozenset(adapters))
     hasher = KeyHasher(settings.key_pepper.get_secret_value() if settings.key_pepper else None)
-    billing = Billing(wallets, keys_repo, now_ms=now_ms, hold_ttl_ms=settings.hold_grace_s * 1000)
+    billing = Billing(wallets, keys_repo, now_ms=now_ms, hold_ttl_ms=settings.hold_grace_s * 1000,
+                      limits=repos.limits)
     wallet = Wallet(wallets, now_ms=now_ms)
     # Kept in this process's memory: a breaker needs no state shared across processes (see health.py).
     breakers = ChannelBreakers(BreakerSettings(failures=settings.breaker_failures,
@@ -227,6 +235,7 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
         plans=KeyPlans(catalog, accounts_repo),
         default_timeout_s=settings.upstream_timeout_s,
         breakers=breakers,
+        limits=RequestLimits(repos.limits),
     )
     key_manager = KeyManager(keys_repo, catalog, hasher, now_ms=now_ms)
     admin = Admin(

@@ -13,7 +13,7 @@ from chalicelib.core.money import units_to_usd
 from chalicelib.core.usage import UsageDelta
 from chalicelib.keys.auth import check_usable
 from chalicelib.keys.plans import plan_not_allowed
-from chalicelib.storage.ports import KeyRepo, WalletRepo
+from chalicelib.storage.ports import KeyRepo, LimitRepo, WalletRepo
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,10 @@ class Quote:
 
 
 class Billing:
-    def __init__(self, wallets: WalletRepo, keys: KeyRepo, *, now_ms: Callable[[], int], hold_ttl_ms: int) -> None:
+    def __init__(self, wallets: WalletRepo, keys: KeyRepo, *, now_ms: Callable[[], int], hold_ttl_ms: int,
+                 limits: LimitRepo | None = None) -> None:
         self._wallets = wallets
+        self._limits = limits
         self._keys = keys
         self._now_ms = now_ms
         self._hold_ttl_ms = hold_ttl_ms
@@ -157,4 +159,16 @@ class Billing:
                 released += self._wallets.release(hold)
             except StorageError:
                 log.exception("could not release expired hold %s; the next sweep will", hold.request_id)
+        self._finish_expired_leases()
         return released
+
+    def _finish_expired_leases(self) -> None:
+        """Give back the request-limit slots of requests that never finished (a crashed run): their
+        tokens stay counted as estimated."""
+        if self._limits is None:
+            return
+        for lease in self._limits.expired_leases(self._now_ms() // 1000):
+            try:
+                self._limits.finish(lease.request_id, [])
+            except StorageError:
+                log.exception("could not finish expired lease %s; the next sweep will", lease.request_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from chalicelib.core.money import PPM, units_to_usd
 
@@ -159,6 +160,10 @@ class ApiKey:
     quota: int | None = None  # lifetime spend cap in units
     models: tuple[str, ...] = ()  # allowed public model names; empty: all the group allows
     cidrs: tuple[str, ...] = ()  # allowed client networks; empty: any
+    # The key's own request limits, below its plan's (None: the plan's alone); see Limits.
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    concurrency_limit: int | None = None
     # Counters, kept by the same transactions that hold and settle.
     spent: int = 0
     reserved: int = 0  # held by requests in flight
@@ -172,6 +177,10 @@ class ApiKey:
         return not self.models or model in self.models
 
     @property
+    def own_limits(self) -> Limits:
+        return Limits(self.rpm_limit, self.tpm_limit, self.concurrency_limit)
+
+    @property
     def plan(self) -> str:
         """The key's plan (group): the one it names, else the default."""
         return self.group or DEFAULT_GROUP
@@ -181,16 +190,57 @@ DEFAULT_GROUP = "default"
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Request limits of one key (alone, or on one model): requests and tokens per minute, and
+    requests in flight at once. None: unlimited."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    concurrency: int | None = None
+
+    @property
+    def unlimited(self) -> bool:
+        return self.rpm is None and self.tpm is None and self.concurrency is None
+
+    def capped(self, other: Limits) -> Limits:
+        """The lower of each limit of the two."""
+        return Limits(*(a if b is None else b if a is None else min(a, b)
+                        for a, b in ((self.rpm, other.rpm), (self.tpm, other.tpm),
+                                     (self.concurrency, other.concurrency))))
+
+    def as_dict(self) -> dict[str, int | None]:
+        return {"rpm": self.rpm, "tpm": self.tpm, "concurrency": self.concurrency}
+
+
+@dataclass(frozen=True)
 class Group:
-    """A plan: a price multiplier and the models its keys may use."""
+    """A plan: a price multiplier, the models its keys may use, and each key's request limits
+    (alone, and per model in `model_limits`)."""
 
     name: str
     multiplier_ppm: int = PPM  # parts per million: 1 200 000 is ×1.2
     models: tuple[str, ...] = ()  # empty: every model
     description: str = ""
+    limits: Limits = Limits()
+    model_limits: tuple[tuple[str, Limits], ...] = ()  # (model, limits), sorted by model
 
     def allows(self, model: str) -> bool:
         return not self.models or model in self.models
+
+    def model_limit(self, model: str) -> Limits:
+        return dict(self.model_limits).get(model, Limits())
+
+    def model_limits_dict(self) -> dict[str, dict[str, int | None]]:
+        """`model_limits` as stored: {model: {rpm, tpm, concurrency}}."""
+        return {model: limits.as_dict() for model, limits in self.model_limits}
+
+
+def model_limits_from(values: dict[str, Any] | None) -> tuple[tuple[str, Limits], ...]:
+    """Stored per-model limits ({model: {rpm, tpm, concurrency}}) as Group.model_limits; unlimited ones dropped."""
+    limits = ((model, Limits(*(None if v.get(name) is None else int(v[name])
+                               for name in ("rpm", "tpm", "concurrency"))))
+              for model, v in (values or {}).items())
+    return tuple(sorted(((model, lim) for model, lim in limits if not lim.unlimited), key=lambda pair: pair[0]))
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,6 +68,7 @@ from chalicelib.providers.port import Operation, ProviderAdapter
 from chalicelib.relay.candidates import Checked, ModelChecker
 from chalicelib.relay.fields import choice_text, image_price, openai_usage, refuse_unpriced_fields
 from chalicelib.relay.health import ChannelBreakers
+from chalicelib.relay.limits import RequestLimits, Ticket
 from chalicelib.relay.routing import Dispatcher
 from chalicelib.relay.schemas import ChatRequest, EmbeddingsRequest, ImagesRequest
 from chalicelib.storage.ports import UsageSink
@@ -83,6 +84,7 @@ class RelayResult:
     body: dict[str, Any] | None = None
     events: Iterator[str] | None = None
     cost_units: int | None = None
+    limit_headers: dict[str, str] = field(default_factory=dict)  # x-ratelimit-*, when the key is limited
 
     @property
     def cost_usd(self) -> str | None:
@@ -107,6 +109,7 @@ class _Call:
     ttft_ms: int | None = None
     prompt_estimate: int = 0
     multiplier_ppm: int = PPM
+    ticket: Ticket | None = None  # its admission under the key's request limits
 
 
 class Relay:
@@ -114,8 +117,9 @@ class Relay:
                  usage_sink: UsageSink, *, plans: KeyPlans,
                  default_timeout_s: float, monotonic: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time, breakers: ChannelBreakers | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, limits: RequestLimits | None = None) -> None:
         self._catalog = catalog
+        self._limits = limits or RequestLimits(None, wall_clock=wall_clock)
         self._plans = plans
         self._billing = billing
         self._adapters = adapters  # by channel kind
@@ -147,18 +151,31 @@ class Relay:
         """A chat completion, plain or streamed, from the first of its models that answers."""
         started = self._monotonic()
         candidates = self._checker.chat_candidates(key, request, client_ip)
-        for position, checked in enumerate(candidates):
-            last = position + 1 == len(candidates)
-            try:
-                return self._chat_on(checked, key, request, request_id, started=started, fallback=not last)
-            except ProviderError as exc:
-                if last or not exc.retryable:
-                    raise
-        raise AssertionError("a chat has at least one model")
+        first = candidates[0]
+        # Admitted once, under the first model, with the estimate its hold will be made of.
+        asked, model_cap = request.output_cap, first.model.max_output_tokens or 0
+        estimate = pricing.chat_prompt_tokens(request.upstream_body()) + (
+            min(asked, model_cap) if asked else model_cap) * request.n
+        ticket = self._limits.admit(request_id, key, first.group, first.model.name, estimate,
+                                    timeout_s=first.model.timeout_s or self._default_timeout_s)
+
+        def answer() -> RelayResult:
+            for position, checked in enumerate(candidates):
+                last = position + 1 == len(candidates)
+                try:
+                    return self._chat_on(checked, key, request, request_id, started=started, fallback=not last,
+                                         ticket=ticket)
+                except ProviderError as exc:
+                    if last or not exc.retryable:
+                        raise
+            raise AssertionError("a chat has at least one model")
+
+        return self._limits.serve(ticket, answer)
 
     def _chat_on(self, checked: Checked, key: ApiKey, request: ChatRequest, request_id: str, *,
-                 started: float, fallback: bool) -> RelayResult:
+                 started: float, fallback: bool, ticket: Ticket | None) -> RelayResult:
         call, body = self._start(request_id, key, Operation.CHAT, request, checked, started=started)
+        call.ticket = ticket
         call.prompt_estimate = pricing.chat_prompt_tokens(body)
         model_cap = call.model.max_output_tokens  # every chat model has one (catalog.py)
         asked = request.output_cap
@@ -196,8 +213,16 @@ class Relay:
     def embeddings(self, key: ApiKey, request: EmbeddingsRequest, request_id: str, *,
                    client_ip: str | None = None) -> RelayResult:
         """Embeddings of a validated `input` (every item costs at least one token)."""
-        call, body = self._start(request_id, key, Operation.EMBEDDINGS, request,
-                                 self._checker.check(request.model, Operation.EMBEDDINGS, key, client_ip))
+        checked = self._checker.check(request.model, Operation.EMBEDDINGS, key, client_ip)
+        estimate = pricing.embedding_input_tokens(request.input)
+        ticket = self._limits.admit(request_id, key, checked.group, checked.model.name, estimate,
+                                    timeout_s=checked.model.timeout_s or self._default_timeout_s)
+        return self._limits.serve(ticket, lambda: self._embeddings_on(checked, key, request, request_id, ticket))
+
+    def _embeddings_on(self, checked: Checked, key: ApiKey, request: EmbeddingsRequest, request_id: str,
+                       ticket: Ticket | None) -> RelayResult:
+        call, body = self._start(request_id, key, Operation.EMBEDDINGS, request, checked)
+        call.ticket = ticket
         call.prompt_estimate = pricing.embedding_input_tokens(request.input)
         self._reserve(call, Quote(call.prices, Usage(prompt_tokens=call.prompt_estimate),
                                   multiplier_ppm=call.multiplier_ppm))
@@ -209,8 +234,15 @@ class Relay:
     def images(self, key: ApiKey, request: ImagesRequest, request_id: str, *,
                client_ip: str | None = None) -> RelayResult:
         """Image generation, priced per image of the requested quality and size."""
-        call, body = self._start(request_id, key, Operation.IMAGES, request,
-                                 self._checker.check(request.model, Operation.IMAGES, key, client_ip))
+        checked = self._checker.check(request.model, Operation.IMAGES, key, client_ip)
+        ticket = self._limits.admit(request_id, key, checked.group, checked.model.name, 0,
+                                    timeout_s=checked.model.timeout_s or self._default_timeout_s)
+        return self._limits.serve(ticket, lambda: self._images_on(checked, key, request, request_id, ticket))
+
+    def _images_on(self, checked: Checked, key: ApiKey, request: ImagesRequest, request_id: str,
+                   ticket: Ticket | None) -> RelayResult:
+        call, body = self._start(request_id, key, Operation.IMAGES, request, checked)
+        call.ticket = ticket
         call.prices = replace(call.prices, per_image=image_price(call.model, request))
         self._reserve(call, Quote(call.prices, Usage(images=request.n), multiplier_ppm=call.multiplier_ppm))
         with self._closing(call):
@@ -292,6 +324,8 @@ class Relay:
         if cap is not None:
             cost = min(cost, cap)
         call.closed = True
+        if call.ticket is not None:
+            call.ticket.used = usage.prompt_tokens + usage.completion_tokens
         at, latency = self._now_ms(), self._elapsed_ms(call)
         try:
             settlement = self._billing.settle(call.reservation, cost, model=call.model.name,

@@ -371,6 +371,75 @@ class LoginAttemptRepo(ABC):
         claims of a free lock, exactly one gets 0."""
 
 
+@dataclass(frozen=True)
+class LimitCharge:
+    """What one request counts against one scope (e.g. `key#<id>`, `key#<id>#model#<name>`) and
+    the scope's limits (None: not counted against that limit)."""
+
+    scope: str
+    tokens: int  # the request's estimate: prompt and output cap
+    rpm: int | None = None
+    tpm: int | None = None
+    concurrency: int | None = None
+
+
+@dataclass(frozen=True)
+class ScopeCount:
+    """A scope's counters after an admission (or, when refused, as they were): its minute window's
+    requests and tokens, its requests in flight, and the seconds until the window ends."""
+
+    scope: str
+    window_id: str  # `<scope>#<epoch minute>`: where a token correction goes
+    requests: int
+    tokens: int
+    inflight: int
+    reset_s: int
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Whether a request was admitted; if not, which scope and limit ("rpm", "tpm" or
+    "concurrency") refused it and the seconds until it may succeed. `counts` are the scopes' counters
+    where the backend knows them (empty otherwise)."""
+
+    admitted: bool
+    counts: tuple[ScopeCount, ...] = ()
+    refused_scope: str | None = None
+    refused_limit: str | None = None
+    retry_after_s: int = 0
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A request admitted and not yet finished: the scopes whose in-flight counters it holds."""
+
+    request_id: str
+    scopes: tuple[str, ...]
+    expires_at_s: int
+
+
+class LimitRepo(ABC):
+    """Request limit counters, exact across processes: per scope, a minute window (`<scope>#<epoch
+    minute>`: requests and tokens; expires a minute after it ends) and an in-flight counter held by
+    leases. Each method is one atomic write."""
+
+    @abstractmethod
+    def admit(self, request_id: str, charges: list[LimitCharge], lease_expires_at_s: int, *,
+              now_s: int) -> Admission:
+        """Count the request in every charge's scope: the window's requests +1 (at most rpm), its tokens
+        + the estimate (at most tpm), the in-flight counter +1 (at most concurrency), and a lease naming
+        the scopes; any limit exceeded: nothing is written, and the Admission says which."""
+
+    @abstractmethod
+    def finish(self, request_id: str, token_corrections: list[tuple[str, int]]) -> bool:
+        """Give the lease's in-flight slots back and add each (window_id, actual - estimate) to its window,
+        once: False, and nothing written, if the lease is gone (already finished)."""
+
+    @abstractmethod
+    def expired_leases(self, now_s: int) -> list[Lease]:
+        """Leases past their expiry, for the sweeper to finish."""
+
+
 class PasswordLinkRepo(ABC):
     """One-time set-password links, at most one per account, by the SHA-256 of their token."""
 

@@ -13,6 +13,7 @@ import pytest
 from chalicelib.storage.dynamodb.account_repo import DynamoAccountRepo
 from chalicelib.storage.dynamodb.catalog_repo import DynamoCatalogRepo
 from chalicelib.storage.dynamodb.key_repo import DynamoKeyRepo
+from chalicelib.storage.dynamodb.limit_repo import DynamoLimitRepo
 from chalicelib.storage.dynamodb.login_attempt_repo import DynamoLoginAttemptRepo
 from chalicelib.storage.dynamodb.password_link_repo import DynamoPasswordLinkRepo
 from chalicelib.storage.dynamodb.session_repo import DynamoSessionRepo
@@ -22,6 +23,7 @@ from chalicelib.storage.ports import (
     AccountRepo,
     CatalogRepo,
     KeyRepo,
+    LimitRepo,
     LoginAttemptRepo,
     PasswordLinkRepo,
     PaymentRepo,
@@ -36,6 +38,7 @@ from chalicelib.storage.sqlite.account_repo import SqliteAccountRepo
 from chalicelib.storage.sqlite.catalog_repo import SqliteCatalogRepo
 from chalicelib.storage.sqlite.database import Database
 from chalicelib.storage.sqlite.key_repo import SqliteKeyRepo
+from chalicelib.storage.sqlite.limit_repo import SqliteLimitRepo
 from chalicelib.storage.sqlite.login_attempt_repo import SqliteLoginAttemptRepo
 from chalicelib.storage.sqlite.password_link_repo import SqlitePasswordLinkRepo
 from chalicelib.storage.sqlite.payment_repo import SqlitePaymentRepo
@@ -61,6 +64,7 @@ class Repos:
     payments: PaymentRepo
     codes: RedemptionRepo
     rollups: UsageRollupRepo
+    limits: LimitRepo | None = None
     dynamodb: Any = None  # the raw client, for tests that scan what was written
     sqlite: Database | None = None  # the database, for tests that read its rows
 
@@ -71,7 +75,8 @@ def _sqlite(path: Path) -> Repos:
                  SqliteCatalogRepo(db, sealer=SecretSealer(LocalKeyWrapper(os.urandom(KEY_BYTES)))),
                  sessions=SqliteSessionRepo(db), login_attempts=SqliteLoginAttemptRepo(db),
                  password_links=SqlitePasswordLinkRepo(db), payments=SqlitePaymentRepo(db),
-                 codes=SqliteRedemptionRepo(db), rollups=SqliteUsageRollupRepo(db), sqlite=db)
+                 codes=SqliteRedemptionRepo(db), rollups=SqliteUsageRollupRepo(db),
+                 limits=SqliteLimitRepo(db), sqlite=db)
 
 
 @pytest.fixture(scope="session")
@@ -108,6 +113,7 @@ def _dynamodb(client: Any) -> Repos:
                                    catalog=name("catalog"), accounts=name("accounts"), ledger=name("ledger")),
         codes=DynamoRedemptionRepo(client, codes=name("codes"), accounts=name("accounts"), ledger=name("ledger")),
         rollups=DynamoUsageRollupRepo(client, name("usage-rollups")),
+        limits=DynamoLimitRepo(client, name("limits")),
         dynamodb=client,
     )
 

@@ -20,7 +20,7 @@ from devstack.emulator import DEFAULT_TEMPLATE, Emulator, ProvisioningError, pro
 OUTPUT_NAMES = {
     "AccountsTableName", "KeysTableName", "LedgerTableName", "HoldsTableName", "CatalogTableName",
     "UsageBucketName", "UsageStreamName", "EmailsTableName", "SessionsTableName", "LoginAttemptsTableName",
-    "SecretsKeyArn", "SecretsKeyAlias",
+    "LimitsTableName", "SecretsKeyArn", "SecretsKeyAlias",
     "PasswordLinksTableName", "OrdersTableName", "PaymentEventsTableName", "CodesTableName",
     "UsageDatabaseName", "UsageTableName", "UsageWorkGroupName", "UsageRollupsTableName",
 }
@@ -129,6 +129,7 @@ def test_the_console_tables_have_their_keys_and_time_to_live(provisioned: Provis
         ("EmailsTableName", "emails", "email", None),
         ("SessionsTableName", "sessions", "session_hash", "expires_at_s"),
         ("LoginAttemptsTableName", "login-attempts", "counter_id", "expires_at_s"),
+        ("LimitsTableName", "limits", "counter_id", "expires_at_s"),
         ("PasswordLinksTableName", "password-links", "account_id", "expires_at_s"),
     ]:
         described = _table(provisioned, output)

@@ -16,7 +16,17 @@ import logging
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.core.domain import Channel, Group, ImagePrice, ModelEntry, ModelKind, Prices, Route
+from chalicelib.core.domain import (
+    Channel,
+    Group,
+    ImagePrice,
+    Limits,
+    ModelEntry,
+    ModelKind,
+    Prices,
+    Route,
+    model_limits_from,
+)
 from chalicelib.core.errors import StorageError
 from chalicelib.storage.dynamodb.common import ConditionFailed, read_all, storage_errors, to_item
 from chalicelib.storage.ports import CatalogRepo
@@ -83,6 +93,8 @@ class DynamoCatalogRepo(CatalogRepo):
             self._client.put_item(TableName=self._table, Item=to_item({
                 "kind": "group", "name": group.name, "multiplier_ppm": group.multiplier_ppm,
                 "models": list(group.models), "description": group.description,
+                "model_limits": group.model_limits_dict(),
+                **{name: value for name, value in group.limits.as_dict().items() if value is not None},
             }))
 
     def load(self) -> tuple[list[Channel], list[ModelEntry], list[Group]]:
@@ -108,7 +120,10 @@ class DynamoCatalogRepo(CatalogRepo):
         ]
         groups = [
             Group(name=v["name"], multiplier_ppm=v["multiplier_ppm"], models=tuple(v.get("models", ())),
-                  description=v.get("description", ""))
+                  description=v.get("description", ""),
+                  limits=Limits(*(None if v.get(name) is None else int(v[name])
+                                  for name in ("rpm", "tpm", "concurrency"))),
+                  model_limits=model_limits_from(v.get("model_limits")))
             for v in items["group"]
         ]
         return channels, models, groups

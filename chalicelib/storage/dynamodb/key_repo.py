@@ -33,7 +33,8 @@ from chalicelib.storage.dynamodb.common import (
 )
 from chalicelib.storage.ports import KeyRepo
 
-_SETTINGS = ("name", "group", "status", "expires_at", "quota", "models", "cidrs")
+_SETTINGS = ("name", "group", "status", "expires_at", "quota", "models", "cidrs", "rpm_limit", "tpm_limit",
+             "concurrency_limit")
 _SAVE_ATTEMPTS = 8
 # A key regenerated more often than this while one request was in flight loses that
 # request's counts on the key (its account still pays).

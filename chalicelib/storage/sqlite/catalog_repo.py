@@ -11,7 +11,17 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from chalicelib.core.domain import Channel, Group, ImagePrice, ModelEntry, ModelKind, Prices, Route
+from chalicelib.core.domain import (
+    Channel,
+    Group,
+    ImagePrice,
+    Limits,
+    ModelEntry,
+    ModelKind,
+    Prices,
+    Route,
+    model_limits_from,
+)
 from chalicelib.storage.ports import CatalogRepo
 from chalicelib.storage.secrets.channels import ChannelKeys
 from chalicelib.storage.secrets.envelope import Sealed, SecretSealer
@@ -55,8 +65,10 @@ class SqliteCatalogRepo(CatalogRepo):
 
     def put_group(self, group: Group) -> None:
         with self._db.write() as tx:
-            tx.execute("INSERT OR REPLACE INTO groups (name, multiplier_ppm, models, description) VALUES (?, ?, ?, ?)",
-                       (group.name, group.multiplier_ppm, json_list(group.models), group.description))
+            tx.execute("INSERT OR REPLACE INTO groups (name, multiplier_ppm, models, description, rpm, tpm, "
+                       "concurrency, model_limits) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (group.name, group.multiplier_ppm, json_list(group.models), group.description, group.limits.rpm,
+                        group.limits.tpm, group.limits.concurrency, json.dumps(group.model_limits_dict())))
 
     def load(self) -> tuple[list[Channel], list[ModelEntry], list[Group]]:
         with self._db.read() as tx:  # one snapshot of all three
@@ -65,10 +77,12 @@ class SqliteCatalogRepo(CatalogRepo):
                                       "CAST(api_key_data_key AS BLOB) AS api_key_data_key, api_key_wrapped_by, "
                                       "extra_headers, state FROM channels ORDER BY name").fetchall()
             model_rows = tx.execute(f"SELECT {_MODEL_COLUMNS} FROM models ORDER BY name").fetchall()
-            group_rows = tx.execute("SELECT name, multiplier_ppm, models, description FROM groups "
-                                    "ORDER BY name").fetchall()
+            group_rows = tx.execute("SELECT name, multiplier_ppm, models, description, rpm, tpm, concurrency, "
+                                    "model_limits FROM groups ORDER BY name").fetchall()
         channels = [channel for channel in map(self._channel, channel_rows) if channel is not None]
-        groups = [Group(row["name"], row["multiplier_ppm"], json_tuple(row["models"]), row["description"])
+        groups = [Group(row["name"], row["multiplier_ppm"], json_tuple(row["models"]), row["description"],
+                        Limits(row["rpm"], row["tpm"], row["concurrency"]),
+                        model_limits_from(json.loads(row["model_limits"])))
                   for row in group_rows]
         return channels, [_model(row) for row in model_rows], groups
 

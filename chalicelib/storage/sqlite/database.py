@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from chalicelib.core.errors import StorageError
-from chalicelib.storage.sqlite.schema_v2 import MIGRATE_1_TO_2, PAYMENT_TABLES, USAGE_TABLES
+from chalicelib.storage.sqlite.schema_v2 import LIMIT_TABLES, MIGRATE_1_TO_2, PAYMENT_TABLES, USAGE_TABLES
 
 # Raised whenever the tables below change (kept in the file as PRAGMA user_version); a file
 # made by a newer version of the gateway is refused rather than misread.
@@ -84,7 +84,10 @@ CREATE TABLE keys (
     requests          INTEGER NOT NULL DEFAULT 0,
     prompt_tokens     INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
-    last_used_at      INTEGER
+    last_used_at      INTEGER,
+    rpm_limit         INTEGER,                   -- the key's own limits (NULL: its plan's)
+    tpm_limit         INTEGER,
+    concurrency_limit INTEGER
 );
 CREATE INDEX keys_by_account ON keys (account_id, created_at);
 
@@ -166,7 +169,11 @@ CREATE TABLE groups (
     name           TEXT PRIMARY KEY,
     multiplier_ppm INTEGER NOT NULL,
     models         TEXT NOT NULL,                -- JSON array
-    description    TEXT NOT NULL
+    description    TEXT NOT NULL,
+    rpm            INTEGER,                      -- each key's limits (NULL: unlimited)
+    tpm            INTEGER,
+    concurrency    INTEGER,
+    model_limits   TEXT NOT NULL DEFAULT '{}'    -- JSON {model: {rpm, tpm, concurrency}}
 );
 
 CREATE TABLE sessions (
@@ -289,7 +296,7 @@ class Database:
             try:
                 version = connection.execute("PRAGMA user_version").fetchone()[0]
                 if version == 0:
-                    for statement in (_SCHEMA + PAYMENT_TABLES + USAGE_TABLES).split(";"):
+                    for statement in (_SCHEMA + PAYMENT_TABLES + USAGE_TABLES + LIMIT_TABLES).split(";"):
                         if statement.strip():
                             connection.execute(statement)
                     connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -19,7 +19,8 @@ from chalicelib.storage.ports import KeyRepo
 from chalicelib.storage.sqlite.database import Database, first, json_list, json_tuple
 
 COLUMNS = ("key_id, key_hash, account_id, name, created_at, hint, plan, status, expires_at, quota, models, cidrs, "
-           "spent, reserved, quota_left, requests, prompt_tokens, completion_tokens, last_used_at")
+           "spent, reserved, quota_left, requests, prompt_tokens, completion_tokens, last_used_at, rpm_limit, "
+           "tpm_limit, concurrency_limit")
 
 # The key a hash names now: its own row, or the row of the key it was regenerated into.
 CURRENT_KEY_ID = ("coalesce((SELECT key_id FROM keys WHERE key_hash = :key_hash), "
@@ -36,10 +37,11 @@ class SqliteKeyRepo(KeyRepo):
             if first(tx.execute("SELECT 1 FROM key_forwards WHERE old_hash = ?", (key.key_hash,))):
                 raise Conflict("key already exists")
             inserted = tx.execute(
-                f"INSERT INTO keys ({COLUMNS}) VALUES ({', '.join('?' * 19)}) ON CONFLICT DO NOTHING",
+                f"INSERT INTO keys ({COLUMNS}) VALUES ({', '.join('?' * 22)}) ON CONFLICT DO NOTHING",
                 (key.key_id, key.key_hash, key.account_id, key.name, key.created_at, key.hint, key.group, key.status,
                  key.expires_at, key.quota, json_list(key.models), json_list(key.cidrs), key.spent, key.reserved,
-                 key.quota_left, key.requests, key.prompt_tokens, key.completion_tokens, key.last_used_at),
+                 key.quota_left, key.requests, key.prompt_tokens, key.completion_tokens, key.last_used_at,
+                 key.rpm_limit, key.tpm_limit, key.concurrency_limit),
             ).rowcount
             if not inserted:
                 raise Conflict("key already exists")
@@ -73,9 +75,11 @@ class SqliteKeyRepo(KeyRepo):
                 quota_left = key.quota - current.spent - current.reserved
             row = first(tx.execute(
                 "UPDATE keys SET name = ?, plan = ?, status = ?, expires_at = ?, quota = ?, models = ?, cidrs = ?, "
-                f"quota_left = ? WHERE key_id = ? RETURNING {COLUMNS}",
+                "quota_left = ?, rpm_limit = ?, tpm_limit = ?, concurrency_limit = ? "
+                f"WHERE key_id = ? RETURNING {COLUMNS}",
                 (key.name, key.group, key.status, key.expires_at, key.quota, json_list(key.models),
-                 json_list(key.cidrs), quota_left, current.key_id),
+                 json_list(key.cidrs), quota_left, key.rpm_limit, key.tpm_limit, key.concurrency_limit,
+                 current.key_id),
             ))
         return key_from_row(row)
 
@@ -109,5 +113,6 @@ def key_from_row(row: sqlite3.Row) -> ApiKey:
         expires_at=row["expires_at"], quota=row["quota"], models=json_tuple(row["models"]),
         cidrs=json_tuple(row["cidrs"]), spent=row["spent"], reserved=row["reserved"], quota_left=row["quota_left"],
         requests=row["requests"], prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
-        last_used_at=row["last_used_at"],
+        last_used_at=row["last_used_at"], rpm_limit=row["rpm_limit"], tpm_limit=row["tpm_limit"],
+        concurrency_limit=row["concurrency_limit"],
     )

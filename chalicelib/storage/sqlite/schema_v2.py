@@ -8,6 +8,9 @@ and the upgrade of a version-1 file (see Database), all of it in the transaction
                   claims `credit#operator#…` → `credit#adjustment#…` (payment → topup, redemption → redeem),
                   in credit_claims and in the ledger entry ids that embed them
                   channels gain extra_headers ('[]') and state ('auto'); models gain fallbacks ('[]')
+                  groups gain rpm, tpm, concurrency (NULL: unlimited) and model_limits ('{}');
+                  keys gain rpm_limit, tpm_limit, concurrency_limit (NULL: the plan's)
+                  limit_counters, limit_leases created
               ──► version 2
 """
 
@@ -126,6 +129,28 @@ CREATE TABLE usage_rollups (
 CREATE INDEX usage_rollups_by_bucket ON usage_rollups (bucket, account_id, rollup_id);
 """
 
+# Request limits (see storage/sqlite/limit_repo.py): a counter row is a scope's minute window
+# (`<scope>#<epoch minute>`: requests, tokens; expires a minute after the window ends) or its
+# in-flight counter (`<scope>`: inflight, never expires); a lease is an admitted request's hold on
+# the in-flight counters it names, until it finishes or the sweeper finishes it.
+LIMIT_TABLES = """
+CREATE TABLE limit_counters (
+    counter_id   TEXT PRIMARY KEY,
+    requests     INTEGER NOT NULL DEFAULT 0,
+    tokens       INTEGER NOT NULL DEFAULT 0,
+    inflight     INTEGER NOT NULL DEFAULT 0 CHECK (inflight >= 0),
+    expires_at_s INTEGER                         -- NULL: an in-flight counter
+) WITHOUT ROWID;
+CREATE INDEX limit_counters_by_expiry ON limit_counters (expires_at_s) WHERE expires_at_s IS NOT NULL;
+
+CREATE TABLE limit_leases (
+    request_id   TEXT PRIMARY KEY,
+    scopes       TEXT NOT NULL,                  -- JSON array of in-flight counters held
+    expires_at_s INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX limit_leases_by_expiry ON limit_leases (expires_at_s);
+"""
+
 # Version 1 to 2: the wallet's frozen credit, debt and disputes; models' cache-write price; the payment
 # and usage tables; ledger kinds as the customer reads them, and the claims (and the credit entry ids
 # that embed them) renamed with them.
@@ -138,7 +163,10 @@ MIGRATE_1_TO_2 = [
     "ALTER TABLE channels ADD COLUMN extra_headers TEXT NOT NULL DEFAULT '[]'",
     "ALTER TABLE channels ADD COLUMN state TEXT NOT NULL DEFAULT 'auto'",
     "ALTER TABLE models ADD COLUMN fallbacks TEXT NOT NULL DEFAULT '[]'",
-    *[statement for statement in (PAYMENT_TABLES + USAGE_TABLES).split(";") if statement.strip()],
+    *[f"ALTER TABLE groups ADD COLUMN {name} INTEGER" for name in ("rpm", "tpm", "concurrency")],
+    "ALTER TABLE groups ADD COLUMN model_limits TEXT NOT NULL DEFAULT '{}'",
+    *[f"ALTER TABLE keys ADD COLUMN {name} INTEGER" for name in ("rpm_limit", "tpm_limit", "concurrency_limit")],
+    *[statement for statement in (PAYMENT_TABLES + USAGE_TABLES + LIMIT_TABLES).split(";") if statement.strip()],
     "UPDATE ledger SET kind = CASE kind WHEN 'operator' THEN 'adjustment' WHEN 'payment' THEN 'topup' "
     "WHEN 'redemption' THEN 'redeem' WHEN 'credit' THEN 'adjustment' END "
     "WHERE kind IN ('operator', 'payment', 'redemption', 'credit')",
