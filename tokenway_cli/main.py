@@ -23,6 +23,9 @@ stderr as one `error: …` line, with exit status 1 (gateway or network) or 2 (u
     tokenway group add pro --multiplier 0.9 --description "Every model, 10% off"
     tokenway account groups acct_0123 pro             # pro, and default as before
     tokenway account groups acct_0123 pro --no-default   # pro only
+    tokenway limits set --group pro --rpm 60 --tpm 100000 --concurrency 4   # each key of pro
+    tokenway limits set --group pro --model gpt-4o --rpm 10
+    tokenway limits show
     tokenway account list --search example.com
     tokenway account disable acct_0123
     tokenway holds sweep
@@ -67,7 +70,8 @@ TIMEOUT_S = 30.0
 GROUPS = {"channel": "upstream providers", "model": "the model catalog", "account": "customer accounts",
           "wallet": "customer balances", "key": "customer API keys", "group": "groups (plans)",
           "holds": "billing holds", "topup": "top-up tiers and orders", "code": "redemption codes",
-          "payments": "payments at the provider", "usage": "usage over accounts"}
+          "payments": "payments at the provider", "usage": "usage over accounts",
+          "limits": "request limits per key"}
 
 MODEL_OPTIONS = ("upstream_model", "input_per_1m", "output_per_1m", "cached_input_per_1m", "cache_write_per_1m",
                  "per_image", "max_output_tokens", "kind", "timeout_s", "context_window", "cap_field", "priority",
@@ -170,6 +174,14 @@ def group_add(args: argparse.Namespace) -> Call:
 
 def group_list(args: argparse.Namespace) -> Call:
     return "GET", "/admin/groups", None
+
+
+def limits_set(args: argparse.Namespace) -> Call:
+    return "PUT", f"/admin/groups/{segment(args.group)}/limits", given(args, ("model", "rpm", "tpm", "concurrency"))
+
+
+def limits_show(args: argparse.Namespace) -> Call:
+    return "GET", "/admin/limits", None
 
 
 def holds_sweep(args: argparse.Namespace) -> Call:
@@ -280,6 +292,16 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--description")
 
     command("group", "list", group_list, "list the groups (plans)")
+
+    sub = command("limits", "set", limits_set,
+                  "set a group's request limits per key, on all its models or on one (a limit left out: unlimited)")
+    sub.add_argument("--group", required=True)
+    sub.add_argument("--model")
+    sub.add_argument("--rpm", type=int, help="requests per minute")
+    sub.add_argument("--tpm", type=int, help="tokens per minute (prompt and completion)")
+    sub.add_argument("--concurrency", type=int, help="requests in flight at once")
+
+    command("limits", "show", limits_show, "show every group's request limits per key")
 
     command("holds", "sweep", holds_sweep, "release expired holds")
     add_payment_commands(command)

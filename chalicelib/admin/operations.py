@@ -34,6 +34,7 @@ from chalicelib.core.domain import (
     Group,
     ImagePrice,
     LedgerKind,
+    Limits,
     ModelEntry,
     ModelKind,
     Prices,
@@ -172,6 +173,16 @@ class GroupInput(_Input):
     multiplier: StrictStr | StrictInt = "1"
     models: list[StrictStr] = Field(default_factory=list, max_length=500)
     description: StrictStr = Field("", max_length=200)
+
+
+class LimitsInput(_Input):
+    """A plan's request limits per key, on all its models or (`model`) on one; a limit left out or
+    null is unlimited."""
+
+    model: StrictStr | None = Field(None, min_length=1, max_length=200)
+    rpm: StrictInt | None = Field(None, ge=1, le=1_000_000_000)
+    tpm: StrictInt | None = Field(None, ge=1, le=1_000_000_000)
+    concurrency: StrictInt | None = Field(None, ge=1, le=1_000_000_000)
 
 
 class AccountChanges(_Input):
@@ -361,7 +372,27 @@ class Admin:
             ppm = parse_multiplier(data.multiplier)
         except ValueError as exc:
             raise InvalidRequest(f"{exc}.", param="multiplier") from None
+        current = self._catalog.group(data.name)
         group = Group(data.name, ppm, self._catalog.known_models(data.models), data.description)
+        if current is not None:  # a plan replaced keeps its request limits (set on their own)
+            group = replace(group, limits=current.limits, model_limits=current.model_limits)
+        self._catalog_repo.put_group(group)
+        self._catalog.invalidate()
+        return group
+
+    def set_limits(self, name: str, data: LimitsInput) -> Group:
+        """Set a plan's request limits per key, on all its models or on `data.model`."""
+        group = self._catalog.group(name)
+        if group is None:
+            raise NotFound(f"No group `{name}`.", param="name")
+        limits = Limits(data.rpm, data.tpm, data.concurrency)
+        if data.model is None:
+            group = replace(group, limits=limits)
+        else:
+            [model] = self._catalog.known_models([data.model], param="model")
+            per_model = {**dict(group.model_limits), model: limits}
+            group = replace(group, model_limits=tuple(sorted(
+                ((m, lim) for m, lim in per_model.items() if not lim.unlimited), key=lambda pair: pair[0])))
         self._catalog_repo.put_group(group)
         self._catalog.invalidate()
         return group

@@ -89,6 +89,25 @@ def list_groups() -> Response:
     return json_response({"data": [group_json(group) for group in gateway.admin.groups()]})
 
 
+@admin_routes.route("/admin/groups/{name}/limits", methods=["PUT"])
+@openai_errors
+def set_group_limits(name: str) -> Response:
+    """A plan's request limits per key, on all its models or (`model`) on one."""
+    from chalicelib.admin.operations import LimitsInput
+
+    gateway, body = _authorized()
+    return json_response(group_json(gateway.admin.set_limits(name, parse(LimitsInput, body))))
+
+
+@admin_routes.route("/admin/limits", methods=["GET"])
+@openai_errors
+def list_limits() -> Response:
+    """Every plan's request limits per key (null: unlimited)."""
+    gateway, _ = _authorized()
+    return json_response({"data": [{"group": group.name, **group.limits.as_dict(),
+                                    "model_limits": group.model_limits_dict()} for group in gateway.admin.groups()]})
+
+
 @admin_routes.route("/admin/accounts", methods=["POST"])
 @openai_errors
 def create_account() -> Response:

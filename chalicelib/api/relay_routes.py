@@ -46,13 +46,15 @@ def _relay(endpoint: str) -> Response:
         result = getattr(gateway.relay, endpoint)(key, command, request_id, client_ip=client_ip(request))
     except Exception as exc:
         # A refused or failed request is never charged, and says so.
+        # The key's request limits, when it has some, also on a refusal (429) or a failure.
+        limits = getattr(exc, "limit_headers", None) or {}
         return render_error(exc, view=endpoint, request_id=request_id,
-                            headers={"X-Request-Id": request_id, "X-Tokenway-Cost-USD": "0.00"})
+                            headers={"X-Request-Id": request_id, "X-Tokenway-Cost-USD": "0.00", **limits})
     return _render(result)
 
 
 def _render(result: RelayResult) -> Response:
-    headers = {"X-Request-Id": result.request_id}
+    headers = {"X-Request-Id": result.request_id, **result.limit_headers}
     if result.events is None:
         headers["X-Tokenway-Cost-USD"] = result.cost_usd or "0.00"
         return json_response(result.body, headers=headers)

@@ -33,6 +33,9 @@ def key_json(key: ApiKey) -> dict[str, Any]:
         "spent_usd": units_to_usd(key.spent),
         "models": list(key.models),
         "allowed_ips": list(key.cidrs),
+        "rpm_limit": key.rpm_limit,
+        "tpm_limit": key.tpm_limit,
+        "concurrency_limit": key.concurrency_limit,
     }
 
 
@@ -101,6 +104,8 @@ def group_json(group: Group) -> dict[str, Any]:
         "multiplier": _ppm(group.multiplier_ppm),
         "models": list(group.models),
         "description": group.description,
+        **group.limits.as_dict(),
+        "model_limits": group.model_limits_dict(),
     }
 
 

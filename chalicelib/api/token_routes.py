@@ -86,6 +86,14 @@ def token_usage(key_id: str) -> Response:
     return json_response(key_usage_json(gateway.tokens.get(principal.account_id, key_id)))
 
 
+@token_routes.route("/api/tokens/{key_id}/limits", methods=["GET"])
+@openai_errors
+def token_limits(key_id: str) -> Response:
+    """The request limits that apply to the key, per scope (null: unlimited)."""
+    gateway, principal, _ = _session()
+    return json_response({"data": gateway.tokens.limits(principal.account_id, key_id)})
+
+
 @token_routes.route("/api/groups", methods=["GET"])
 @openai_errors
 def usable_groups() -> Response:

@@ -21,6 +21,8 @@ from chalicelib.keys.plans import plan_names
 from chalicelib.storage.ports import KeyRepo
 
 MAX_LIST_ENTRIES = 100
+MAX_LIMIT = 1_000_000_000
+LIMIT_FIELDS = ("rpm_limit", "tpm_limit", "concurrency_limit")
 
 
 class _KeyFields(BaseModel):
@@ -32,6 +34,10 @@ class _KeyFields(BaseModel):
     quota_usd: StrictStr | StrictInt | None = None
     models: list[StrictStr] | None = Field(None, max_length=MAX_LIST_ENTRIES)
     allowed_ips: list[StrictStr] | None = Field(None, max_length=MAX_LIST_ENTRIES)
+    # The key's own request limits, below its plan's (null: the plan's alone).
+    rpm_limit: StrictInt | None = Field(None, ge=1, le=MAX_LIMIT)
+    tpm_limit: StrictInt | None = Field(None, ge=1, le=MAX_LIMIT)
+    concurrency_limit: StrictInt | None = Field(None, ge=1, le=MAX_LIMIT)
 
     @field_validator("allowed_ips")
     @classmethod
@@ -111,6 +117,17 @@ class KeyManager:
         secret = generate_key()
         return CreatedKey(self._keys.replace_hash(key, self._hash(secret), key_hint(secret)), secret)
 
+    def limits(self, account_id: str, key_id: str) -> list[dict[str, Any]]:
+        """The request limits that apply to the key, per scope: the key's (its plan's capped by its own)
+        and each model its plan limits (capped by the key's own)."""
+        key = self.get(account_id, key_id)
+        group = self._catalog.group(key.group) or Group(key.plan)
+        own = key.own_limits
+        found = [{"scope": "key", **group.limits.capped(own).as_dict()}]
+        found += [{"scope": "model", "model": model, **limits.capped(own).as_dict()}
+                  for model, limits in group.model_limits]
+        return found
+
     def usable_groups(self, account: Account) -> list[Group]:
         """The plans the account may give its keys, as they exist now."""
         return [group for name in plan_names(account) if (group := self._catalog.group(name)) is not None]
@@ -129,6 +146,7 @@ class KeyManager:
             changes["models"] = self._catalog.known_models(data.models or [])
         if "allowed_ips" in given:
             changes["cidrs"] = tuple(dict.fromkeys(data.allowed_ips or []))
+        changes.update({name: getattr(data, name) for name in LIMIT_FIELDS if name in given})
         return dataclasses.replace(key, **changes)
 
     def _group(self, account: Account, name: str | None) -> str | None:
