@@ -26,6 +26,8 @@ _KEY = {
         "quota_usd": _USD_OR_NULL, "quota_left_usd": _USD_OR_NULL, "spent_usd": _USD,
         "models": {"type": "array", "items": {"type": "string"}},
         "allowed_ips": {"type": "array", "items": {"type": "string"}},
+        "rpm_limit": {"type": ["integer", "null"]}, "tpm_limit": {"type": ["integer", "null"]},
+        "concurrency_limit": {"type": ["integer", "null"]},
     },
 }
 _CREATED_KEY = {"allOf": [_KEY, {"type": "object", "properties": {
@@ -34,6 +36,10 @@ _USAGE = {"type": "object", "properties": {
     "id": {"type": "string"}, "requests": {"type": "integer"}, "prompt_tokens": {"type": "integer"},
     "completion_tokens": {"type": "integer"}, "total_tokens": {"type": "integer"}, "spent_usd": _USD,
     "last_used_at": _TIME}}
+_LIMITS = {"type": "object", "properties": {
+    "data": {"type": "array", "items": {"type": "object", "properties": {
+        "scope": {"enum": ["key", "model"]}, "model": {"type": "string"}, "rpm": {"type": ["integer", "null"]},
+        "tpm": {"type": ["integer", "null"]}, "concurrency": {"type": ["integer", "null"]}}}}}}
 _GROUP = {"type": "object", "properties": {
     "name": {"type": "string"}, "multiplier": {"type": "string"},
     "models": {"type": "array", "items": {"type": "string"}}, "description": {"type": "string"}}}
@@ -131,6 +137,8 @@ def operations() -> list[tuple[str, str, str, type[BaseModel] | None, int, dict[
         ("POST", "/api/tokens/{key_id}/regenerate", "A new secret for the key; the old one stops at once", None, 200,
          _CREATED_KEY, True),
         ("GET", "/api/tokens/{key_id}/usage", "Requests, tokens and spend of an API key", None, 200, _USAGE, True),
+        ("GET", "/api/tokens/{key_id}/limits", "The request limits that apply to an API key, per scope (null: "
+         "unlimited)", None, 200, _LIMITS, True),
         ("GET", "/api/groups", "The groups (plans) your keys may use", None, 200, _list_of(_GROUP), True),
         ("GET", "/api/wallet", "Your wallet: balance, held, frozen, debt", None, 200, _WALLET, True),
         ("GET", "/api/wallet/topup-options", "Top-up tiers with their bonus, the range, the payment methods", None,
