@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import Stack
+from tests.api.test_fallback import backup, pair, spare  # noqa: F401 (fixtures)
 from tests.api.test_tokens_api import Customer
 from tests.fakes import upstream as faults
 
@@ -149,3 +150,15 @@ def test_every_fault_gives_the_slot_back(stack, upstream, fault):
             time.sleep(0.2)
         assert response.status_code == 200, response.text
     assert stack.wallet(account_id)["held_usd"] == "0.00"
+
+
+def test_a_request_that_falls_back_is_counted_once(stack, upstream, request):
+    primary, fallback = request.getfixturevalue("pair")  # the fallback tests' models, on two upstreams
+    _, _, key = limited_customer(stack, rpm=2)
+    away_from_a_minute_boundary()
+    upstream.fail_next(faults.http_error(500))
+    body = {"models": [primary, fallback], "messages": HELLO["messages"]}
+    answered = ask(stack.http, key, body)
+    assert answered.status_code == 200 and answered.json()["model"] == fallback
+    assert answered.headers["x-ratelimit-remaining-requests"] == "1"
+    assert [ask(stack.http, key, body).status_code for _ in range(2)] == [200, 429]

@@ -11,6 +11,8 @@ from chalicelib.billing.holds import Billing, Quote
 from chalicelib.billing.pricing import Usage, charge
 from chalicelib.core.domain import Account, ApiKey, LedgerEntry, Prices
 from chalicelib.core.errors import InsufficientQuota
+from chalicelib.storage.ports import LimitCharge
+from chalicelib.storage.sqlite.limit_repo import SqliteLimitRepo
 from tests.sqlite_store import Store, store_in
 
 KEY = ApiKey(key_id="key_1", key_hash="h1", account_id="acct_1", name="k", created_at=0, hint="")
@@ -186,3 +188,17 @@ def test_the_sweeper_releases_holds_of_a_key_regenerated_since_on_the_key(billin
     assert billing.sweep() == 1
     assert keys.get_by_hash("h2").reserved == 0
     assert (wallets.balance("acct_1").available, wallets.balance("acct_1").held) == (1_000, 0)
+
+
+def test_the_sweeper_gives_back_the_slots_of_requests_that_never_finished(store, wallets, keys, clock):
+    limits = SqliteLimitRepo(store.db)
+    billing = Billing(wallets, keys, now_ms=lambda: clock["now"], hold_ttl_ms=1_000, limits=limits)
+    one_at_a_time = [LimitCharge("key#key_1", tokens=0, concurrency=1)]
+    now_s = clock["now"] // 1000
+    assert limits.admit("crashed", one_at_a_time, now_s + 5, now_s=now_s).admitted
+    billing.sweep()  # its lease has not expired: the slot stays taken
+    assert not limits.admit("next", one_at_a_time, now_s + 5, now_s=now_s).admitted
+    clock["now"] += 5_000
+    billing.sweep()
+    assert limits.admit("next", one_at_a_time, now_s + 60, now_s=now_s + 5).admitted
+    assert limits.expired_leases(now_s + 10) == []
