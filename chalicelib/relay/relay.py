@@ -22,6 +22,11 @@ Charge policy:
 - the client is told what the wallet was charged; usage beyond what the wallet
   holds is recorded as a shortfall in the ledger entry and the usage event.
 
+Request limits (limits.py): a request is admitted under its key's limits after its model is checked
+and before anything is held (refused: 429, nothing held); it is finished, once, on every way out —
+its answer returned, its stream exhausted or closed, any error — with its tokens corrected to what
+the answer used. A request that falls back is admitted once, under its first model.
+
 Once a request is held, every way out of it settles or releases the hold at once
 and records a usage event, an unexpected exception included (which then propagates).
 
