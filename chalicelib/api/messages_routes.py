@@ -54,7 +54,7 @@ def _render(result: RelayResult, *, model: str, stop_sequences: list[str] | None
     from chalicelib.relay.anthropic_inbound import to_anthropic_message
     from chalicelib.relay.anthropic_stream import AnthropicStream
 
-    headers = _ids(result.request_id)
+    headers = {**_ids(result.request_id), **result.limit_headers}
     message_id = "msg_" + result.request_id.removeprefix("req_")
     if result.events is None:
         assert result.body is not None
@@ -80,7 +80,9 @@ def _error(exc: Exception, request_id: str | None) -> Response:
     from chalicelib.relay.anthropic_stream import anthropic_error
 
     error = gateway_error(exc, view="messages", request_id=request_id)
-    headers = {"X-Tokenway-Cost-USD": "0.00", **(_ids(request_id) if request_id else {})}
+    headers = {"X-Tokenway-Cost-USD": "0.00", **(_ids(request_id) if request_id else {}),
+               # The key's request limits, when it has some, also on a refusal (429) or a failure.
+               **(getattr(exc, "limit_headers", None) or {})}
     if isinstance(error, RateLimited):
         headers["Retry-After"] = str(error.retry_after_s)
     if isinstance(error, MethodNotAllowed):

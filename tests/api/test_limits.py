@@ -162,3 +162,16 @@ def test_a_request_that_falls_back_is_counted_once(stack, upstream, request):
     assert answered.status_code == 200 and answered.json()["model"] == fallback
     assert answered.headers["x-ratelimit-remaining-requests"] == "1"
     assert [ask(stack.http, key, body).status_code for _ in range(2)] == [200, 429]
+
+
+def test_the_messages_route_is_counted_and_refused_in_anthropics_envelope(stack, upstream):
+    _, _, key = limited_customer(stack, rpm=1)
+    away_from_a_minute_boundary()
+    body = {"model": "deepseek-chat", "max_tokens": 16, "messages": [{"role": "user", "content": "Hello"}]}
+    served = stack.http.post("/v1/messages", json=body, headers={"x-api-key": key})
+    assert served.status_code == 200, served.text
+    assert (served.headers["x-ratelimit-limit-requests"], served.headers["x-ratelimit-remaining-requests"]) == (
+        "1", "0")
+    refused = stack.http.post("/v1/messages", json=body, headers={"x-api-key": key})
+    assert refused.status_code == 429 and refused.json()["error"]["type"] == "rate_limit_error"
+    assert int(refused.headers["retry-after"]) >= 1 and refused.headers["x-ratelimit-remaining-requests"] == "0"
