@@ -126,6 +126,24 @@ def seed(url: str, upstream: DemoUpstream) -> str:
         return admin.post(f"/admin/accounts/{account}/keys", json={"name": "bench"}).json()["key"]
 
 
+# Limits far above what the bench sends: every request is counted, none refused.
+BENCH_LIMITS = {"rpm": 1_000_000_000, "tpm": 1_000_000_000, "concurrency": 100_000}
+
+
+def limited_key(url: str) -> str:
+    """A key of the bench account on a plan with request limits (requests and tokens per minute, in flight)."""
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30) as admin:
+        admin.post("/admin/groups", json={"name": "bench-limited"})
+        admin.put("/admin/groups/bench-limited/limits", json=BENCH_LIMITS).raise_for_status()
+        account = admin.get("/admin/accounts?search=bench@example.com").json()["data"][0]["account_id"]
+        admin.patch(f"/admin/accounts/{account}", json={"groups": ["bench-limited"]}).raise_for_status()
+        key = admin.post(f"/admin/accounts/{account}/keys", json={"name": "bench-limited",
+                                                                 "group": "bench-limited"}).json()["key"]
+    # Every process of a server sees the new plan once its catalog cache (5 s) is read again.
+    time.sleep(Settings().catalog_cache_ttl_s + 1)
+    return key
+
+
 def cpu_seconds(pid: int) -> float:
     """User and system CPU time of a process and its children (the server's workers), from /proc."""
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
@@ -304,6 +322,8 @@ def chalice_local(emulator: Emulator, upstream: DemoUpstream, http: httpx.Client
     try:
         print("\n== chalice's local server (devstack.local_server), in this process ==")
         measure(http, upstream, server.url, seed(server.url, upstream), n, aws)
+        print("-- the same, with a key on a plan with request limits (RPM, TPM and in flight counted) --")
+        measure(http, upstream, server.url, limited_key(server.url), n, aws)
     finally:
         server.stop()
         deps.use_gateway(None)
@@ -367,6 +387,8 @@ def one_machine_sqlite(upstream: DemoUpstream, http: httpx.Client, n: int, flat_
                   f"workers of {settings.server_threads} threads; a temporary data directory; billing on) ==")
             key = seed(url, upstream)
             measure(http, upstream, url, key, n, None, server.pid)
+            print("-- the same, with a key on a plan with request limits (RPM, TPM and in flight counted) --")
+            measure(http, upstream, url, limited_key(url), n, None, server.pid)
             flatness(http, url, key, flat_n)
             streams(http, upstream, url, key)
         finally:
