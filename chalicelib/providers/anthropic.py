@@ -20,7 +20,7 @@ from chalicelib.core.domain import Channel
 from chalicelib.core.errors import UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from chalicelib.providers.anthropic_messages import StreamTranslator, to_completion, to_messages_body
 from chalicelib.providers.port import Operation
-from chalicelib.providers.upstream_http import error_message, failed_body, json_object, send, timeouts
+from chalicelib.providers.upstream_http import error_message, failed_body, json_object, refused, send, timeouts
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -104,23 +104,13 @@ def _raise_error_event(channel: Channel, event: dict[str, Any]) -> None:
 
 
 def _raise_for_status(channel: Channel, status: int, content: bytes) -> None:
-    if status < 400:
+    refusal = refused(channel, status, content)
+    if refusal is None:
         return
-    try:
-        payload = json.loads(content)
-    except ValueError:
-        payload = None
-    message = error_message(payload) or f"The upstream `{channel.name}` answered HTTP {status}."
-    if status >= 500:  # 529 is Anthropic's "overloaded": another channel may have room
-        raise UpstreamUnavailable(f"The upstream `{channel.name}` failed (HTTP {status}): {message}")
-    if status in (401, 403):
-        # The gateway's own credential for the channel was refused: not the caller's fault.
-        raise UpstreamUnavailable(f"The upstream `{channel.name}` refused the gateway's credentials.")
-    error = payload.get("error") if isinstance(payload, dict) else None
-    error_type = error.get("type") if isinstance(error, dict) and isinstance(error.get("type"), str) else None
+    error, message = refusal
     # Anthropic's `rate_limit_error` is OpenAI's too; its other 4xx types read as OpenAI's request errors.
     raise UpstreamRejected(status, message, error_type="rate_limit_error" if status == 429 else
-                           "invalid_request_error" if error_type else None)
+                           "invalid_request_error" if isinstance(error.get("type"), str) else None)
 
 
 

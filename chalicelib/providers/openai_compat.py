@@ -15,7 +15,7 @@ import httpx
 from chalicelib.core.domain import Channel
 from chalicelib.core.errors import ProviderError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from chalicelib.providers.port import Operation
-from chalicelib.providers.upstream_http import error_message, failed_body, json_object, send, timeouts
+from chalicelib.providers.upstream_http import error_message, failed_body, json_object, refused, send, timeouts
 
 # OpenAI's paths, under each channel's base URL (`…/v1`).
 _PATHS = {
@@ -88,25 +88,15 @@ def _events(channel: Channel, response: httpx.Response, timeout_s: float) -> Ite
 
 
 def _raise_for_status(channel: Channel, status: int, content: bytes) -> None:
-    if status < 400:
+    refusal = refused(channel, status, content)
+    if refusal is None:
         return
-    try:
-        payload = json.loads(content)
-    except ValueError:
-        payload = None
-    error = payload.get("error") if isinstance(payload, dict) else None
-    message = error_message(payload) or f"The upstream `{channel.name}` answered HTTP {status}."
-    if status >= 500:
-        raise UpstreamUnavailable(f"The upstream `{channel.name}` failed (HTTP {status}): {message}")
-    if status in (401, 403):
-        # The gateway's own credential for the channel was refused: not the caller's fault.
-        raise UpstreamUnavailable(f"The upstream `{channel.name}` refused the gateway's credentials.")
-    details = error if isinstance(error, dict) else {}
+    error, message = refusal
     raise UpstreamRejected(
         status, message,
-        param=details.get("param") if isinstance(details.get("param"), str) else None,
-        code=str(details["code"]) if details.get("code") is not None else None,
-        error_type=details.get("type") if isinstance(details.get("type"), str) else None,
+        param=error.get("param") if isinstance(error.get("param"), str) else None,
+        code=str(error["code"]) if error.get("code") is not None else None,
+        error_type=error.get("type") if isinstance(error.get("type"), str) else None,
     )
 
 

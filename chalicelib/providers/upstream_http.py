@@ -61,3 +61,23 @@ def json_object(channel: Channel, content: bytes) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise UpstreamUnavailable(f"The upstream `{channel.name}` sent a malformed response.")
     return payload
+
+
+def refused(channel: Channel, status: int, content: bytes) -> tuple[dict[str, Any], str] | None:
+    """None for a success. A failure another channel may not have (5xx, the gateway's own credential refused)
+    raises UpstreamUnavailable; any other refusal is left to the adapter, as the answer's error object (empty
+    if it sent none) and its message."""
+    if status < 400:
+        return None
+    try:
+        payload = json.loads(content)
+    except ValueError:
+        payload = None
+    message = error_message(payload) or f"The upstream `{channel.name}` answered HTTP {status}."
+    if status >= 500:  # Anthropic's 529 "overloaded" among them: another channel may have room
+        raise UpstreamUnavailable(f"The upstream `{channel.name}` failed (HTTP {status}): {message}")
+    if status in (401, 403):
+        # The gateway's own credential for the channel was refused: not the caller's fault.
+        raise UpstreamUnavailable(f"The upstream `{channel.name}` refused the gateway's credentials.")
+    error = payload.get("error") if isinstance(payload, dict) else None
+    return (error if isinstance(error, dict) else {}), message
