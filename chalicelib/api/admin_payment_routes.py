@@ -98,7 +98,6 @@ def adjust_wallet(account_id: str) -> Response:
 
     gateway, body = _authorized()
     command = parse(AdjustmentInput, body)
-    gateway.admin.wallet(account_id)  # NotFound for an unknown account
     adjusted = gateway.wallet.adjust(account_id, command.units(), command.reason, command.reference_or_new())
     return json_response(credit_json(account_id, adjusted))
 

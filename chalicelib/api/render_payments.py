@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.api.render import iso
+from chalicelib.core.money import cents_to_usd as usd
 from chalicelib.core.money import units_to_usd
 
 if TYPE_CHECKING:
@@ -13,15 +14,11 @@ if TYPE_CHECKING:
     from chalicelib.payments.topups import TopupOptions
 
 
-def _usd(cents: int) -> str:
-    return f"{cents // 100}.{cents % 100:02d}"
-
-
 def order_json(order: TopupOrder, *, operator: bool = False) -> dict[str, Any]:
     shown: dict[str, Any] = {
         "order_id": order.order_id,
         "status": order.status,
-        "pay_usd": _usd(order.pay_cents),
+        "pay_usd": usd(order.pay_cents),
         "credit_usd": units_to_usd(order.credit_units),
         "bonus_usd": units_to_usd(order.bonus_units),
         "currency": order.currency.upper(),
@@ -30,7 +27,7 @@ def order_json(order: TopupOrder, *, operator: bool = False) -> dict[str, Any]:
         "created_at": iso(order.created_at),
         "paid_at": iso(order.paid_at),
         "expires_at": iso(order.expires_at),
-        "refunded_usd": _usd(order.refunded_cents),
+        "refunded_usd": usd(order.refunded_cents),
         "dispute_status": order.dispute_status,
     }
     if operator:
@@ -81,8 +78,8 @@ def options_json(options: TopupOptions) -> dict[str, Any]:
         "enabled": options.enabled,
         "currency": "USD",
         "tiers": [tier_json(tier) for tier in settings.tiers],
-        "min_usd": _usd(settings.min_cents),
-        "max_usd": _usd(settings.max_cents),
+        "min_usd": usd(settings.min_cents),
+        "max_usd": usd(settings.max_cents),
         # A custom amount gets the bonus rate of the highest tier at or below it.
         "custom_amount": True,
         "payment_methods": list(options.methods),

@@ -93,3 +93,8 @@ def units_to_usd(units: int) -> str:
 def ceil_div(numerator: int, denominator: int) -> int:
     """Integer division rounding up (for non-negative numerators)."""
     return -(-numerator // denominator)
+
+
+def cents_to_usd(cents: int) -> str:
+    """Whole cents (what a payment provider counts) as the USD text customers read: two decimals."""
+    return f"{cents // 100}.{cents % 100:02d}"

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 
 from chalicelib.core.domain import LedgerEntry, LedgerKind
-from chalicelib.core.errors import Conflict
+from chalicelib.core.errors import Conflict, InvalidRequest
 from chalicelib.core.payments import OrderStatus, TopupOrder, WalletMove
 from chalicelib.payments.orders import Step, change
 from chalicelib.payments.tiers import usd
@@ -66,10 +66,13 @@ class Reversals:
                            param="order_id", code="order_not_refundable")
         left = order.pay_cents - order.refunded_cents
         if amount_cents is not None and not 0 < amount_cents <= left:
-            raise Conflict(f"amount_usd must be more than 0 and at most the {usd(left)} USD not yet refunded.",
-                           param="amount_usd", code="refund_too_large")
-        refunded = self._topups.provider.refund(order.payment_intent, amount_cents, reason=reason,
-                                                order_id=order.order_id)
+            raise InvalidRequest(f"amount_usd must be more than 0 and at most the {usd(left)} USD not yet refunded.",
+                                 param="amount_usd", code="invalid_value")
+        # One refund per state of the order: two operators (or a retried request) refunding the order as
+        # they both read it send the same key, and the provider refunds once.
+        refunded = self._topups.provider.refund(
+            order.payment_intent, amount_cents, reason=reason, order_id=order.order_id,
+            idempotency_key=f"refund-{order.order_id}-{order.refunded_cents}-{amount_cents or 'rest'}")
         return self.refunded(order, refunded, reason=reason)
 
     def refunded(self, order: TopupOrder, refunded_cents: int, *, reason: str | None = None) -> TopupOrder:
@@ -89,8 +92,7 @@ class Reversals:
         debit = target - order.refunded_units
         changes["refunded_units"] = target
         if order.status != OrderStatus.DISPUTED:
-            changes["status"] = (OrderStatus.REFUNDED if refunded_cents == order.pay_cents
-                                 else OrderStatus.PARTIALLY_REFUNDED)
+            changes["status"] = _refund_status(order.pay_cents, refunded_cents)
         if debit <= 0:
             return changes, None
         log.info("top-up %s: %s USD refunded in all, debiting %d units", order.order_id, usd(refunded_cents), debit)
@@ -115,7 +117,7 @@ class Reversals:
         log.warning("top-up %s disputed (%s): freezing %d units, suspending %s's keys", order.order_id, dispute_id,
                     freeze, order.account_id)
         changes.update(status=OrderStatus.DISPUTED, frozen_units=freeze)
-        return changes, WalletMove(order.account_id, freeze=max(0, freeze), disputes=1)
+        return changes, WalletMove(order.account_id, freeze=freeze, disputes=1)
 
     def dispute_closed(self, order: TopupOrder, dispute_id: str, status: str) -> TopupOrder:
         if order.dispute_id is None:
@@ -134,7 +136,7 @@ class Reversals:
         if won:
             log.info("top-up %s: dispute %s won; %d units available again", order.order_id, dispute_id,
                      order.frozen_units)
-            changes["status"] = (OrderStatus.PAID if order.refunded_cents == 0 else OrderStatus.PARTIALLY_REFUNDED)
+            changes["status"] = _refund_status(order.pay_cents, order.refunded_cents)
             return changes, WalletMove(order.account_id, unfreeze=order.frozen_units, disputes=-1)
         debit = order.credit_units - order.refunded_units
         log.warning("top-up %s: dispute %s lost; debiting %d units", order.order_id, dispute_id, debit)
@@ -145,3 +147,10 @@ class Reversals:
             kind=LedgerKind.DISPUTE, amount=-debit, created_at=now, reference=dispute_id,
             note=f"dispute lost on the top-up of {usd(order.pay_cents)} USD"),) if debit > 0 else ()
         return changes, WalletMove(order.account_id, unfreeze=order.frozen_units, entries=entries, disputes=-1)
+
+
+def _refund_status(pay_cents: int, refunded_cents: int) -> OrderStatus:
+    """A credited order's state by how much of its payment is refunded."""
+    if refunded_cents >= pay_cents:
+        return OrderStatus.REFUNDED
+    return OrderStatus.PARTIALLY_REFUNDED if refunded_cents else OrderStatus.PAID

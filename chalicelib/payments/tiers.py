@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from chalicelib.core.errors import InvalidRequest
 from chalicelib.core.money import MAX_USD, UNITS_PER_USD, units_to_usd
+from chalicelib.core.money import cents_to_usd as usd
 from chalicelib.core.payments import CENT_UNITS, TopupSettings, TopupTier
 
 # The manual's Top-Up Guide.
@@ -55,11 +56,6 @@ def parse_cents(value: object, field: str) -> int:
         raise InvalidRequest(f"{field} must have at most two decimals (whole cents).", param=field,
                              code="invalid_value")
     return int(cents)
-
-
-def usd(cents: int) -> str:
-    """Cents as the USD text customers read: two decimals."""
-    return f"{cents // 100}.{cents % 100:02d}"
 
 
 def check_amount(settings: TopupSettings, pay_cents: int, field: str = "amount_usd") -> None:

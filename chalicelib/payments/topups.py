@@ -151,8 +151,6 @@ class Topups:
 
     def list(self, *, account_id: str | None = None, status: str | None = None, limit: int = 50,
              cursor: str | None = None) -> OrderPage:
-        if status is not None:
-            OrderStatus(status)  # ValueError → the route names `status`
         return self._payments.list_orders(account_id=account_id, status=status, limit=min(limit, MAX_PAGE),
                                           cursor=cursor)
 

@@ -31,9 +31,11 @@ class PaymentProvider(Protocol):
     def paid_sessions(self, since_s: int, until_s: int) -> Iterator[PaymentFacts]:
         """Every paid checkout session created in [since_s, until_s), for reconciliation."""
 
-    def refund(self, payment_intent: str, amount_cents: int | None, *, reason: str, order_id: str) -> int:
-        """Refund the payment (all of what is left, or `amount_cents`); the payment's refunded
-        total in cents afterwards, as the provider counts it."""
+    def refund(self, payment_intent: str, amount_cents: int | None, *, reason: str, order_id: str,
+               idempotency_key: str) -> int:
+        """Refund the payment (all of what is left, or `amount_cents`) once per `idempotency_key`: a
+        repeat refunds nothing more. The payment's refunded total in cents afterwards, as the provider
+        counts it."""
 
     def verify_event(self, body: bytes, signature: str | None) -> PaymentEvent:
         """The event the body carries, once its signature verifies with the webhook secret within

@@ -123,13 +123,16 @@ class StripePayments:
 
     # -- refunds
 
-    def refund(self, payment_intent: str, amount_cents: int | None, *, reason: str, order_id: str) -> int:
+    def refund(self, payment_intent: str, amount_cents: int | None, *, reason: str, order_id: str,
+               idempotency_key: str) -> int:
         """Refund the payment (all of what is left, or `amount_cents`); the payment's refunded total in cents."""
         params: dict[str, Any] = {"payment_intent": payment_intent, "metadata": {"order_id": order_id,
                                                                                  "reason": reason}}
         if amount_cents is not None:
             params["amount"] = amount_cents
-        refund = self._call("refund a payment", self._client.v1.refunds.create, params)
+        # Stripe answers a repeated key with the first refund: a retried or doubled request refunds once.
+        refund = self._call("refund a payment", self._client.v1.refunds.create, params,
+                            {"idempotency_key": idempotency_key})
         charge_id = refund.get("charge")
         if isinstance(charge_id, dict):
             charge_id = charge_id.get("id")

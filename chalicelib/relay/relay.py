@@ -162,7 +162,7 @@ class Relay:
         estimate = pricing.chat_prompt_tokens(request.upstream_body()) + (
             min(asked, model_cap) if asked else model_cap) * request.n
         ticket = self._limits.admit(request_id, key, first.group, first.model.name, estimate,
-                                    timeout_s=first.model.timeout_s or self._default_timeout_s)
+                                    timeout_s=self._timeout(first.model))
 
         def answer() -> RelayResult:
             for position, checked in enumerate(candidates):
@@ -221,7 +221,7 @@ class Relay:
         checked = self._checker.check(request.model, Operation.EMBEDDINGS, key, client_ip)
         estimate = pricing.embedding_input_tokens(request.input)
         ticket = self._limits.admit(request_id, key, checked.group, checked.model.name, estimate,
-                                    timeout_s=checked.model.timeout_s or self._default_timeout_s)
+                                    timeout_s=self._timeout(checked.model))
         return self._limits.serve(ticket, lambda: self._embeddings_on(checked, key, request, request_id, ticket))
 
     def _embeddings_on(self, checked: Checked, key: ApiKey, request: EmbeddingsRequest, request_id: str,
@@ -241,7 +241,7 @@ class Relay:
         """Image generation, priced per image of the requested quality and size."""
         checked = self._checker.check(request.model, Operation.IMAGES, key, client_ip)
         ticket = self._limits.admit(request_id, key, checked.group, checked.model.name, 0,
-                                    timeout_s=checked.model.timeout_s or self._default_timeout_s)
+                                    timeout_s=self._timeout(checked.model))
         return self._limits.serve(ticket, lambda: self._images_on(checked, key, request, request_id, ticket))
 
     def _images_on(self, checked: Checked, key: ApiKey, request: ImagesRequest, request_id: str,
@@ -272,7 +272,7 @@ class Relay:
                      routes=checked.routes, multiplier_ppm=checked.group.multiplier_ppm), body
 
     def _reserve(self, call: _Call, quote: Quote) -> Reservation:
-        call.reservation = self._billing.reserve(call.request_id, call.key, quote, timeout_s=self._timeout(call))
+        call.reservation = self._billing.reserve(call.request_id, call.key, quote, timeout_s=self._timeout(call.model))
         return call.reservation
 
     @contextmanager
@@ -292,8 +292,8 @@ class Relay:
                     self._release(call, status=status, error_type=error_type)
             raise
 
-    def _timeout(self, call: _Call) -> float:
-        return call.model.timeout_s or self._default_timeout_s
+    def _timeout(self, model: ModelEntry) -> float:
+        return model.timeout_s or self._default_timeout_s
 
     def _call_upstream(self, call: _Call, body: dict[str, Any]) -> Any:
         """The first answer of the model's channels (see routing.Dispatcher), or its last failure."""
@@ -301,7 +301,7 @@ class Relay:
             call.route = route
 
         return self._dispatcher.send(call.routes, call.endpoint, body, stream=call.stream,
-                                     timeout_s=self._timeout(call), model=call.model.name, on_route=on_route)
+                                     timeout_s=self._timeout(call.model), model=call.model.name, on_route=on_route)
 
     def _release(self, call: _Call, *, status: int, error_type: str | None) -> None:
         """A request that delivered nothing: its hold goes back, and it is recorded at no cost."""

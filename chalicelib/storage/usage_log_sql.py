@@ -94,7 +94,8 @@ def status_predicate(status: str) -> Predicate:
         return Predicate("NOT (status BETWEEN ? AND ?)", (200, 299))
     if _STATUS.fullmatch(status):
         return Predicate("status = ?", (int(status),))
-    raise InvalidRequest('The status is "success", "error" or an HTTP status.', param="status")
+    raise InvalidRequest("status must be success, error or an HTTP status such as 429.", param="status",
+                         code="invalid_value")
 
 
 def order_by(*, newest_first: bool) -> str:

@@ -186,7 +186,7 @@ def test_routes_go_by_priority_then_share_by_weight(stack, upstream):
         assert post(stack, key, CHAT, {"model": name, "messages": HELLO}).status_code == 200
     served = Counter(r.json["model"] for r in upstream.requests)
     # Weights 9 and 1: about 36 of 40 on route-a (fewer than 28 has a chance below one in ten thousand).
-    assert served["route-a"] >= 28 and served["route-b"] >= 0 and sum(served.values()) == 40
+    assert served["route-a"] >= 28 and sum(served.values()) == 40
 
 
 def test_a_channels_extra_headers_go_upstream(stack, upstream):

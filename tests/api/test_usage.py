@@ -102,6 +102,7 @@ def test_the_csv_export_has_the_logs_rows(local):
     response = alice.call("GET", "/api/usage/export.csv")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert len(rows) == 3
     logs = get(alice, "/api/usage/logs")["data"]
     assert sorted(row["request_id"] for row in rows) == sorted(row["request_id"] for row in logs)
     by_id = {row["request_id"]: row for row in logs}

@@ -226,4 +226,11 @@ def test_rows_summed_by_a_label_equal_the_rows_added_up(funded, by):
         assert sorted(found, key=lambda row: str(getattr(row, by))) == sorted(
             expected, key=lambda row: str(getattr(row, by)))
         assert sum(row.requests for row in found) == (3 if account else 4)
+    # The sums themselves, not only their agreement with the rows (DynamoDB sums the rows in Python).
+    every = funded.rollups.sums(None, BUCKET, BUCKET + 2 * Q, by)
+    if by == "bucket":
+        assert sorted((r.bucket, r.requests, r.errors, r.cost) for r in every) == [
+            (BUCKET, 3, 1, 80), (BUCKET + Q, 1, 0, 20)]
+    if by == "account_id":
+        assert sorted((r.account_id, r.requests, r.cost) for r in every) == [("acct_1", 3, 60), ("acct_2", 1, 40)]
     assert funded.rollups.sums("acct_1", BUCKET + 2 * Q, BUCKET + 3 * Q, by) == []

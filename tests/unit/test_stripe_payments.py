@@ -168,15 +168,21 @@ def test_refunds_return_the_charges_cumulative_refunded_total(demo: DemoPayments
     demo.pay(session_id)
     intent = demo.session(session_id)["payment_intent"]
 
-    assert stripe_payments.refund(intent, 500, reason="customer asked", order_id="ord_1") == 500
+    assert stripe_payments.refund(intent, 500, reason="customer asked", order_id="ord_1",
+                                  idempotency_key="refund-1") == 500
     sent = demo.requests[-2]
     assert (sent.path, sent.params) == ("/v1/refunds", {"payment_intent": intent, "amount": "500", "metadata": {
         "order_id": "ord_1", "reason": "customer asked"}})
+    assert sent.headers.get("idempotency-key") == "refund-1"
+    # The same key again (a retried or doubled request): the first refund's answer, nothing refunded twice.
+    assert stripe_payments.refund(intent, 500, reason="customer asked", order_id="ord_1",
+                                  idempotency_key="refund-1") == 500
+    assert len(demo.events("charge.refunded")) == 1
     demo.refund(intent, 300)  # made on the provider's side: it counts in the total
-    assert stripe_payments.refund(intent, None, reason="rest", order_id="ord_1") == 2000
+    assert stripe_payments.refund(intent, None, reason="rest", order_id="ord_1", idempotency_key="refund-2") == 2000
     assert "amount" not in [r for r in demo.requests if r.path == "/v1/refunds"][-1].params
     with pytest.raises(PaymentProviderError, match="refund a payment"):
-        stripe_payments.refund(intent, None, reason="again", order_id="ord_1")
+        stripe_payments.refund(intent, None, reason="again", order_id="ord_1", idempotency_key="refund-3")
 
 
 # -- failures

@@ -53,7 +53,7 @@ class DynamoLimitRepo(LimitRepo):
                 return Admission(False, self._counts(charges[:1], minute, reset_s), charge.scope, "rpm", reset_s)
             if charge.tpm is not None and charge.tokens > charge.tpm:
                 return Admission(False, self._counts(charges[:1], minute, reset_s), charge.scope, "tpm", reset_s)
-            conditions, values = [], {":one": 1, ":tokens": charge.tokens, ":expires": (minute + 2) * WINDOW_S}
+            conditions, values = [], {":one": 1, ":tokens": charge.tokens, ":expires": _window_expiry(window_id)}
             # Invariant: a window's requests <= rpm.
             if charge.rpm is not None:
                 conditions.append("(attribute_not_exists(requests) OR requests <= :rpm_left)")
@@ -125,10 +125,12 @@ class DynamoLimitRepo(LimitRepo):
             "TableName": self._table, "Key": to_item({"counter_id": scope}),
             "UpdateExpression": "ADD inflight :minus_one", "ExpressionAttributeValues": to_item({":minus_one": -1}),
         }}) for index, scope in enumerate(scopes)]
-        # A correction is unconditional: the tokens were used, whatever the limit.
+        # A correction is unconditional: the tokens were used, whatever the limit. A window the TTL removed
+        # meanwhile comes back with its expiry, so that it is removed again.
         items += [TransactItem(f"tokens{index}", {"Update": {
             "TableName": self._table, "Key": to_item({"counter_id": window_id}),
-            "UpdateExpression": "ADD tokens :delta", "ExpressionAttributeValues": to_item({":delta": delta}),
+            "UpdateExpression": "ADD tokens :delta SET expires_at_s = if_not_exists(expires_at_s, :expires)",
+            "ExpressionAttributeValues": to_item({":delta": delta, ":expires": _window_expiry(window_id)}),
         }}) for index, (window_id, delta) in enumerate(token_corrections) if delta]
         try:
             transact(self._client, items, action="give the request's slots back")
@@ -157,3 +159,8 @@ def _refusal(charges: list[LimitCharge], cancelled: TransactionCancelled, minute
         if f"inflight{index}" in cancelled:
             return Admission(False, (), charge.scope, "concurrency", 1)
     return Admission(False, (), None, "duplicate", 1)  # the lease exists: the request was admitted already
+
+
+def _window_expiry(window_id: str) -> int:
+    """When a window's item may go (epoch s): a minute after the window ends."""
+    return (int(window_id.rsplit("#", 1)[1]) + 2) * WINDOW_S
