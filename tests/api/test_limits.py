@@ -42,11 +42,15 @@ def away_from_a_minute_boundary(margin_s: float = 8) -> None:
 
 
 def test_100_concurrent_requests_against_an_rpm_of_20_serve_exactly_20(stack, upstream):
-    _, account_id, key = limited_customer(stack, rpm=20)
-    away_from_a_minute_boundary()
-    with httpx.Client(base_url=stack.url, timeout=30, limits=httpx.Limits(max_connections=100)) as http:
-        with ThreadPoolExecutor(100) as pool:
-            responses = list(pool.map(lambda _: ask(http, key), range(100)))
+    for _ in range(3):  # a burst that a busy machine stretched over two minutes is tried again, on a new key
+        _, account_id, key = limited_customer(stack, rpm=20)
+        away_from_a_minute_boundary()
+        began = time.time()
+        with httpx.Client(base_url=stack.url, timeout=30, limits=httpx.Limits(max_connections=100)) as http:
+            with ThreadPoolExecutor(100) as pool:
+                responses = list(pool.map(ask, [http] * 100, [key] * 100))
+        if began // 60 == time.time() // 60:
+            break  # every request fell in one window
     served = [r for r in responses if r.status_code == 200]
     refused = [r for r in responses if r.status_code == 429]
     assert (len(served), len(refused)) == (20, 80), sorted({r.status_code for r in responses})
