@@ -13,6 +13,9 @@ from typing import Any
 class LoopbackServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    # The listen backlog: socketserver's default of 5 resets connections when a burst (the gateway's
+    # 32 workers' threads calling at once) arrives faster than the server accepts them.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], handler: type[http.server.BaseHTTPRequestHandler]) -> None:
         if ":" in address[0]:
