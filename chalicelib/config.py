@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # None by default: the client is the peer API Gateway or the one-machine server saw.
     trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
     upstream_timeout_s: float = Field(120.0, gt=0)
+    # A stream whose first token has not come this long after the call moves on to the next
+    # channel or model, or fails as timed out (never longer than the model's own timeout).
+    first_token_timeout_s: float = Field(60.0, gt=0)
     # How long a looked-up key and the catalog are reused before re-reading.
     key_cache_ttl_s: float = Field(5.0, ge=0)
     catalog_cache_ttl_s: float = Field(5.0, ge=0)

@@ -104,6 +104,7 @@ class Gateway:
     webhooks: PaymentWebhooks
     codes: RedemptionCodes
     usage: UsageReports
+    usage_sink: UsageSink
 
 
 def now_ms() -> int:
@@ -148,7 +149,8 @@ def dynamodb_repositories(settings: Settings, session: boto3.session.Session, se
         accounts=DynamoAccountRepo(dynamodb, table("accounts"), emails=table("emails")),
         keys=DynamoKeyRepo(dynamodb, table("keys")),
         wallets=DynamoWalletRepo(dynamodb, accounts=table("accounts"), holds=table("holds"), ledger=table("ledger"),
-                                 keys=table("keys"), rollups=table("usage-rollups")),
+                                 keys=table("keys"), rollups=table("usage-rollups"),
+                                 outbox=table("usage-outbox")),
         catalog=DynamoCatalogRepo(dynamodb, table("catalog"), sealer=sealer),
         sessions=DynamoSessionRepo(dynamodb, table("sessions")),
         login_attempts=DynamoLoginAttemptRepo(dynamodb, table("login-attempts")),
@@ -229,11 +231,12 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
     breakers = ChannelBreakers(BreakerSettings(failures=settings.breaker_failures,
                                                window_s=settings.breaker_window_s,
                                                cooldown_s=settings.breaker_cooldown_s))
+    sink = usage_sink(settings, session)
     relay = Relay(
-        catalog, billing, adapters,
-        usage_sink(settings, session),
+        catalog, billing, adapters, sink,
         plans=KeyPlans(catalog, accounts_repo),
         default_timeout_s=settings.upstream_timeout_s,
+        first_token_timeout_s=settings.first_token_timeout_s,
         breakers=breakers,
         limits=RequestLimits(repos.limits),
     )
@@ -276,6 +279,7 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
         webhooks=PaymentWebhooks(repos.payments, topups, reversals, now_ms=now_ms),
         codes=RedemptionCodes(repos.codes, repos.login_attempts, hasher, now_ms=now_ms),
         usage=UsageReports(repos.rollups, usage_log(settings, session), keys_repo, now_ms=now_ms),
+        usage_sink=sink,
     )
 
 

@@ -205,6 +205,8 @@ class Exchange:
     cut_after_chunks: int | None = None  # abort a stream after this many content chunks
     images_override: int | None = None  # return this many images, whatever `n` says
     event_interval_s: float | None = None  # in a stream, wait this long before each event after the first
+    # in a stream, after the role chunk, only keep-alive comments for this long before the first token
+    first_token_after_s: float | None = None
 
     @property
     def json(self) -> Any:
@@ -299,6 +301,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         payload = data if isinstance(data, str) else json.dumps(data)
         event = f"data: {payload}\n\n".encode()
         self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+        self.wfile.flush()
+
+    def send_comment(self, text: str) -> None:
+        comment = f": {text}\n\n".encode()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(comment), comment))
         self.wfile.flush()
 
     def end_stream(self) -> None:
@@ -455,6 +462,14 @@ class DemoUpstream:
         reply_body["system_fingerprint"] = "demo"
         handler.send_json(200, reply_body, {"X-Request-Id": f"req_{uuid.uuid4().hex[:24]}"})
 
+    def _keep_alive(self, handler: _Handler, seconds: float) -> None:
+        """Keep-alive comments only, every 0.1 s for `seconds`, as a model slow to start writes."""
+        until = time.monotonic() + seconds
+        while (left := until - time.monotonic()) > 0:
+            if self._stopping.wait(min(0.1, left)):
+                raise ConnectionAbortedError("the demo upstream is stopping")
+            handler.send_comment("keep-alive")
+
     def _chat_stream(self, handler: _Handler, exchange: Exchange, head: dict, reply: str, finish: str, n: int,
                      usage: dict | None) -> None:
         with_usage_key = usage is not None and not exchange.omit_usage
@@ -484,6 +499,8 @@ class DemoUpstream:
         sent = 0
         for index in range(n):
             send(chunk([choice(index, {"role": "assistant", "content": ""})]))
+            if index == 0 and exchange.first_token_after_s is not None:
+                self._keep_alive(handler, exchange.first_token_after_s)
             for piece in pieces:
                 if cut is not None and sent >= cut:
                     handler.abort()

@@ -293,6 +293,8 @@ class _Resolver:
 
     def _get_att(self, name: str, attribute: str) -> str:
         resource_type = self._resources.get(name, {}).get("Type")
+        if (resource_type, attribute) == ("AWS::DynamoDB::Table", "StreamArn"):
+            return self._clients("dynamodb").describe_table(TableName=self._ref(name))["Table"]["LatestStreamArn"]
         resolver = _ARN_RESOLVERS.get(resource_type) if attribute == "Arn" else None
         if resolver is None:
             raise ProvisioningError(f"Fn::GetAtt {name}.{attribute} ({resource_type}) is not supported")

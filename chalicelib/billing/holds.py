@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from chalicelib.billing.pricing import Usage, charge
-from chalicelib.core.domain import PPM, ApiKey, Hold, HoldResult, LedgerEntry, Prices, Settlement
+from chalicelib.core.domain import PPM, ApiKey, Hold, HoldResult, LedgerEntry, Prices, Settlement, UsageEvent
 from chalicelib.core.errors import InsufficientQuota, PermissionDenied, StorageError
 from chalicelib.core.money import units_to_usd
 from chalicelib.core.usage import UsageDelta
@@ -119,8 +119,10 @@ class Billing:
         raise InsufficientQuota("Your balance changed while reserving this request; try again.")
 
     def settle(self, reservation: Reservation, cost: int, *, model: str, key_id: str,
-               prompt_tokens: int = 0, completion_tokens: int = 0, usage: UsageDelta | None = None) -> Settlement:
-        """Charge `cost` for a completed request and close its hold, adding `usage` to the live rollups."""
+               prompt_tokens: int = 0, completion_tokens: int = 0, usage: UsageDelta | None = None,
+               event: UsageEvent | None = None) -> Settlement:
+        """Charge `cost` for a completed request and close its hold, adding `usage` to the live rollups
+        and, where the wallet records events, writing `event` (`recorded` says whether it did)."""
         hold = reservation.hold
         entry = LedgerEntry(
             account_id=hold.account_id,
@@ -134,7 +136,7 @@ class Billing:
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
         )
-        settlement = self._wallets.settle(hold, cost, entry, usage)
+        settlement = self._wallets.settle(hold, cost, entry, usage, event)
         if settlement.shortfall:
             # Beyond its hold, a request is charged only what the wallet and the key's quota
             # still have; the rest is the operator's loss, totalled on the account.
@@ -142,13 +144,17 @@ class Billing:
                         hold.request_id, hold.account_id, key_id, settlement.shortfall, cost, settlement.charged)
         return settlement
 
-    def release(self, reservation: Reservation, usage: UsageDelta | None = None) -> None:
-        """Give a failed request's hold back, counting `usage` (an error) in the live rollups. Never
-        raises: the sweeper retries what fails here (without counting it)."""
+    def release(self, reservation: Reservation, usage: UsageDelta | None = None,
+                event: UsageEvent | None = None) -> bool:
+        """Give a failed request's hold back, counting `usage` (an error) in the live rollups; whether
+        `event` was written with it (only where the wallet records events). Never raises: the
+        sweeper retries what fails here (without counting it)."""
         try:
-            self._wallets.release(reservation.hold, usage)
+            closed = self._wallets.release(reservation.hold, usage, event)
         except StorageError:
             log.exception("could not release hold %s; the sweeper will", reservation.hold.request_id)
+            return False
+        return closed and event is not None and self._wallets.records_events
 
     def sweep(self) -> int:
         """Release every hold past its expiry (left by a crashed or timed-out run), on its key's

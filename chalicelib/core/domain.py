@@ -344,10 +344,12 @@ class Credited:
 
 @dataclass(frozen=True)
 class Settlement:
-    """What settling a hold actually charged."""
+    """What settling a hold actually charged; `recorded` when the settlement's own transaction
+    wrote the request's usage event (see WalletRepo.records_events)."""
 
     charged: int
     shortfall: int
+    recorded: bool = False
 
 
 @dataclass(frozen=True)

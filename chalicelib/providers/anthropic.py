@@ -11,6 +11,7 @@ OpenAI's fields, so that cache writes are priced at their own rate
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +20,7 @@ import httpx
 from chalicelib.core.domain import Channel
 from chalicelib.core.errors import UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from chalicelib.providers.anthropic_messages import StreamTranslator, to_completion, to_messages_body
+from chalicelib.providers.first_token import watched
 from chalicelib.providers.port import Operation
 from chalicelib.providers.upstream_http import error_message, failed_body, json_object, refused, send, timeouts
 
@@ -44,15 +46,16 @@ class AnthropicAdapter:
             raise UpstreamUnavailable(f"The upstream `{channel.name}` sent a malformed response.") from exc
 
     def stream(self, channel: Channel, operation: Operation, body: dict[str, Any], *,
-               timeout_s: float) -> Iterator[dict[str, Any]]:
+               timeout_s: float, first_token_s: float | None = None) -> Iterator[dict[str, Any]]:
         """Start a streamed chat. The connection and status are checked before this returns,
         so a failure to start can still fall back to another channel; the iterator yields
         OpenAI chunks and raises ProviderError if the stream breaks or ends early."""
         request = self._request(channel, operation, body, timeout_s, stream=True)
-        response = send(self._http, channel, request, timeout_s, stream=True)
+        started = time.monotonic()
+        response = send(self._http, channel, request, timeout_s, stream=True, first_token_s=first_token_s)
         if response.status_code >= 400:
             _raise_for_status(channel, response.status_code, failed_body(response))
-        return _chunks(channel, response, timeout_s)
+        return watched(_chunks(channel, response, timeout_s), response, channel, first_token_s, started=started)
 
     @staticmethod
     def _request(channel: Channel, operation: Operation, body: dict[str, Any], timeout_s: float, *,

@@ -7,6 +7,7 @@ answers are mapped to ProviderError subclasses here, at the boundary.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ import httpx
 
 from chalicelib.core.domain import Channel
 from chalicelib.core.errors import ProviderError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from chalicelib.providers.first_token import watched
 from chalicelib.providers.port import Operation
 from chalicelib.providers.upstream_http import error_message, failed_body, json_object, refused, send, timeouts
 
@@ -38,16 +40,17 @@ class OpenAICompatAdapter:
         return json_object(channel, response.content)
 
     def stream(self, channel: Channel, operation: Operation, body: dict[str, Any], *,
-               timeout_s: float) -> Iterator[dict[str, Any]]:
+               timeout_s: float, first_token_s: float | None = None) -> Iterator[dict[str, Any]]:
         """POST a streaming request. The connection and status are checked before this
         returns, so a failure to start can still fall back to another channel; the
         returned iterator yields each `data:` event as a dict until `[DONE]`, and
         raises ProviderError if the stream breaks or ends early."""
         request = self._request(channel, _PATHS[operation], body, timeout_s)
-        response = send(self._http, channel, request, timeout_s, stream=True)
+        started = time.monotonic()
+        response = send(self._http, channel, request, timeout_s, stream=True, first_token_s=first_token_s)
         if response.status_code >= 400:
             _raise_for_status(channel, response.status_code, failed_body(response))
-        return _events(channel, response, timeout_s)
+        return watched(_events(channel, response, timeout_s), response, channel, first_token_s, started=started)
 
     @staticmethod
     def _request(channel: Channel, path: str, body: dict[str, Any], timeout_s: float) -> httpx.Request:

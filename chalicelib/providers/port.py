@@ -28,9 +28,11 @@ class ProviderAdapter(Protocol):
         """Run one operation with an OpenAI-format body; the OpenAI-format answer."""
 
     def stream(self, channel: Channel, operation: Operation, body: dict[str, Any], *,
-               timeout_s: float) -> Iterator[dict[str, Any]]:
+               timeout_s: float, first_token_s: float | None = None) -> Iterator[dict[str, Any]]:
         """Start a streamed operation (connection and status checked before returning, so a
-        failure to start may fall back); the iterator yields OpenAI-format chunks."""
+        failure to start may fall back); the iterator yields OpenAI-format chunks. With
+        `first_token_s`, a stream whose first token has not come that long after the call
+        fails with UpstreamTimeout (see first_token.py); later reads wait `timeout_s` each."""
 
 
 # Channel kind → adapter, built by the composition root.

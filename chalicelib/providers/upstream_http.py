@@ -20,14 +20,24 @@ def timeouts(timeout_s: float) -> dict[str, Any]:
 
 
 def send(http: httpx.Client, channel: Channel, request: httpx.Request, timeout_s: float, *,
-         stream: bool = False) -> httpx.Response:
-    """Send the request; a timeout or a transport failure as the ProviderError that says so."""
+         stream: bool = False, first_token_s: float | None = None) -> httpx.Response:
+    """Send the request; a timeout or a transport failure as the ProviderError that says so.
+
+    With `first_token_s` (a stream), the answer's headers must come within it too: they come
+    before any token. The body's reads then wait up to `timeout_s` each, the first token's
+    deadline being kept by first_token.watched. (httpcore reads the timeouts from the request's
+    extensions when it starts reading the body, so setting them back before that applies them.)"""
+    waited = timeout_s if first_token_s is None else min(timeout_s, first_token_s)
+    request.extensions["timeout"] = timeouts(waited)
     try:
-        return http.send(request, stream=stream)
+        response = http.send(request, stream=stream)
     except httpx.TimeoutException as exc:
-        raise UpstreamTimeout(f"The upstream `{channel.name}` did not answer in {timeout_s:g} s.") from exc
+        said = "sent no token" if waited < timeout_s else "did not answer"
+        raise UpstreamTimeout(f"The upstream `{channel.name}` {said} in {waited:g} s.") from exc
     except httpx.HTTPError as exc:
         raise UpstreamUnavailable(f"The upstream `{channel.name}` could not be reached.") from exc
+    request.extensions["timeout"] = timeouts(timeout_s)
+    return response
 
 
 def failed_body(response: httpx.Response) -> bytes:

@@ -120,7 +120,8 @@ class _Call:
 class Relay:
     def __init__(self, catalog: Catalog, billing: Billing, adapters: Mapping[str, ProviderAdapter],
                  usage_sink: UsageSink, *, plans: KeyPlans,
-                 default_timeout_s: float, monotonic: Callable[[], float] = time.monotonic,
+                 default_timeout_s: float, first_token_timeout_s: float | None = None,
+                 monotonic: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time, breakers: ChannelBreakers | None = None,
                  rng: random.Random | None = None, limits: RequestLimits | None = None) -> None:
         self._catalog = catalog
@@ -130,6 +131,7 @@ class Relay:
         self._adapters = adapters  # by channel kind
         self._usage_sink = usage_sink
         self._default_timeout_s = default_timeout_s
+        self._first_token_timeout_s = first_token_timeout_s
         self._monotonic = monotonic
         self._wall_clock = wall_clock
         self._checker = ModelChecker(catalog, plans)
@@ -300,17 +302,20 @@ class Relay:
         def on_route(route: ResolvedRoute) -> None:
             call.route = route
 
-        return self._dispatcher.send(call.routes, call.endpoint, body, stream=call.stream,
-                                     timeout_s=self._timeout(call.model), model=call.model.name, on_route=on_route)
+        timeout_s = self._timeout(call.model)
+        first_token_s = self._first_token_timeout_s
+        return self._dispatcher.send(call.routes, call.endpoint, body, stream=call.stream, timeout_s=timeout_s,
+                                     first_token_s=None if first_token_s is None else min(first_token_s, timeout_s),
+                                     model=call.model.name, on_route=on_route)
 
     def _release(self, call: _Call, *, status: int, error_type: str | None) -> None:
         """A request that delivered nothing: its hold goes back, and it is recorded at no cost."""
         assert call.reservation is not None
         call.closed = True
         at, latency = self._now_ms(), self._elapsed_ms(call)
-        self._billing.release(call.reservation, self._delta(call, Usage(), at, latency, error=True))
-        self._record(call, status=status, error_type=error_type, usage=Usage(), charged=0, shortfall=0, at=at,
-                     latency_ms=latency)
+        event = self._event(call, status=status, error_type=error_type, usage=Usage(), at=at, latency_ms=latency)
+        if not self._billing.release(call.reservation, self._delta(call, Usage(), at, latency, error=True), event):
+            emit(self._usage_sink, event)
 
     def _complete(self, call: _Call, payload: dict[str, Any], usage: Usage) -> RelayResult:
         charged = self._settle(call, usage, status=200)
@@ -332,20 +337,24 @@ class Relay:
         if call.ticket is not None:
             call.ticket.used = usage.prompt_tokens + usage.completion_tokens
         at, latency = self._now_ms(), self._elapsed_ms(call)
+        event = self._event(call, status=status, error_type=error_type, usage=usage, at=at, latency_ms=latency)
         try:
             settlement = self._billing.settle(call.reservation, cost, model=call.model.name,
                                               key_id=call.key.key_id, prompt_tokens=usage.prompt_tokens,
                                               completion_tokens=usage.completion_tokens,
-                                              usage=self._delta(call, usage, at, latency, error=status >= 400))
+                                              usage=self._delta(call, usage, at, latency, error=status >= 400),
+                                              event=event)
         except BaseException as exc:
             # Not charged: the hold goes back (or to the sweeper, if storage is down).
-            self._billing.release(call.reservation, self._delta(call, Usage(), at, latency, error=True))
             failed_status, failed_type = _failure(exc)
-            self._record(call, status=failed_status, error_type=failed_type, usage=usage, charged=0, shortfall=0,
-                         at=at, latency_ms=latency)
+            failed = replace(event, status=failed_status, error_type=failed_type)
+            if not self._billing.release(call.reservation, self._delta(call, Usage(), at, latency, error=True),
+                                         failed):
+                emit(self._usage_sink, failed)
             raise
-        self._record(call, status=status, error_type=error_type, usage=usage, charged=settlement.charged,
-                     shortfall=settlement.shortfall, at=at, latency_ms=latency)
+        if not settlement.recorded:
+            emit(self._usage_sink, replace(event, cost_units=settlement.charged,
+                                           shortfall_units=settlement.shortfall))
         return settlement.charged
 
     def _relay_stream(self, call: _Call, events: Iterator[dict[str, Any]], result: RelayResult, *,
@@ -428,10 +437,11 @@ class Relay:
             latency_ms=latency_ms, ttft_ms=call.ttft_ms,
         )
 
-    def _record(self, call: _Call, *, status: int, error_type: str | None, usage: Usage, charged: int,
-                shortfall: int, at: int, latency_ms: int) -> None:
-        """The usage event, at the time its rollup counted it (so the log and the rollups agree)."""
-        emit(self._usage_sink, UsageEvent(
+    def _event(self, call: _Call, *, status: int, error_type: str | None, usage: Usage, at: int,
+               latency_ms: int) -> UsageEvent:
+        """The request's usage event, at the time its rollup counts it (so the log and the rollups
+        agree), at no cost: the settlement fills in what it charged."""
+        return UsageEvent(
             time=datetime.fromtimestamp(at / 1000, tz=UTC).isoformat(timespec="milliseconds"),
             request_id=call.request_id,
             account_id=call.key.account_id,
@@ -446,11 +456,9 @@ class Relay:
             cached_tokens=usage.cached_tokens,
             completion_tokens=usage.completion_tokens,
             images=usage.images,
-            cost_units=charged,
-            shortfall_units=shortfall,
             latency_ms=latency_ms,
             ttft_ms=call.ttft_ms,
-        ))
+        )
 
     def _elapsed_ms(self, call: _Call) -> int:
         return int((self._monotonic() - call.started) * 1000)

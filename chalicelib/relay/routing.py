@@ -16,6 +16,7 @@ from typing import Any
 
 from chalicelib.catalog.catalog import ResolvedRoute
 from chalicelib.core.errors import ProviderError, UpstreamUnavailable
+from chalicelib.providers.first_token import has_token
 from chalicelib.providers.port import Operation, ProviderAdapter
 from chalicelib.relay.health import BreakerState, ChannelBreakers
 
@@ -55,16 +56,18 @@ class Dispatcher:
         self._monotonic = monotonic
 
     def send(self, routes: Sequence[ResolvedRoute], operation: Operation, body: dict[str, Any], *, stream: bool,
-             timeout_s: float, model: str, on_route: Callable[[ResolvedRoute], None]) -> Any:
+             timeout_s: float, model: str, on_route: Callable[[ResolvedRoute], None],
+             first_token_s: float | None = None) -> Any:
         """Try the channels by priority, weighted among equals, skipping those whose breaker is open;
-        the first answer wins (for a stream, once its status is known). A failure another channel might
-        not have (5xx, timeout, 429, refused connection) moves on to the next. When every breaker is
-        open, the channels the operator did not force open are tried anyway, the one open longest first.
-        `on_route` hears of each channel as it is tried."""
+        the first answer wins (a stream once its first token came: until then nothing has reached the
+        client, so a stream that breaks or keeps silent past `first_token_s` moves on too). A failure
+        another channel might not have (5xx, timeout, 429, refused connection) moves on to the next.
+        When every breaker is open, the channels the operator did not force open are tried anyway,
+        the one open longest first. `on_route` hears of each channel as it is tried."""
         failure: ProviderError | None = None
         for route in self._to_try(healthy_first(weighted_order(routes, self._rng), self._breakers)):
             try:
-                return self._attempt(route, operation, body, stream, timeout_s, on_route)
+                return self._attempt(route, operation, body, stream, timeout_s, first_token_s, on_route)
             except ProviderError as exc:
                 if not exc.retryable:
                     raise
@@ -86,7 +89,7 @@ class Dispatcher:
             yield from (route for route in skipped if route.channel.state != "open")
 
     def _attempt(self, route: ResolvedRoute, operation: Operation, body: dict[str, Any], stream: bool,
-                 timeout_s: float, on_route: Callable[[ResolvedRoute], None]) -> Any:
+                 timeout_s: float, first_token_s: float | None, on_route: Callable[[ResolvedRoute], None]) -> Any:
         """One call on one channel, its outcome told to the channel's breaker."""
         on_route(route)
         routed = {**body, "model": route.upstream_model}
@@ -95,7 +98,8 @@ class Dispatcher:
         healthy: bool | None = None  # None: the call ended some other way, which says nothing of the channel
         try:
             if stream:
-                answer = adapter.stream(route.channel, operation, routed, timeout_s=timeout_s)
+                answer = until_first_token(adapter.stream(route.channel, operation, routed, timeout_s=timeout_s,
+                                                          first_token_s=first_token_s))
             else:
                 answer = adapter.call(route.channel, operation, routed, timeout_s=timeout_s)
             healthy = True
@@ -112,3 +116,33 @@ class Dispatcher:
                 self._breakers.failed(route.channel.name, elapsed_ms)
             else:
                 self._breakers.abandoned(route.channel.name)
+
+
+def until_first_token(chunks: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The stream, read up to its first chunk carrying a token (or its end) before it is handed out;
+    what was read comes first. A failure until then is the channel's, and another may answer."""
+    read: list[dict[str, Any]] = []
+    for chunk in chunks:
+        read.append(chunk)
+        if has_token(chunk):
+            break
+    return _Resumed(read, chunks)
+
+
+class _Resumed(Iterator[dict[str, Any]]):
+    """Chunks already read, then the rest of the stream; closing it closes the stream (at once,
+    even before the first chunk is asked for, which a generator would not)."""
+
+    def __init__(self, read: list[dict[str, Any]], rest: Iterator[dict[str, Any]]) -> None:
+        self._read = iter(read)
+        self._rest = rest
+
+    def __next__(self) -> dict[str, Any]:
+        for chunk in self._read:
+            return chunk
+        return next(self._rest)
+
+    def close(self) -> None:
+        close = getattr(self._rest, "close", None)
+        if close is not None:
+            close()

@@ -201,21 +201,27 @@ class WalletRepo(ABC):
         """Reserve `hold.amount` on the account and on the key, if the account is active and has
         it available and the key is active, unexpired and within its quota."""
 
+    # Whether settle and release write the request's usage event in their own transaction (to an
+    # outbox forwarded to the usage sink), so that nobody else sends it: no round trip of its own.
+    records_events: bool = False
+
     @abstractmethod
-    def settle(self, hold: Hold, cost: int, entry: LedgerEntry, usage: UsageDelta | None = None) -> Settlement:
+    def settle(self, hold: Hold, cost: int, entry: LedgerEntry, usage: UsageDelta | None = None,
+               event: UsageEvent | None = None) -> Settlement:
         """Close the hold and charge `cost`: from the hold first, then beyond it only as far as
         both the wallet's available balance and the key's remaining quota allow; the rest is the
         shortfall, recorded on `entry` and added to the account's running total. `entry` is the
         ledger entry to write, whose amount and shortfall are filled in here. A second settle
         of the same hold charges nothing more. `usage` is added to its rollup row in the same
         transaction, with `cost` replaced by what was charged (and only by the settle that closes
-        the hold: a request is counted once)."""
+        the hold: a request is counted once). Where `records_events`, `event` is written in the
+        same transaction with what was charged and the shortfall filled in (`recorded` says so)."""
 
     @abstractmethod
-    def release(self, hold: Hold, usage: UsageDelta | None = None) -> bool:
+    def release(self, hold: Hold, usage: UsageDelta | None = None, event: UsageEvent | None = None) -> bool:
         """Close the hold and give its amount back; False if it was already closed. `usage` (a
         failed request: an error at no cost) is added to its rollup row in the same transaction,
-        only by the release that closes the hold."""
+        only by the release that closes the hold; where `records_events`, so is `event`."""
 
     @abstractmethod
     def ledger(self, account_id: str) -> list[LedgerEntry]:

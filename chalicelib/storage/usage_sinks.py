@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from chalicelib.core.domain import UsageEvent
+from chalicelib.storage.dynamodb.usage_outbox import forward
 
 
 class FirehoseUsageSink:
@@ -16,6 +18,10 @@ class FirehoseUsageSink:
 
     def put(self, event: UsageEvent) -> None:
         self._client.put_record(DeliveryStreamName=self._stream_name, Record={"Data": event.to_json_line()})
+
+    def forward(self, records: Iterable[dict[str, Any]]) -> int:
+        """Send the events of a usage-outbox stream batch (see usage_outbox.py); how many."""
+        return forward(self._client, self._stream_name, records)
 
 
 class InMemoryUsageSink:

@@ -19,6 +19,7 @@ from chalicelib.config import Settings
 from devstack.demo_payments import DemoPayments
 from devstack.emulator import Emulator, provision
 from devstack.local_server import InProcessTransport
+from devstack.stream_poller import StreamPoller
 from tests.api.servers import Server
 from tests.conftest import TEMPLATE
 from tests.fakes.upstream import FakeUpstream
@@ -71,6 +72,7 @@ def stack(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Itera
     settings = Settings(
         resource_prefix=PREFIX, aws_endpoint_url=emulator.endpoint_url, aws_region="us-east-1",
         admin_token=ADMIN_TOKEN, key_cache_ttl_s=0, catalog_cache_ttl_s=0, upstream_timeout_s=10,
+        first_token_timeout_s=3,
         signups_per_ip=100_000,  # every test customer signs up from 127.0.0.1
         kms_key_id=outputs["SecretsKeyAlias"],  # channel keys sealed with the template's KMS key
         trusted_proxies=TRUSTED_PROXIES,
@@ -79,6 +81,11 @@ def stack(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Itera
     )
     deps.use_gateway(deps.build_gateway(settings))
     from app import app
+    from chalicelib.api.maintenance import forward_usage_events
+
+    # The usage forwarder on the usage-outbox stream, as the app stack's event source mapping runs it.
+    forwarder = StreamPoller(emulator.client("dynamodbstreams"), outputs["UsageOutboxStreamArn"], forward_usage_events)
+    forwarder.start()
 
     server = Server(settings, tmp_path_factory.mktemp("server") / "server.log")
     http = in_process(app)
@@ -93,6 +100,7 @@ def stack(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Itera
         assert "Traceback" not in server.output(), server.output()
         upstream.stop()
         payments.stop()
+        forwarder.stop()
         deps.use_gateway(None)
 
 

@@ -129,7 +129,7 @@ def test_a_concurrency_of_2_refuses_a_third_request_while_two_are_slow(stack, up
         assert ask(http, key).status_code == 200
 
 
-@pytest.mark.parametrize("fault", ["upstream_500", "timeout", "client_hangs_up"])
+@pytest.mark.parametrize("fault", ["upstream_500", "timeout", "no_first_token", "client_hangs_up"])
 def test_every_fault_gives_the_slot_back(stack, upstream, fault):
     _, account_id, key = limited_customer(stack, concurrency=1)
     http = stack.http  # in process (a 5xx logs its cause); the stream over a socket, to hang up on
@@ -142,6 +142,9 @@ def test_every_fault_gives_the_slot_back(stack, upstream, fault):
                                                   "input_per_1m": "1", "output_per_1m": "1", "timeout_s": 0.5})
             upstream.fail_next(faults.delay(2))
             assert ask(http, key, {**HELLO, "model": "limits-slow"}).status_code == 504
+        elif fault == "no_first_token":
+            upstream.fail_next(faults.silent_first(6), path="/chat/completions")
+            assert ask(http, key, {**HELLO, "stream": True}).status_code == 504
         else:
             upstream.fail_next(faults.paced(0.3), path="/chat/completions")
             with socket.stream("POST", "/v1/chat/completions", json={**HELLO, "stream": True},

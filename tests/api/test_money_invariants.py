@@ -13,6 +13,7 @@ import pytest
 
 from chalicelib.storage.dynamodb.common import from_item
 from tests.api.conftest import ADMIN_TOKEN
+from tests.api.test_server import usage_event
 from tests.fakes import upstream as faults
 
 
@@ -49,13 +50,13 @@ def test_every_request_lands_one_usage_event_in_the_bucket(stack, upstream):
     response = stack.http.post("/chat/completions", headers={"Authorization": f"Bearer {key}"},
                                json={"model": "deepseek-chat", "messages": [{"role": "user", "content": "Hi"}]})
     request_id = response.headers["x-request-id"]
-    s3 = stack.aws("s3")
-    bucket = stack.outputs["UsageBucketName"]
-    events = []
-    for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
-        body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode()
-        events.extend(json.loads(line) for line in body.splitlines() if line)
-    [event] = [e for e in events if e["request_id"] == request_id]
+    # Written with the settlement, carried by the usage-outbox stream to Firehose, then S3.
+    event = usage_event(stack, request_id)
+    time.sleep(1)  # a second copy would have followed by now
+    s3, bucket = stack.aws("s3"), stack.outputs["UsageBucketName"]
+    lines = [line for item in s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+             for line in s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode().splitlines()]
+    assert sum(json.loads(line)["request_id"] == request_id for line in lines if line) == 1
     usage = response.json()["usage"]
     assert event["account_id"] == account_id and event["model"] == "deepseek-chat"
     assert event["channel"] == "fake" and event["status"] == 200 and event["stream"] is False

@@ -104,7 +104,7 @@ def _dynamodb(client: Any) -> Repos:
         DynamoAccountRepo(client, name("accounts"), emails=name("emails")),
         DynamoKeyRepo(client, name("keys")),
         DynamoWalletRepo(client, accounts=name("accounts"), holds=name("holds"), ledger=name("ledger"),
-                         keys=name("keys"), rollups=name("usage-rollups")),
+                         keys=name("keys"), rollups=name("usage-rollups"), outbox=name("usage-outbox")),
         DynamoCatalogRepo(client, name("catalog"), sealer=SecretSealer(LocalKeyWrapper(os.urandom(KEY_BYTES)))),
         sessions=DynamoSessionRepo(client, name("sessions")),
         login_attempts=DynamoLoginAttemptRepo(client, name("login-attempts")),

@@ -6,6 +6,7 @@
     upstream.fail_next(usage(prompt=10, completion=5, cached=4), path="/chat/completions")
     upstream.fail_next(writes(20_000, cap_field="max_tokens"), times=30)
     upstream.fail_next(paced(0.2), path="/chat/completions")
+    upstream.fail_next(silent_first(3.0), path="/chat/completions")
     upstream.fail_next(tool_call("get_weather", {"city": "Paris"}), path="/chat/completions")
     ...
     upstream.requests[-1].json["model"]
@@ -53,6 +54,11 @@ class Delay(Fault):
 @dataclass(frozen=True)
 class Malformed(Fault):
     body: bytes
+
+
+@dataclass(frozen=True)
+class SilentFirst(Fault):
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -159,6 +165,12 @@ def paced(interval_s: float) -> Paced:
     return Paced(interval_s)
 
 
+def silent_first(seconds: float) -> SilentFirst:
+    """Answer a stream with its role chunk at once, then only keep-alive comments for ``seconds``, then the
+    answer, as a model slow to start writing does."""
+    return SilentFirst(seconds)
+
+
 def tool_call(name: str, arguments: dict[str, Any]) -> ToolCall:
     """Answer a chat, plain or streamed, with one call of the tool ``name`` with ``arguments`` (finish_reason
     ``tool_calls``; usage 12 prompt and 7 completion tokens), as a model calling a tool does. A stream sends the
@@ -167,7 +179,7 @@ def tool_call(name: str, arguments: dict[str, Any]) -> ToolCall:
 
 
 for _factory in (http_error, delay, malformed, cut_stream, close, usage, no_usage, writes, images, paced,
-                 tool_call):
+                 tool_call, silent_first):
     setattr(Fault, _factory.__name__, staticmethod(_factory))
 
 
@@ -269,6 +281,8 @@ class FakeUpstream(DemoUpstream):
             exchange.images_override = fault.count
         elif isinstance(fault, Paced):
             exchange.event_interval_s = fault.interval_s
+        elif isinstance(fault, SilentFirst):
+            exchange.first_token_after_s = fault.seconds
         return False
 
 

@@ -309,12 +309,15 @@ def test_a_stream_cut_after_content_ends_with_an_error_event_and_charges_what_wa
     assert world.usage.events[-1].status == 502
 
 
-def test_a_stream_cut_before_any_content_costs_nothing(world):
+def test_a_stream_cut_before_any_content_fails_before_its_first_byte_and_costs_nothing(world):
+    # Nothing reached the client: the failure is the answer's status, and another channel could have served.
     world.fund("1")
-    events, result = streamed(world, sse(chunk(""), done=False))
-    assert json.loads(events[-1][6:])["error"]["type"] == "upstream_error"
-    assert result.cost_units == 0
+    world.handler = lambda r: httpx.Response(200, content=sse(chunk(""), done=False),
+                                             headers={"content-type": "text/event-stream"})
+    with pytest.raises(UpstreamUnavailable, match="ended the stream early"):
+        chat(world, stream=True)
     assert world.balance().available == 10**9 and world.balance().held == 0
+    assert world.usage.events[-1].status == 502
 
 
 def test_a_stream_the_client_abandons_is_settled_for_what_it_received(world):

@@ -14,7 +14,9 @@ Where things live:
   quota is set: quota - spent - reserved), request and token counters, `last_used_at`,
   `revision`. A regenerated key leaves `{key_hash, moved_to}` at its old hash;
 - `usage-rollups` item: one per account × key × model × channel × UTC quarter-hour, its
-  counters added to by the transaction that closes each request (see usage_rollup_repo.py).
+  counters added to by the transaction that closes each request (see usage_rollup_repo.py);
+- `usage-outbox` item: the request's usage event, written by the same transaction, from where
+  the table's stream carries it to Firehose (see usage_outbox.py): no call of its own.
 
 A hold's timeline:
 
@@ -30,11 +32,13 @@ A hold's timeline:
        │                  ledger entry -charged (with its shortfall); key: reserved -= amount,
        │                  spent += charged, quota_left += amount - charged, requests and tokens
        │                  counted; account: ledger_seq += 1 when an entry is written;
-       │                  rollup: the request added, its cost = charged
+       │                  rollup: the request added, its cost = charged;
+       │                  usage-outbox: the request's event, with what was charged
        │                                      (available >= charged - amount, quota_left >= charged - amount)
        └── release()      holds[request_id] deleted; account: held -= amount, available += amount;
                           key: reserved -= amount, quota_left += amount;
-                          rollup: the request added as an error (given its usage: not by the sweeper)
+                          rollup: the request added as an error (given its usage: not by the sweeper);
+                          usage-outbox: the request's event (given one)
                           (on an upstream failure, or by the sweeper once the hold expired)
 
 Settle and release write the key's counters on its current item: if the key was
@@ -60,9 +64,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from chalicelib.core.domain import DEFAULT_GROUP, Balance, Credited, Hold, HoldResult, LedgerEntry, Settlement
+from chalicelib.core.domain import (
+    DEFAULT_GROUP,
+    Balance,
+    Credited,
+    Hold,
+    HoldResult,
+    LedgerEntry,
+    Settlement,
+    UsageEvent,
+)
 from chalicelib.core.errors import NotFound, StorageError
 from chalicelib.core.payments import LedgerPage, WalletMove
 from chalicelib.core.usage import UsageDelta
@@ -77,6 +91,7 @@ from chalicelib.storage.dynamodb.common import (
 )
 from chalicelib.storage.dynamodb.key_repo import MAX_FORWARDS, is_forward
 from chalicelib.storage.dynamodb.pages import balance_of, read_ledger_page
+from chalicelib.storage.dynamodb.usage_outbox import outbox_item
 from chalicelib.storage.dynamodb.usage_rollup_repo import rollup_item
 from chalicelib.storage.dynamodb.wallet_moves import MoveItems, check_move
 from chalicelib.storage.ports import WalletRepo, account_refusal
@@ -89,10 +104,14 @@ _CLAIM_SORT = "claim"
 
 class DynamoWalletRepo(WalletRepo):
     def __init__(self, client: Any, *, accounts: str, holds: str, ledger: str, keys: str,
-                 rollups: str | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
-        """`rollups` is the usage-rollups table; without one, no usage is rolled up."""
+                 rollups: str | None = None, outbox: str | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        """`rollups` is the usage-rollups table; without one, no usage is rolled up. `outbox` is the
+        usage-outbox table; with one, settle and release write each request's usage event to it."""
         self._client = client
         self._rollups = rollups
+        self._outbox = outbox
+        self.records_events = outbox is not None
         self._sleep = sleep
         self._accounts = accounts
         self._holds = holds
@@ -143,7 +162,8 @@ class DynamoWalletRepo(WalletRepo):
             return account_refusal(exc.failed.get("account"), hold.amount)
         return HoldResult.HELD
 
-    def settle(self, hold: Hold, cost: int, entry: LedgerEntry, usage: UsageDelta | None = None) -> Settlement:
+    def settle(self, hold: Hold, cost: int, entry: LedgerEntry, usage: UsageDelta | None = None,
+               event: UsageEvent | None = None) -> Settlement:
         closing = True  # False once the hold turns out to be closed already
         key = _KeyTarget(hold.key_hash, hold.key_quota)
         available: int | None = None  # as last seen, once the account refused
@@ -170,9 +190,13 @@ class DynamoWalletRepo(WalletRepo):
                 # Counted only if the transaction commits, and it commits once per request: either
                 # the hold's delete or the charge's put is conditional on being the first.
                 items.append(rollup_item(self._rollups, hold.account_id, usage, charged))
+            recorded = self._outbox is not None and event is not None
+            if recorded:
+                # Written once, as the rollup is: with the hold's delete or the charge's put.
+                items.append(outbox_item(self._outbox, replace(event, cost_units=charged, shortfall_units=shortfall)))
             try:
                 self._transact(items, "settle")
-                return Settlement(charged=charged, shortfall=shortfall)
+                return Settlement(charged=charged, shortfall=shortfall, recorded=recorded)
             except TransactionCancelled as exc:
                 if "entry" in exc:
                     # Settled before: charge nothing more, only give back a hold still open.
@@ -186,7 +210,7 @@ class DynamoWalletRepo(WalletRepo):
                     key = key.follow(exc.failed["key"])
         raise StorageError(f"could not settle request {hold.request_id}")
 
-    def release(self, hold: Hold, usage: UsageDelta | None = None) -> bool:
+    def release(self, hold: Hold, usage: UsageDelta | None = None, event: UsageEvent | None = None) -> bool:
         key = _KeyTarget(hold.key_hash, hold.key_quota)
         for _ in range(_MAX_ATTEMPTS):
             items = [self._close_hold(hold), self._move(hold.account_id, available=hold.amount, held=-hold.amount)]
@@ -195,6 +219,9 @@ class DynamoWalletRepo(WalletRepo):
             if usage is not None and self._rollups is not None:
                 # Counted only with the hold's delete, which succeeds once.
                 items.append(rollup_item(self._rollups, hold.account_id, usage, 0, error=True))
+            if self._outbox is not None and event is not None:
+                # Written once: with the hold's delete, which succeeds once.
+                items.append(outbox_item(self._outbox, event))
             try:
                 self._transact(items, "release")
                 return True

@@ -69,7 +69,16 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 
-from chalicelib.core.domain import DEFAULT_GROUP, Balance, Credited, Hold, HoldResult, LedgerEntry, Settlement
+from chalicelib.core.domain import (
+    DEFAULT_GROUP,
+    Balance,
+    Credited,
+    Hold,
+    HoldResult,
+    LedgerEntry,
+    Settlement,
+    UsageEvent,
+)
 from chalicelib.core.errors import InvalidRequest, NotFound, StorageError
 from chalicelib.core.payments import LedgerLine, LedgerPage, WalletMove
 from chalicelib.core.usage import UsageDelta
@@ -223,7 +232,10 @@ class SqliteWalletRepo(WalletRepo):
             return refused.answer
         return HoldResult.HELD
 
-    def settle(self, hold: Hold, cost: int, entry: LedgerEntry, usage: UsageDelta | None = None) -> Settlement:
+    def settle(self, hold: Hold, cost: int, entry: LedgerEntry, usage: UsageDelta | None = None,
+               event: UsageEvent | None = None) -> Settlement:
+        # The event is not written here (records_events is False): the usage files are the data
+        # directory's, appended to once the transaction has committed.
         with self._db.write() as tx:
             # Invariant: a hold is settled or released exactly once; one released meanwhile
             # (expired) holds nothing, and the charge comes from what is available.
@@ -271,7 +283,7 @@ class SqliteWalletRepo(WalletRepo):
                 add_usage(tx, hold.account_id, usage, charged)
             return Settlement(charged=charged, shortfall=shortfall)
 
-    def release(self, hold: Hold, usage: UsageDelta | None = None) -> bool:
+    def release(self, hold: Hold, usage: UsageDelta | None = None, event: UsageEvent | None = None) -> bool:
         with self._db.write() as tx:
             # Invariant: a hold is settled or released exactly once.
             if not _close_hold(tx, hold):
