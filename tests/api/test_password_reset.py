@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
-from email import message_from_bytes, policy
+from email import message_from_bytes, message_from_string, policy
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -225,3 +225,46 @@ def test_a_body_that_is_not_json_is_refused(local):
     not_json = local.http.post(FORGOT, content=b"{email", headers={"Content-Type": "application/json"})
     assert not_json.status_code == 400 and set(not_json.json()["error"]) == {"message", "type", "param", "code"}
     assert_error(local.http.post(FORGOT, data={"email": "a@example.com"}), 415, "unsupported_media_type")
+
+
+def test_on_aws_the_reset_email_goes_through_ses_from_the_configured_sender(stack):
+    """The DynamoDB backend, against the emulator's SES, which keeps what it accepted."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    stack.aws("sesv2").create_email_identity(EmailIdentity="mail.example.com")
+    sent = ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages
+    before = len(sent)
+    previous = deps.get_gateway()
+    settings = stack.settings.model_copy(update={"mail_from": "Tokenway <no-reply@mail.example.com>",
+                                                 "public_url": PUBLIC_URL, "password_reset_floor_ms": 0})
+    deps.use_gateway(deps.build_gateway(settings))
+    try:
+        email = signup(stack.http)
+        forgot(stack.http, new_email())
+        forgot(stack.http, email)
+        [message] = sent[before:]
+        mail = message_from_string(message.raw_data, policy=policy.default)
+        assert (mail["From"], mail["To"]) == ("Tokenway <no-reply@mail.example.com>", email)
+        base, token = link_in(mail)
+        assert base == PUBLIC_URL
+        assert set_password(stack.http, token).status_code == 204
+        assert login(stack.http, email, NEW_PASSWORD).status_code == 200
+    finally:
+        deps.use_gateway(previous)
+
+
+def test_on_aws_a_mail_service_that_refuses_changes_no_answer(stack, caplog):
+    """No verified sender: SES refuses, the answer is the same, and the log says why without the email."""
+    previous = deps.get_gateway()
+    settings = stack.settings.model_copy(update={"mail_from": "someone@unverified.example.net",
+                                                 "password_reset_floor_ms": 0})
+    deps.use_gateway(deps.build_gateway(settings))
+    try:
+        email = signup(stack.http)
+        with caplog.at_level(logging.WARNING, logger="chalicelib.identity.password_reset"):
+            forgot(stack.http, email)
+        [line] = [record.getMessage() for record in caplog.records if "not sent" in record.getMessage()]
+        assert "SES refused the message (MessageRejected)" in line and email not in line
+    finally:
+        deps.use_gateway(previous)
