@@ -60,14 +60,14 @@ class PasswordLinks:
         self._accounts = accounts
         self._hasher = hasher
         self._now_ms = now_ms
-        self._ttl_ms = ttl_s * 1000
+        self._ttl_s = ttl_s
         self._console_url = console_url.rstrip("/")
 
     def issue(self, account_id: str) -> IssuedLink:
         """A new link for the account, valid for the TTL; any earlier link stops working."""
         if self._accounts.get(account_id) is None:
             raise NotFound(f"No account `{account_id}`.", param="account_id")
-        token, expires_at = self.new_token(account_id, ttl_s=self._ttl_ms // 1000)
+        token, expires_at = self.new_token(account_id, ttl_s=self._ttl_s)
         # In the fragment: browsers do not send it to servers, so it stays out of access logs.
         url = f"{self._console_url}{SET_PASSWORD_PATH}#token={token}"
         return IssuedLink(token=token, url=url, expires_at=expires_at)

@@ -10,6 +10,12 @@
                       fails is logged, not told
     every answer     the same (202 `sent`), and given no sooner than the floor after the request
                      came in: neither the answer nor its time tells whether an account has the email
+                     (unless mailing takes longer than the floor, as when the mail service is slow)
+
+    the console      the `console_url` the caller gives: the configured public URL, else the request's
+                     own origin, which its client chose (Host): a public URL should be set wherever
+                     nothing in front of the gateway fixes that header, or a stranger's request could
+                     mail the owner a link to another site
 
     the link         POST /api/auth/password/set with its token and a new password, as an operator's
                      link: once, before it expires; every session of the account ends
