@@ -9,7 +9,7 @@ from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr, field_valida
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from chalicelib.catalog.catalog import PROVIDERS
-from chalicelib.storage.data_dir import DATABASE_FILE, SECRETS_KEY_FILE
+from chalicelib.storage.data_dir import DATABASE_FILE, OUTBOX_DIR, SECRETS_KEY_FILE
 
 # Environment variables that hold each built-in provider's API key. Supplying
 # one makes that provider's catalog models routable.
@@ -84,6 +84,17 @@ class Settings(BaseSettings):
     # that its URL starts with (empty: a path on this gateway).
     password_link_ttl_s: int = Field(72 * 3600, gt=0)
     console_url: str = ""
+    # Forgotten passwords (identity/password_reset.py): how long a mailed reset link works; how many
+    # reset emails an email and a client address may ask for in each window; and the least time a
+    # request takes, whether it mails or not, so that its time does not tell which emails have accounts.
+    password_reset_ttl_s: int = Field(3600, gt=0)
+    password_resets_per_email: int = Field(3, gt=0)
+    password_resets_per_ip: int = Field(10, gt=0)
+    password_reset_window_s: int = Field(3600, gt=0)
+    password_reset_floor_ms: int = Field(500, ge=0)
+    # The sender of the gateway's emails, `address` or `Name <address>`: on AWS an identity verified in
+    # SES (without one, no email is sent); on one machine only a header of the outbox's messages.
+    mail_from: str = ""
 
     # The one-machine server (api/server.py): worker processes; threads per worker, each serving one
     # request at a time (a stream holds its thread until it ends); how long an idle kept-alive
@@ -142,6 +153,11 @@ class Settings(BaseSettings):
         if self.secrets_key_file is None and self.storage == "sqlite" and not self.kms_key_id:
             return self.data_dir / SECRETS_KEY_FILE
         return self.secrets_key_file
+
+    @property
+    def outbox_path(self) -> Path:
+        """Where the one-machine mode keeps the emails it would send (SQLite storage)."""
+        return self.data_dir / OUTBOX_DIR
 
     @property
     def secrets_kms_key_id(self) -> str:

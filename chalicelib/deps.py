@@ -19,6 +19,7 @@ from chalicelib.config import Settings
 from chalicelib.identity.accounts import Accounts
 from chalicelib.identity.login_limits import LoginLimiter
 from chalicelib.identity.password_links import PasswordLinks
+from chalicelib.identity.password_reset import PasswordResets
 from chalicelib.identity.passwords import PasswordHasher
 from chalicelib.identity.sessions import ConsoleAuth
 from chalicelib.keys.auth import KeyAuthenticator, KeyHasher
@@ -29,9 +30,12 @@ from chalicelib.payments.reversals import Reversals
 from chalicelib.payments.topups import Topups
 from chalicelib.payments.webhooks import PaymentWebhooks
 from chalicelib.providers.anthropic import AnthropicAdapter
+from chalicelib.providers.mail_port import MailSender
 from chalicelib.providers.openai_compat import OpenAICompatAdapter
+from chalicelib.providers.outbox_mail import OutboxMail
 from chalicelib.providers.payment_port import PaymentProvider
 from chalicelib.providers.port import Adapters
+from chalicelib.providers.ses_mail import SesMail
 from chalicelib.relay.health import BreakerSettings, ChannelBreakers
 from chalicelib.relay.limits import RequestLimits
 from chalicelib.relay.relay import Relay
@@ -97,6 +101,7 @@ class Gateway:
     console: ConsoleAuth
     accounts: Accounts
     password_links: PasswordLinks
+    password_resets: PasswordResets
     tokens: KeyManager
     payments: PaymentRepo
     topups: Topups
@@ -198,6 +203,13 @@ def usage_sink(settings: Settings, session: boto3.session.Session) -> UsageSink:
     return FirehoseUsageSink(aws_client(session, settings, "firehose"), settings.usage_stream_name)
 
 
+def mail_sender(settings: Settings, session: boto3.session.Session) -> MailSender:
+    """Where the gateway's emails go: the outbox in the data directory beside SQLite, SES beside DynamoDB."""
+    if settings.storage == "sqlite":
+        return OutboxMail(settings.outbox_path, settings.mail_from)
+    return SesMail(aws_client(session, settings, "sesv2"), settings.mail_from)
+
+
 def payment_provider(settings: Settings) -> PaymentProvider | None:
     """Stripe (or the local demo provider speaking its API) when a secret key is set; else no top-ups."""
     if settings.stripe_secret_key is None or not settings.stripe_secret_key.get_secret_value():
@@ -253,11 +265,17 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
         per_account_ip=settings.login_failures_per_account_ip, per_ip=settings.login_failures_per_ip,
         window_s=settings.login_window_s, per_account=settings.login_failures_per_account,
         delay_s=settings.login_delay_s, max_delay_s=settings.login_max_delay_s, signups_per_ip=settings.signups_per_ip,
+        resets_per_email=settings.password_resets_per_email, resets_per_ip=settings.password_resets_per_ip,
+        reset_window_s=settings.password_reset_window_s,
     )
     password_hasher = PasswordHasher()
     password_links = PasswordLinks(
         repos.password_links, accounts_repo, password_hasher,
         now_ms, ttl_s=settings.password_link_ttl_s, console_url=settings.console_url,
+    )
+    password_resets = PasswordResets(
+        accounts_repo, password_links, limiter, mail_sender(settings, session),
+        ttl_s=settings.password_reset_ttl_s, floor_s=settings.password_reset_floor_ms / 1000,
     )
     topups = Topups(repos.payments, payment_provider(settings), now_ms=now_ms)
     reversals = Reversals(repos.payments, wallets, topups, now_ms=now_ms)
@@ -272,6 +290,7 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
         console=console,
         accounts=Accounts(accounts_repo, console, limiter, password_hasher, now_ms),
         password_links=password_links,
+        password_resets=password_resets,
         tokens=key_manager,
         payments=repos.payments,
         topups=topups,

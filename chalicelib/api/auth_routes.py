@@ -1,5 +1,6 @@
-"""Console accounts and sessions: sign-up, login, logout, password change or set with an operator's
-link, and who is logged in. Each view parses its body into the service's command."""
+"""Console accounts and sessions: sign-up, login, logout, password change, a forgotten password
+mailed a link, a password set with a link, and who is logged in. Each view parses its body into the
+service's command."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from chalicelib.api.http import (
     get_gateway,
     json_response,
     openai_errors,
+    public_base,
     read_console_json,
 )
 from chalicelib.api.render import iso
@@ -95,6 +97,19 @@ def set_password() -> Response:
     gateway = get_gateway()
     gateway.password_links.set_password(_command(gateway, SetPassword))
     return empty_response(headers=session_cookie("", 0))
+
+
+@auth_routes.route("/api/auth/password/forgot", methods=["POST"])
+@openai_errors
+def forgot_password() -> Response:
+    """Mail a set-password link to the email's account, if there is one: the answer never says."""
+    from chalicelib.identity.password_reset import ForgotPassword
+
+    gateway = get_gateway()
+    request = auth_routes.current_request
+    gateway.password_resets.forgot(_command(gateway, ForgotPassword), client_ip(request),
+                                   console_url=public_base(gateway, request))
+    return json_response({"status": "sent"}, status=202)
 
 
 @auth_routes.route("/api/auth/me", methods=["GET"])

@@ -61,6 +61,15 @@ def empty_response(*, status: int = 204, headers: dict[str, str] | None = None) 
     return Response(body="", status_code=status, headers=headers or {})
 
 
+def public_base(gateway: Gateway, request: Any) -> str:
+    """The gateway's base URL as customers reach it: the setting, else this request's host."""
+    if gateway.settings.public_url:
+        return gateway.settings.public_url.rstrip("/")
+    headers = request.headers
+    scheme = (headers.get("x-forwarded-proto") or "http").split(",")[0].strip()
+    return f"{scheme}://{headers.get('host', 'localhost')}"
+
+
 def cookie_header(name: str, value: str, *, max_age: int) -> str:
     """A Set-Cookie value that scripts cannot read, sent only over HTTPS and only by the
     site itself (never on a cross-site request); `max_age=0` deletes the cookie."""

@@ -48,6 +48,7 @@ _ACCOUNT = {"type": "object", "properties": {
     "created_at": _TIME}}
 _LOGIN = {"type": "object", "properties": {
     "token": {"type": "string"}, "expires_at": _TIME, "csrf_token": {"type": "string"}, "account": _ACCOUNT}}
+_SENT = {"type": "object", "properties": {"status": {"const": "sent"}}}
 _WALLET = {"type": "object", "properties": {
     "account_id": {"type": "string"}, "balance_usd": _USD, "available_usd": _USD, "held_usd": _USD,
     "frozen_usd": _USD, "debt_usd": _USD, "currency": {"const": "USD"},
@@ -115,6 +116,7 @@ def operations() -> list[tuple[str, str, str, type[BaseModel] | None, int, dict[
     operation; the request models are imported here, when the document is first asked for."""
     from chalicelib.identity.accounts import ChangePassword, LogIn, SignUp
     from chalicelib.identity.password_links import SetPassword
+    from chalicelib.identity.password_reset import ForgotPassword
     from chalicelib.keys.manage import KeyCreate, KeyUpdate
     from chalicelib.payments.codes import RedeemInput
     from chalicelib.payments.topups import TopupCreate
@@ -125,8 +127,11 @@ def operations() -> list[tuple[str, str, str, type[BaseModel] | None, int, dict[
          _LOGIN, False),
         ("POST", "/api/auth/logout", "End this session", None, 204, None, True),
         ("POST", "/api/auth/password", "Change the password; ends every session", ChangePassword, 204, None, True),
-        ("POST", "/api/auth/password/set", "Set the password with an operator's one-time link; ends every session",
-         SetPassword, 204, None, False),
+        ("POST", "/api/auth/password/forgot", "Mail a one-time set-password link to the email's account, if there "
+         "is one; the answer is the same for any email (limited per email and per address)", ForgotPassword, 202,
+         _SENT, False),
+        ("POST", "/api/auth/password/set", "Set the password with a one-time link (an operator's or a mailed one); "
+         "ends every session", SetPassword, 204, None, False),
         ("GET", "/api/auth/me", "The logged-in account", None, 200, _ACCOUNT, True),
         ("GET", "/api/tokens", "List your API keys (never their secrets)", None, 200, _list_of(_KEY), True),
         ("POST", "/api/tokens", "Create an API key; its secret is shown once", KeyCreate, 201, _CREATED_KEY, True),

@@ -46,6 +46,7 @@ from chalicelib.api.wsgi import ChaliceWsgi
 from chalicelib.config import Settings
 from chalicelib.core.errors import DataDirectoryUnusable
 from chalicelib.deps import get_gateway
+from chalicelib.providers import outbox_mail
 from chalicelib.storage.data_dir import DataDirectory
 
 log = logging.getLogger(__name__)
@@ -205,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the process starting the server holds the data directory's lock (SQLite storage)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The emails of the one-machine mode are written to this log for the operator to read.
+    logging.getLogger(outbox_mail.__name__).setLevel(logging.INFO)
     settings = Settings()  # invalid settings stop the start here, with their reason
     if settings.storage == "sqlite":
         try:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from chalice import Blueprint, Response
 
 from chalicelib.api.console import console_request
-from chalicelib.api.http import get_gateway, json_response, openai_errors
+from chalicelib.api.http import get_gateway, json_response, openai_errors, public_base
 from chalicelib.api.render import balance_json
 from chalicelib.api.render_payments import ledger_line_json, options_json, order_json
 from chalicelib.core.errors import InvalidRequest
@@ -78,7 +78,7 @@ def create_topup() -> Response:
 
     gateway, principal, body = _session(with_body=True)
     command = parse(TopupCreate, body)
-    base = _public_base(gateway, wallet_routes.current_request)
+    base = public_base(gateway, wallet_routes.current_request)
     settings = gateway.settings
     order = gateway.topups.create(
         gateway.accounts.profile(principal), command,
@@ -150,15 +150,6 @@ def topup_return() -> Response:
     return Response(_return_page(order_json(order), cancelled=query(request, "cancelled") == "1"),
                     status_code=200, headers={"Content-Type": "text/html; charset=utf-8",
                                               "Cache-Control": "no-store"})
-
-
-def _public_base(gateway: Gateway, request: Request) -> str:
-    """The gateway's base URL as customers reach it: the setting, else this request's host."""
-    if gateway.settings.public_url:
-        return gateway.settings.public_url.rstrip("/")
-    headers = request.headers
-    scheme = (headers.get("x-forwarded-proto") or "http").split(",")[0].strip()
-    return f"{scheme}://{headers.get('host', 'localhost')}"
 
 
 def _return_page(order: dict[str, Any], *, cancelled: bool) -> str:

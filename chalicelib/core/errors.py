@@ -19,6 +19,7 @@ GatewayError
 ├── InvalidSignature            400 invalid_request_error / invalid_signature (a payment webhook's)
 ├── PaymentProviderError        502 api_error / payment_provider_error (the provider failed; nothing credited)
 ├── PaymentsNotConfigured       503 api_error / payments_not_configured (no provider or webhook secret)
+├── MailNotSent                 502 api_error / mail_not_sent (the mail service refused a message or was not reached)
 ├── ProviderError               a failed upstream call; it never costs the customer anything
 │   ├── UpstreamRejected        the upstream's own 4xx status and message
 │   ├── UpstreamUnavailable     502 upstream_error (5xx, refused connection, malformed body)
@@ -230,3 +231,11 @@ class PaymentsNotConfigured(GatewayError):
     status = 503
     type = "api_error"
     code = "payments_not_configured"
+
+
+class MailNotSent(GatewayError):
+    """The mail service refused a message or could not be reached; the message was not sent."""
+
+    status = 502
+    type = "api_error"
+    code = "mail_not_sent"

@@ -1,5 +1,6 @@
 """Failed-login limits that slow password guessing without handing strangers a way to lock an
-account's owner out; and sign-ups per client address.
+account's owner out; sign-ups per client address; and password-reset emails, per client address
+and per email (see the end of this docstring).
 
 Every login, and every password change (it checks the current password), is counted before
 its password is checked, on these counters:
@@ -35,6 +36,12 @@ What it does not:
   (5 per 15 minutes);
 - a few guesses at each of many accounts from many addresses (credential stuffing) meets
   only the per-address limits: a password not used elsewhere is what stops that.
+
+Password-reset emails (password_reset.py) are counted per client address, then per email (known
+or not), in windows of an hour by default: 10 per address, 3 per email. Past either, the request
+is answered as any other and nothing is sent, so no one can flood an inbox or the mail service's
+quota through the gateway. An address past its limit stops counting against the emails it names;
+a stranger can still use up one email's few messages in a window, and its owner waits for the next.
 """
 
 from __future__ import annotations
@@ -84,7 +91,8 @@ class LoginLimiter:
     """
 
     def __init__(self, attempts: LoginAttemptRepo, now_ms: Callable[[], int], *, per_account_ip: int, per_ip: int,
-                 window_s: int, per_account: int, delay_s: int, max_delay_s: int, signups_per_ip: int = 10) -> None:
+                 window_s: int, per_account: int, delay_s: int, max_delay_s: int, signups_per_ip: int = 10,
+                 resets_per_email: int = 3, resets_per_ip: int = 10, reset_window_s: int = 3600) -> None:
         self._attempts = attempts
         self._now_ms = now_ms
         self._per_account_ip = per_account_ip
@@ -94,6 +102,9 @@ class LoginLimiter:
         self._delay_s = delay_s
         self._max_delay_s = max_delay_s
         self._signups_per_ip = signups_per_ip
+        self._resets_per_email = resets_per_email
+        self._resets_per_ip = resets_per_ip
+        self._reset_window_s = reset_window_s
 
     def signup(self, client_ip: str | None) -> None:
         """Count one sign-up from the address; RateLimited past the limit. Each sign-up costs a
@@ -108,6 +119,20 @@ class LoginLimiter:
             retry_after_s = max(1, window_end_s - now_s)
             raise RateLimited(f"Too many sign-ups from this address. Try again in {retry_after_s} seconds.",
                               retry_after_s=retry_after_s, code="too_many_signups")
+
+    def password_reset(self, email: str, client_ip: str | None) -> str | None:
+        """Count one password-reset request for `email` from the address: None if it may be sent,
+        else the limit it passed (`address` or `email`). Never raises: the answer must not change."""
+        now_s = self._now_ms() // 1000
+        window = now_s // self._reset_window_s
+        window_end_s = (window + 1) * self._reset_window_s
+        address = _address(client_ip)
+        if address and self._attempts.add(f"reset#ip#{address}#{window}", 1, window_end_s) > self._resets_per_ip:
+            return "address"
+        account = hashlib.sha256(email.encode()).hexdigest()
+        if self._attempts.add(f"reset#email#{account}#{window}", 1, window_end_s) > self._resets_per_email:
+            return "email"
+        return None
 
     def attempt(self, email: str, client_ip: str | None) -> Attempt:
         """Count one attempt; RateLimited (with the seconds to wait) past a limit."""

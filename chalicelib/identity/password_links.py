@@ -1,7 +1,8 @@
-"""One-time set-password links: how an account the operator created gets its password, or how
-an operator helps a customer who lost theirs.
+"""One-time set-password links: how an account the operator created gets its password, how an
+operator helps a customer who lost theirs, and what a password-reset email carries
+(password_reset.py).
 
-    issue      token = `<account_id>.<32 random bytes>`, shown once to the operator;
+    issue      token = `<account_id>.<32 random bytes>`, shown once to the operator or mailed;
       │        stored: its SHA-256 and expiry (now + TTL), replacing the account's earlier link
       │
       ├── set        the token and a new password: the link is deleted on condition that it is
@@ -33,7 +34,7 @@ from chalicelib.storage.ports import AccountRepo, PasswordLinkRepo
 SET_PASSWORD_PATH = "/console/set-password"
 _MAX_TOKEN_LENGTH = 200
 _INVALID = ("This set-password link does not work: it was used already, replaced by a newer one, or has "
-            "expired. Ask the operator for a new one.")
+            "expired. Ask for a new password reset email, or ask the operator for a new link.")
 
 
 class SetPassword(Command):
@@ -59,21 +60,27 @@ class PasswordLinks:
         self._accounts = accounts
         self._hasher = hasher
         self._now_ms = now_ms
-        self._ttl_ms = ttl_s * 1000
+        self._ttl_s = ttl_s
         self._console_url = console_url.rstrip("/")
 
     def issue(self, account_id: str) -> IssuedLink:
         """A new link for the account, valid for the TTL; any earlier link stops working."""
         if self._accounts.get(account_id) is None:
             raise NotFound(f"No account `{account_id}`.", param="account_id")
+        token, expires_at = self.new_token(account_id, ttl_s=self._ttl_s)
+        # In the fragment: browsers do not send it to servers, so it stays out of access logs.
+        url = f"{self._console_url}{SET_PASSWORD_PATH}#token={token}"
+        return IssuedLink(token=token, url=url, expires_at=expires_at)
+
+    def new_token(self, account_id: str, *, ttl_s: int) -> tuple[str, int]:
+        """A new link's token for the (existing) account and its expiry in epoch ms, `ttl_s` from
+        now; any earlier link of the account stops working. The caller delivers the token."""
         token = f"{account_id}.{secrets.token_urlsafe(32)}"
         now = self._now_ms()
         link = PasswordLink(account_id=account_id, link_hash=token_hash(token), created_at=now,
-                            expires_at=now + self._ttl_ms)
+                            expires_at=now + ttl_s * 1000)
         self._links.put(link)
-        # In the fragment: browsers do not send it to servers, so it stays out of access logs.
-        url = f"{self._console_url}{SET_PASSWORD_PATH}#token={token}"
-        return IssuedLink(token=token, url=url, expires_at=link.expires_at)
+        return token, link.expires_at
 
     def set_password(self, command: SetPassword) -> None:
         """Set the password of the link's account, once; every session of the account ends.

@@ -5,6 +5,7 @@
       usage/year=…/…         usage events as JSON lines (local_usage_sink.py)
       secrets.key            the key that seals channel keys (secrets/local.py)
       admin_token            the operator token, made once (mode 0600) unless one is configured
+      outbox/…               emails the gateway would send, one file each (providers/outbox_mail.py)
       gateway.lock           locked (flock) by the running gateway; says which process holds it
 
 Opening refuses, with one line that names the path and the fix, a directory that is not one, cannot be
@@ -38,6 +39,7 @@ DATABASE_FILE = "tokenway.db"
 SECRETS_KEY_FILE = "secrets.key"
 ADMIN_TOKEN_FILE = "admin_token"
 LOCK_FILE = "gateway.lock"
+OUTBOX_DIR = "outbox"
 PROBE_BYTES = 64 * 1024
 
 _ELSEWHERE = "set TOKENWAY_DATA_DIR to another directory"

@@ -23,7 +23,7 @@ def assert_link_refused(world: ConsoleWorld, token: str, password: str = NEW_PAS
         world.set_password(token, password)
     error = caught.value
     assert (error.status, error.param, error.code) == (400, "token", "invalid_token")
-    assert "Ask the operator for a new one" in error.message
+    assert "ask the operator for a new link" in error.message
 
 
 def test_an_operator_created_account_gets_its_password_through_a_link(world):
