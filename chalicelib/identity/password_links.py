@@ -31,7 +31,9 @@ from chalicelib.identity.passwords import PasswordHasher, check_strength
 from chalicelib.identity.sessions import token_hash
 from chalicelib.storage.ports import AccountRepo, PasswordLinkRepo
 
-SET_PASSWORD_PATH = "/console/set-password"
+# The console's page (its route in the fragment: browsers never send a fragment to servers, so the
+# token stays out of access logs).
+SET_PASSWORD_PATH = "/#/set-password"
 _MAX_TOKEN_LENGTH = 200
 _INVALID = ("This set-password link does not work: it was used already, replaced by a newer one, or has "
             "expired. Ask for a new password reset email, or ask the operator for a new link.")
@@ -68,8 +70,7 @@ class PasswordLinks:
         if self._accounts.get(account_id) is None:
             raise NotFound(f"No account `{account_id}`.", param="account_id")
         token, expires_at = self.new_token(account_id, ttl_s=self._ttl_s)
-        # In the fragment: browsers do not send it to servers, so it stays out of access logs.
-        url = f"{self._console_url}{SET_PASSWORD_PATH}#token={token}"
+        url = f"{self._console_url}{SET_PASSWORD_PATH}?token={token}"
         return IssuedLink(token=token, url=url, expires_at=expires_at)
 
     def new_token(self, account_id: str, *, ttl_s: int) -> tuple[str, int]:

@@ -34,13 +34,12 @@ from pydantic import Field, StrictStr
 from chalicelib.core.errors import MailNotSent
 from chalicelib.identity.accounts import MAX_INPUT_LENGTH, Command, valid_email
 from chalicelib.identity.login_limits import LoginLimiter
-from chalicelib.identity.password_links import PasswordLinks
+from chalicelib.identity.password_links import SET_PASSWORD_PATH, PasswordLinks
 from chalicelib.providers.mail_port import MailMessage, MailSender
 from chalicelib.storage.ports import AccountRepo
 
 log = logging.getLogger(__name__)
 
-RESET_PATH = "/#/set-password"
 
 
 class ForgotPassword(Command):
@@ -86,7 +85,7 @@ class PasswordResets:
         if account is None or account.status != "active":
             return
         token, _ = self._links.new_token(account.account_id, ttl_s=self._ttl_s)
-        message = reset_message(account.email, f"{console_url}{RESET_PATH}?token={token}", ttl_s=self._ttl_s)
+        message = reset_message(account.email, f"{console_url}{SET_PASSWORD_PATH}?token={token}", ttl_s=self._ttl_s)
         try:
             self._mail.send(message)
         except MailNotSent as exc:
