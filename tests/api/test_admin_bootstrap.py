@@ -8,6 +8,7 @@ import os
 import subprocess
 import tempfile
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
@@ -83,6 +84,24 @@ def test_running_it_again_keeps_the_one_admin_and_gives_a_new_link_that_replaces
     assert stale.status_code == 400 and stale.json()["error"]["code"] == "invalid_token"
     _set_password_and_log_in(stack, second["password_link"], email)
     assert [a["role"] for a in stack.admin("GET", f"/admin/accounts?search={email}")["data"]] == ["admin"]
+
+
+def test_runs_at_once_for_a_new_email_end_on_one_admin_account(stack: Stack):
+    email = f"race-{uuid.uuid4().hex[:8]}@example.com"
+
+    def grant(_: int) -> httpx.Response:
+        return httpx.post(f"{stack.url}/admin/admins", json={"email": email},
+                          headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(grant, range(8)))
+    assert all(answer.status_code in (200, 201) for answer in answers), [a.text for a in answers]
+    granted = [answer.json() for answer in answers]
+    assert len({g["account_id"] for g in granted}) == 1
+    assert sum(g["created"] for g in granted) == 1
+    assert {g["role"] for g in granted} == {"admin"}
+    assert [a["account_id"] for a in stack.admin("GET", f"/admin/accounts?search={email}")["data"]] == \
+        [granted[0]["account_id"]]
 
 
 def test_an_existing_customer_is_promoted_and_keeps_its_account_wallet_and_password(stack: Stack):
