@@ -109,16 +109,15 @@ _ADMIN = {"type": "object", "properties": {
     "created": {"type": "boolean", "description": "the account is new"},
     "promoted": {"type": "boolean", "description": "the account was not an admin before"},
     "password_link": _PASSWORD_LINK}}
-_PRICE = _USD
 _MODEL = {"type": "object", "properties": {
     "name": {"type": "string"}, "kind": {"enum": ["chat", "embedding", "image"]},
     "routes": {"type": "array", "items": {"type": "object", "properties": {
         "channel": {"type": "string"}, "upstream_model": {"type": "string"}, "priority": {"type": "integer"},
         "weight": {"type": "integer"}}}},
     "fallbacks": {"type": "array", "items": {"type": "string"}},
-    "input_per_1m": _PRICE, "cached_input_per_1m": _PRICE, "cache_write_per_1m": _PRICE, "output_per_1m": _PRICE,
-    "per_image": _PRICE, "image_prices": {"type": "array", "items": {"type": "object", "properties": {
-        "quality": {"type": "string"}, "size": {"type": "string"}, "per_image": _PRICE}}},
+    "input_per_1m": _USD, "cached_input_per_1m": _USD, "cache_write_per_1m": _USD, "output_per_1m": _USD,
+    "per_image": _USD, "image_prices": {"type": "array", "items": {"type": "object", "properties": {
+        "quality": {"type": "string"}, "size": {"type": "string"}, "per_image": _USD}}},
     "context_window": {"type": ["integer", "null"]}, "max_output_tokens": {"type": ["integer", "null"]},
     "cap_field": {"type": "string"}, "pass_through": {"type": "array", "items": {"type": "string"}},
     "timeout_s": {"type": ["number", "null"]}}}
