@@ -11,9 +11,11 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 
 from tests.api.conftest import ADMIN_TOKEN, Stack
 from tests.api.test_cli import TOKENWAY
+from tests.api.test_sqlite_gateway import on_sqlite  # noqa: F401 (a fixture)
 from tests.api.test_tokens_api import PASSWORD, Customer
 from tests.conftest import ROOT
 
@@ -174,3 +176,19 @@ def test_the_operator_lists_the_catalog_with_prices_and_revokes_a_key(stack: Sta
     assert again.status_code == 404 and again.json()["error"]["param"] == "key_id"
     elsewhere = stack.http.delete(f"/admin/accounts/acct_missing/keys/{key_id}", headers=admin)
     assert elsewhere.status_code == 404 and elsewhere.json()["error"]["param"] == "account_id"
+
+
+def test_on_sqlite_storage_the_first_admin_is_made_promoted_and_refused_alike(request: pytest.FixtureRequest):
+    stack: Stack = request.getfixturevalue("on_sqlite")  # the app on a SQLite data directory of its own
+    email = f"sqlite-admin-{uuid.uuid4().hex[:8]}@example.com"
+    first = _grant(stack, email)
+    assert first.status_code == 201 and first.json()["role"] == "admin"
+    again = _grant(stack, email).json()
+    assert (again["account_id"], again["created"], again["promoted"]) == (first.json()["account_id"], False, False)
+    _set_password_and_log_in(stack, again["password_link"], email)
+
+    customer = Customer(stack, usd="0")
+    assert (_grant(stack, customer.email).json()["promoted"], _account(stack, customer.email)["role"]) == (True,
+                                                                                                         "admin")
+    stack.admin("PATCH", f"/admin/accounts/{customer.account_id}", {"status": "disabled"})
+    assert _grant(stack, customer.email).json()["error"]["code"] == "account_disabled"

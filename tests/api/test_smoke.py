@@ -7,8 +7,11 @@ import io
 import re
 from decimal import Decimal
 
+import pytest
+
 from tests.api.conftest import ADMIN_TOKEN, Stack
 from tests.api.test_admin_bootstrap import tokenway
+from tests.api.test_sqlite_gateway import on_sqlite  # noqa: F401 (a fixture)
 from tests.fakes.upstream import http_error
 from tokenway_cli.main import main
 
@@ -61,6 +64,15 @@ def test_a_healthy_stage_passes_every_check_and_is_left_clean(stack: Stack, upst
 def test_behind_a_buffering_front_the_stream_is_one_body_and_its_cost_is_the_header(stack: Stack, upstream):
     out, err = io.StringIO(), io.StringIO()
     status = main(["--url", "http://gateway.test", "--admin-token", ADMIN_TOKEN, "smoke", "--model", "deepseek-chat"],
+                  http=stack.http, environ={}, stdout=out, stderr=err)
+    assert status == 0, out.getvalue() + err.getvalue()
+    assert [check for status, check, _ in _lines(out.getvalue()) if status == "ok"] == CHECKS
+
+
+def test_one_machine_storage_passes_every_check_too(request: pytest.FixtureRequest):
+    stack: Stack = request.getfixturevalue("on_sqlite")  # the app on a SQLite data directory of its own
+    out, err = io.StringIO(), io.StringIO()
+    status = main(["smoke", "--url", "http://gateway.test", "--admin-token", ADMIN_TOKEN, "--model", "deepseek-chat"],
                   http=stack.http, environ={}, stdout=out, stderr=err)
     assert status == 0, out.getvalue() + err.getvalue()
     assert [check for status, check, _ in _lines(out.getvalue()) if status == "ok"] == CHECKS
