@@ -133,3 +133,12 @@ def test_an_unreachable_stage_fails_at_once(stack: Stack):
     [(outcome, check, detail), cleanup] = _lines(out.getvalue())
     assert (outcome, check) == ("FAIL", "account") and detail.startswith("cannot reach http://127.0.0.1:9/admin/accounts")
     assert cleanup == ("ok", "cleanup", "nothing was made")
+
+
+def test_the_relay_is_called_at_the_relay_url_and_the_admin_api_at_the_url(stack: Stack):
+    done = tokenway(stack, "smoke", "--relay-url", "http://127.0.0.1:9")
+    assert done.returncode == 1
+    lines = _lines(done.stdout)
+    assert [(status, check) for status, check, _ in lines] == [
+        ("ok", "account"), ("ok", "credit"), ("ok", "key"), ("FAIL", "models"), ("ok", "cleanup")]
+    assert lines[3][2].startswith("cannot reach http://127.0.0.1:9/v1/models")
