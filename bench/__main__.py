@@ -18,7 +18,9 @@ and the server's CPU time per request; the same for an unknown path (the app's o
 call: the server's and the app's dispatch alone); the time to a stream's first event through the
 one-machine server against the upstream's own, and the import time of the app beside a bare
 `import boto3`. Then the usage reports over a month of made-up usage (bench/usage.py: `--usage-events`
-of one account, 1,000,000 by default). `--servers` picks what to measure (`usage`: the reports).
+of one account, 1,000,000 by default), and what one relay request writes on DynamoDB and Firehose in the
+units AWS bills (bench/aws_units.py). `--servers` picks what to measure (`usage`: the reports; `units`:
+the billed units).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from pathlib import Path
 import boto3
 import httpx
 
-from bench import usage
+from bench import aws_units, usage
 from chalicelib import deps
 from chalicelib.config import Settings
 from devstack.demo_upstream import DemoUpstream
@@ -52,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ADMIN = "bench-admin-token"
 BODY = {"model": "bench-chat", "messages": [{"role": "user", "content": "Say hello to the benchmark."}],
         "max_tokens": 64}
-SERVERS = ("chalice-local", "server", "sqlite", "usage")
+SERVERS = ("chalice-local", "server", "sqlite", "usage", "units")
 STREAMS = 50
 
 
@@ -405,7 +407,8 @@ def main() -> None:
     parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS),
                         help="the servers to measure (default all: chalice's local server and the one-machine "
                              "server on the AWS emulator, the one-machine server on SQLite; usage: the usage "
-                             "reports over a month of usage)")
+                             "reports over a month of usage; units: what one relay request writes on DynamoDB "
+                             "and Firehose, in billed units)")
     parser.add_argument("--usage-events", type=int, default=1_000_000,
                         help="the main account's usage events over 30 days, for the usage reports (default 1,000,000)")
     args = parser.parse_args()
@@ -431,6 +434,8 @@ def main() -> None:
               "medians of 5, above a bare interpreter)")
         if "usage" in args.servers:
             usage.run(args.usage_events)
+        if "units" in args.servers:
+            aws_units.main()
     finally:
         http.close()
         upstream.stop()

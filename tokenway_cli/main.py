@@ -2,8 +2,9 @@
 
 The gateway's URL comes from --url or TOKENWAY_URL (default http://127.0.0.1:8000), the admin
 token from --admin-token or TOKENWAY_ADMIN_TOKEN (the environment keeps it out of the process
-list). Both go before the command. Each command prints one JSON object on stdout; errors go to
-stderr as one `error: …` line, with exit status 1 (gateway or network) or 2 (usage).
+list), before or after the command. Each command prints one JSON object on stdout (`smoke`: one line
+per check); errors go to stderr as one `error: …` line, with exit status 1 (gateway or network) or 2
+(usage).
 
     export TOKENWAY_URL=https://abc123.execute-api.us-east-1.amazonaws.com/api
     export TOKENWAY_ADMIN_TOKEN=...
@@ -29,6 +30,9 @@ stderr as one `error: …` line, with exit status 1 (gateway or network) or 2 (u
     tokenway account list --search example.com
     tokenway account disable acct_0123
     tokenway holds sweep
+
+    tokenway admin bootstrap --email ops@example.com    # the first admin: a one-time set-password link
+    tokenway smoke --url https://api.example.com          # a stage checked end to end, one line per check
 
     tokenway topup settings
     tokenway topup set-tiers 10=10 20=22 50=57.50 100=120 --min 5 --max 10000
@@ -60,7 +64,9 @@ from typing import Any, TextIO
 
 import httpx
 
-from tokenway_cli.calls import Call, given, query, segment
+from tokenway_cli import smoke
+from tokenway_cli.calls import Call, describe, given, query, segment
+from tokenway_cli.operators import add_operator_commands
 from tokenway_cli.payments import add_payment_commands
 from tokenway_cli.usage import add_usage_commands
 
@@ -71,7 +77,7 @@ GROUPS = {"channel": "upstream providers", "model": "the model catalog", "accoun
           "wallet": "customer balances", "key": "customer API keys", "group": "groups (plans)",
           "holds": "billing holds", "topup": "top-up tiers and orders", "code": "redemption codes",
           "payments": "payments at the provider", "usage": "usage over accounts",
-          "limits": "request limits per key"}
+          "limits": "request limits per key", "admin": "operators of the console"}
 
 MODEL_OPTIONS = ("upstream_model", "input_per_1m", "output_per_1m", "cached_input_per_1m", "cache_write_per_1m",
                  "per_image", "max_output_tokens", "kind", "timeout_s", "context_window", "cap_field", "priority",
@@ -201,6 +207,7 @@ def _parser() -> argparse.ArgumentParser:
                                                                                           required=True)
         sub = actions[group].add_parser(name, help=help, description=help)
         sub.set_defaults(run=run, usage_error=sub.error)
+        _connection_options(sub)
         return sub
 
     sub = command("channel", "add", channel_add, "add or replace an upstream channel")
@@ -306,7 +313,23 @@ def _parser() -> argparse.ArgumentParser:
     command("holds", "sweep", holds_sweep, "release expired holds")
     add_payment_commands(command)
     add_usage_commands(command)
+    add_operator_commands(command)
+
+    sub = groups.add_parser("smoke", help="check a deployed stage end to end",
+                            description="Check a stage end to end: models, a chat and a stream on a throwaway "
+                                        "account's key, the cost header against the wallet, the console login. "
+                                        "One line per check; exit status 1 at the first failure. The account is "
+                                        "disabled and its key revoked afterwards, whatever happened.")
+    sub.set_defaults(run=None, program=smoke.run, usage_error=sub.error)
+    _connection_options(sub)
+    smoke.add_smoke_arguments(sub)
     return parser
+
+
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    """--url and --admin-token after the command too; given before it, they are not overridden."""
+    parser.add_argument("--url", default=argparse.SUPPRESS, help="the gateway's base URL (env TOKENWAY_URL)")
+    parser.add_argument("--admin-token", default=argparse.SUPPRESS, help="the admin token (env TOKENWAY_ADMIN_TOKEN)")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -323,15 +346,6 @@ class CliError(Exception):
     """A failure to report as one `error: …` line."""
 
 
-def _describe(response: httpx.Response) -> str:
-    """The gateway's error message and status, from its envelope when it sent one."""
-    try:
-        message = response.json()["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        message = response.text.strip()[:200] or response.reason_phrase
-    return f"{' '.join(str(message).split())} (HTTP {response.status_code})"
-
-
 def _request(http: httpx.Client, url: str, token: str, call: Call) -> dict[str, Any]:
     method, path, body = call
     target = url.rstrip("/") + path
@@ -344,7 +358,7 @@ def _request(http: httpx.Client, url: str, token: str, call: Call) -> dict[str, 
     except (httpx.TransportError, httpx.InvalidURL) as exc:
         raise CliError(f"cannot reach the gateway at {url}: {exc or type(exc).__name__}") from None
     if not response.is_success:
-        raise CliError(_describe(response))
+        raise CliError(describe(response))
     try:
         return response.json()
     except ValueError:
@@ -370,6 +384,13 @@ def main(argv: list[str] | None = None, *, http: httpx.Client | None = None,
         return 2
 
     client = http or httpx.Client(timeout=TIMEOUT_S)
+    program = getattr(args, "program", None)
+    if program is not None:
+        try:
+            return program(args, http=client, url=url, token=token, stdout=stdout, stderr=stderr)
+        finally:
+            if http is None:
+                client.close()
     try:
         result = _request(client, url, token, args.run(args))
     except CliError as exc:

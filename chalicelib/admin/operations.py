@@ -424,6 +424,10 @@ class Admin:
         self._account(account_id)
         return self._key_manager.list(account_id)
 
+    def revoke_key(self, account_id: str, key_id: str) -> None:
+        """Revoke one of the account's keys; 404 naming the account or the key when either is unknown."""
+        self._key_manager.revoke(self._account(account_id).account_id, key_id)
+
     def _account(self, account_id: str) -> Account:
         account = self._accounts.get(account_id)
         if account is None:

@@ -73,6 +73,14 @@ def add_model() -> Response:
     return json_response(model_json(gateway.admin.add_model(parse(ModelInput, body))), status=201)
 
 
+@admin_routes.route("/admin/models", methods=["GET"])
+@openai_errors
+def list_models() -> Response:
+    """Every model of the catalog with its prices and routes, routable now or not."""
+    gateway, _ = _authorized()
+    return json_response({"data": [model_json(model) for model in gateway.catalog.models()]})
+
+
 @admin_routes.route("/admin/groups", methods=["POST"])
 @openai_errors
 def add_group() -> Response:
@@ -117,6 +125,23 @@ def create_account() -> Response:
     # The same service, rules and answers as a customer's sign-up.
     account = gateway.accounts.create(parse(NewAccount, body))
     return json_response({"account_id": account.account_id, "email": account.email}, status=201)
+
+
+@admin_routes.route("/admin/admins", methods=["POST"])
+@openai_errors
+def grant_admin() -> Response:
+    """The account with the email made an admin (created if need be) and a one-time set-password link for it;
+    201 when the account is new. Safe to repeat; 409 `account_disabled` for a disabled account."""
+    from chalicelib.admin.admins import AdminGrant, grant_admin
+
+    gateway, body = _authorized()
+    granted = grant_admin(parse(AdminGrant, body), accounts=gateway.accounts, admin=gateway.admin,
+                          links=gateway.password_links)
+    link = granted.link
+    # The link's token is in this answer only: no cache may keep it.
+    return json_response({**account_json(granted.account), "created": granted.created, "promoted": granted.promoted,
+                          "password_link": {"token": link.token, "url": link.url, "expires_at": iso(link.expires_at)}},
+                         status=201 if granted.created else 200, headers={"Cache-Control": "no-store"})
 
 
 @admin_routes.route("/admin/accounts", methods=["GET"])
@@ -179,6 +204,15 @@ def create_key(account_id: str) -> Response:
 def list_account_keys(account_id: str) -> Response:
     gateway, _ = _authorized()
     return json_response({"data": [key_json(key) for key in gateway.admin.account_keys(account_id)]})
+
+
+@admin_routes.route("/admin/accounts/{account_id}/keys/{key_id}", methods=["DELETE"])
+@openai_errors
+def revoke_account_key(account_id: str, key_id: str) -> Response:
+    """Revoke one of the account's keys: it stops working at once, for good."""
+    gateway, _ = _authorized(with_body=False)
+    gateway.admin.revoke_key(account_id, key_id)
+    return json_response({"account_id": account_id, "key_id": key_id, "status": "revoked"})
 
 
 @admin_routes.route("/admin/holds/sweep", methods=["POST"])

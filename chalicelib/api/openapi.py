@@ -1,8 +1,10 @@
-"""The OpenAPI 3.1 document of the console API (`/api/…`), served at `/api/openapi.json`."""
+"""The OpenAPI 3.1 document of the console API (`/api/…`) and of the admin routes a new stage is set up and
+checked with (`tokenway admin bootstrap`, `tokenway smoke`), served at `/api/openapi.json`."""
 
 from __future__ import annotations
 
 import functools
+import re
 from typing import TYPE_CHECKING, Any
 
 from chalice import Blueprint, Response
@@ -97,6 +99,31 @@ _LOG_ROW = {"type": "object", "properties": {
     "prompt_tokens": {"type": "integer"}, "cached_tokens": {"type": "integer"},
     "completion_tokens": {"type": "integer"}, "images": {"type": "integer"}, "cost_usd": _USD,
     "latency_ms": {"type": "integer"}, "ttft_ms": {"type": ["integer", "null"]}}}
+_PASSWORD_LINK = {"type": "object", "properties": {
+    "token": {"type": "string", "description": "shown only in this answer"},
+    "url": {"type": "string", "description": "the console's set-password page, the token in its fragment"},
+    "expires_at": _TIME}}
+_ADMIN = {"type": "object", "properties": {
+    "account_id": {"type": "string"}, "email": {"type": "string"}, "role": {"const": "admin"},
+    "status": {"const": "active"}, "groups": {"type": "array", "items": {"type": "string"}},
+    "default_plan": {"type": "boolean"}, "password_set": {"type": "boolean"}, "created_at": _TIME,
+    "created": {"type": "boolean", "description": "the account is new"},
+    "promoted": {"type": "boolean", "description": "the account was not an admin before"},
+    "password_link": _PASSWORD_LINK}}
+_MODEL = {"type": "object", "properties": {
+    "name": {"type": "string"}, "kind": {"enum": ["chat", "embedding", "image"]},
+    "routes": {"type": "array", "items": {"type": "object", "properties": {
+        "channel": {"type": "string"}, "upstream_model": {"type": "string"}, "priority": {"type": "integer"},
+        "weight": {"type": "integer"}}}},
+    "fallbacks": {"type": "array", "items": {"type": "string"}},
+    "input_per_1m": _USD, "cached_input_per_1m": _USD, "cache_write_per_1m": _USD, "output_per_1m": _USD,
+    "per_image": _USD, "image_prices": {"type": "array", "items": {"type": "object", "properties": {
+        "quality": {"type": "string"}, "size": {"type": "string"}, "per_image": _USD}}},
+    "context_window": {"type": ["integer", "null"]}, "max_output_tokens": {"type": ["integer", "null"]},
+    "cap_field": {"type": "string"}, "pass_through": {"type": "array", "items": {"type": "string"}},
+    "timeout_s": {"type": ["number", "null"]}}}
+_REVOKED = {"type": "object", "properties": {
+    "account_id": {"type": "string"}, "key_id": {"type": "string"}, "status": {"const": "revoked"}}}
 _ERROR = {"type": "object", "properties": {"error": {"type": "object", "properties": {
     "message": {"type": "string"}, "type": {"type": "string"}, "param": {"type": ["string", "null"]},
     "code": {"type": ["string", "null"]}}}}}
@@ -169,26 +196,49 @@ def operations() -> list[tuple[str, str, str, type[BaseModel] | None, int, dict[
     ]
 
 
+def admin_operations() -> list[tuple[str, str, str, type[BaseModel] | None, int | tuple[int, ...],
+                                     dict[str, Any] | None]]:
+    """(method, path, summary, request model, success status, response schema) of each documented admin route;
+    each takes the admin token, or the session of an account with the admin role."""
+    from chalicelib.admin.admins import AdminGrant
+
+    return [
+        ("POST", "/admin/admins", "Make the account with the email an admin, creating it if need be, with a new "
+         "one-time set-password link (201 when the account is new; safe to repeat; 409 `account_disabled`)",
+         AdminGrant, (200, 201), _ADMIN),
+        ("GET", "/admin/models", "Every model of the catalog with its prices and routes", None, 200,
+         _list_of(_MODEL)),
+        ("DELETE", "/admin/accounts/{account_id}/keys/{key_id}", "Revoke one of the account's API keys", None, 200,
+         _REVOKED),
+    ]
+
+
+_CONSOLE_SECURITY = [{"session": []}, {"cookie": []}]
+
+
 @functools.cache
 def document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
-    for method, path, summary, model, status, schema, session in operations():
+    documented = [(*operation[:6], _CONSOLE_SECURITY if operation[6] else []) for operation in operations()]
+    documented += [(*operation, [{"admin": []}, *_CONSOLE_SECURITY]) for operation in admin_operations()]
+    for method, path, summary, model, status, schema, security in documented:
+        success = {"description": "Success", **({"content": {"application/json": {"schema": schema}}}
+                                                if schema else {})}
         operation: dict[str, Any] = {
             "summary": summary,
             "responses": {
-                str(status): {"description": "Success", **({"content": {"application/json": {"schema": schema}}}
-                                                          if schema else {})},
+                **{str(code): success for code in (status if isinstance(status, tuple) else (status,))},
                 "default": {"description": "An error", "content": {"application/json": {"schema": _ERROR}}},
             },
         }
         if model is not None:
             operation["requestBody"] = {"required": True, "content": {"application/json": {
                 "schema": model.model_json_schema()}}}
-        for name in ("key_id", "order_id"):
-            if f"{{{name}}}" in path:
-                operation["parameters"] = [{"name": name, "in": "path", "required": True,
-                                            "schema": {"type": "string"}}]
-        operation["security"] = [{"session": []}, {"cookie": []}] if session else []
+        names = re.findall(r"\{(\w+)\}", path)
+        if names:
+            operation["parameters"] = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                                       for name in names]
+        operation["security"] = security
         paths.setdefault(path, {})[method.lower()] = operation
     return {
         "openapi": "3.1.0",
@@ -196,6 +246,7 @@ def document() -> dict[str, Any]:
         "paths": paths,
         "components": {"securitySchemes": {
             "session": {"type": "http", "scheme": "bearer", "description": "the token from /api/auth/login"},
+            "admin": {"type": "http", "scheme": "bearer", "description": "the stage's admin token"},
             "cookie": {"type": "apiKey", "in": "cookie", "name": "tokenway_session",
                        "description": "writes also need the X-CSRF-Token header"},
         }},

@@ -11,7 +11,7 @@ GatewayError
 ├── NotFound                    404 invalid_request_error (`unknown_url` for a path the gateway does not serve)
 │   └── ModelNotFound           404 invalid_request_error / model_not_found
 ├── MethodNotAllowed            405 invalid_request_error / method_not_allowed; carries the methods served (Allow)
-├── Conflict                    409 invalid_request_error
+├── Conflict                    409 invalid_request_error (`account_disabled`: an admin grant naming a disabled account)
 │   └── EmailTaken              409 invalid_request_error / email_taken (another account has the email)
 ├── PayloadTooLarge             413 invalid_request_error / request_too_large
 ├── UnsupportedMediaType        415 invalid_request_error / unsupported_media_type

@@ -99,6 +99,10 @@ class Accounts:
         answers as a sign-up."""
         return self._create(command.email, None)
 
+    def find(self, email: str) -> Account | None:
+        """The account with this email (as it is stored: trimmed, in lower case), or None."""
+        return self._accounts.get_by_email(normalize_email(email))
+
     def _create(self, email: str, password: str | None) -> Account:
         email = valid_email(email)
         password_hash = None

@@ -580,3 +580,27 @@ def test_a_refund_of_an_order_not_paid_is_reported(gateway: Gateway) -> None:
     run = gateway.run("topup", "refund", "top_1", "--reason", "r")
     assert (run.code, run.out) == (1, "")
     assert run.err == f"error: {refused} (HTTP 409)\n"
+
+
+def test_admin_bootstrap_model_list_and_key_revoke(gateway: Gateway) -> None:
+    assert_sent(gateway.run("admin", "bootstrap", "--email", "ops@example.com"), "POST", "/admin/admins",
+                {"email": "ops@example.com"})
+    assert_sent(gateway.run("model", "list"), "GET", "/admin/models", None)
+    revoke = gateway.run("key", "revoke", "acct/1", "key 2")
+    assert_sent(revoke, "DELETE", "/admin/accounts/acct/1/keys/key 2", None)
+    assert revoke.request.url.raw_path == b"/admin/accounts/acct%2F1/keys/key%202"  # each id one path segment
+
+
+def test_admin_bootstrap_needs_an_email(gateway: Gateway) -> None:
+    run = gateway.run("admin", "bootstrap")
+    assert run.code == 2 and run.sent == [] and "--email" in run.err
+
+
+def test_the_url_and_admin_token_may_follow_the_command_and_win_over_the_environment(gateway: Gateway) -> None:
+    other = "adm-given-after"
+    run = gateway.run("wallet", "show", "acct_1", "--url", "http://other.test/", "--admin-token", other)
+    assert run.code == 0, run.err
+    assert str(run.request.url) == "http://other.test/admin/accounts/acct_1/wallet"
+    assert run.request.headers["authorization"] == f"Bearer {other}"
+    before = gateway.run("--url", "http://before.test", "wallet", "show", "acct_1")
+    assert str(before.request.url) == "http://before.test/admin/accounts/acct_1/wallet"
