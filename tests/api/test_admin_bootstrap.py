@@ -41,7 +41,7 @@ def _grant(stack: Stack, email: str, token: str = ADMIN_TOKEN) -> httpx.Response
 
 
 def _set_password_and_log_in(stack: Stack, link: dict, email: str) -> str:
-    token = link["url"].split("#token=", 1)[1]
+    token = link["url"].split("#/set-password?token=", 1)[1]
     assert token == link["token"]
     assert stack.http.post("/api/auth/password/set", json={"token": token, "password": NEW_PASSWORD}).status_code == 204
     login = stack.http.post("/api/auth/login", json={"email": email, "password": NEW_PASSWORD})
@@ -62,7 +62,7 @@ def test_the_first_admin_is_created_with_a_link_that_sets_its_password_and_opens
     granted = response.json()
     assert (granted["email"], granted["role"], granted["status"]) == (email, "admin", "active")
     assert (granted["created"], granted["promoted"], granted["password_set"]) == (True, True, False)
-    assert "/console/set-password#token=" in granted["password_link"]["url"]
+    assert "/#/set-password?token=" in granted["password_link"]["url"]
 
     session = _set_password_and_log_in(stack, granted["password_link"], email)
     me = stack.http.get("/api/auth/me", headers={"Authorization": f"Bearer {session}"}).json()
@@ -147,7 +147,7 @@ def test_the_cli_bootstraps_an_admin_with_the_url_after_the_command_and_refuses_
     assert done.returncode == 0, done.stderr
     first = json.loads(done.stdout)
     assert (first["email"], first["role"], first["created"]) == (email, "admin", True)
-    assert first["password_link"]["url"].startswith(stack.settings.console_url.rstrip("/") + "/console/set-password#")
+    assert first["password_link"]["url"].startswith(stack.settings.console_url.rstrip("/") + "/#/set-password?token=")
     rerun = json.loads(bootstrap().stdout)
     assert (rerun["account_id"], rerun["created"], rerun["promoted"]) == (first["account_id"], False, False)
 
