@@ -110,11 +110,12 @@ def _ledger(stack, account_id: str) -> list[dict]:
 
 
 def _key_item(stack, key_id: str) -> dict:
-    items = stack.aws("dynamodb").query(
+    dynamodb = stack.aws("dynamodb")
+    [found] = dynamodb.query(
         TableName=stack.outputs["KeysTableName"], IndexName="key-id-index", KeyConditionExpression="key_id = :k",
         ExpressionAttributeValues={":k": {"S": key_id}})["Items"]
-    [item] = items
-    return from_item(item)
+    return from_item(dynamodb.get_item(TableName=stack.outputs["KeysTableName"], Key={"key_hash": found["key_hash"]},
+                                       ConsistentRead=True)["Item"])
 
 
 def test_racing_requests_whose_usage_passes_their_holds_never_spend_past_the_key_quota(stack, upstream):

@@ -23,6 +23,7 @@ OUTPUT_NAMES = {
     "LimitsTableName", "SecretsKeyArn", "SecretsKeyAlias",
     "PasswordLinksTableName", "OrdersTableName", "PaymentEventsTableName", "CodesTableName",
     "UsageDatabaseName", "UsageTableName", "UsageWorkGroupName", "UsageRollupsTableName",
+    "UsageOutboxTableName", "UsageOutboxStreamArn",
 }
 USAGE_PREFIX = "usage/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/"
 
@@ -66,16 +67,23 @@ def test_provisioning_creates_the_tables_bucket_and_stream(provisioned: Provisio
     accounts = _table(provisioned, "AccountsTableName")
     assert accounts["TableName"] == f"{prefix}-accounts"
     assert _keys(accounts["KeySchema"]) == [("account_id", "HASH")]
-    assert _indexes(accounts) == {"email-index": ([("email", "HASH")], "ALL")}
+    assert _indexes(accounts) == {}
 
     keys = _table(provisioned, "KeysTableName")
     assert keys["TableName"] == f"{prefix}-keys"
     assert _keys(keys["KeySchema"]) == [("key_hash", "HASH")]
     assert _indexes(keys) == {
-        "account-index": ([("account_id", "HASH"), ("created_at", "RANGE")], "ALL"),
-        "key-id-index": ([("key_id", "HASH")], "ALL"),
+        "account-index": ([("account_id", "HASH"), ("created_at", "RANGE")], "KEYS_ONLY"),
+        "key-id-index": ([("key_id", "HASH")], "KEYS_ONLY"),
     }
     assert {a["AttributeName"]: a["AttributeType"] for a in keys["AttributeDefinitions"]}["created_at"] == "N"
+
+    outbox = _table(provisioned, "UsageOutboxTableName")
+    assert _keys(outbox["KeySchema"]) == [("request_id", "HASH")]
+    assert outbox["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
+    assert outputs["UsageOutboxStreamArn"] == outbox["LatestStreamArn"]
+    ttl = provisioned.emulator.client("dynamodb").describe_time_to_live(TableName=outbox["TableName"])
+    assert ttl["TimeToLiveDescription"]["AttributeName"] == "expires_at"
 
     for output, table, schema in [
         ("LedgerTableName", "ledger", [("account_id", "HASH"), ("entry_id", "RANGE")]),

@@ -1,5 +1,7 @@
 """API keys on DynamoDB: table `keys`, key `key_hash` (the relay's one lookup), with
-indexes `account-index` (account_id, created_at) and `key-id-index` (key_id).
+indexes `account-index` (account_id, created_at) and `key-id-index` (key_id), which hold keys only
+(the counters every request updates are not copied to them): a key found through one is read from
+the table.
 
 Two kinds of item share the table:
 - a key: its settings and counters, and `revision`, moved on by every write to the item
@@ -18,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chalicelib.core.domain import ApiKey
-from chalicelib.core.errors import Conflict, NotFound
+from chalicelib.core.errors import Conflict, NotFound, StorageError
 from chalicelib.storage.dynamodb.common import (
     ConditionFailed,
     TransactionCancelled,
@@ -36,6 +38,8 @@ from chalicelib.storage.ports import KeyRepo
 _SETTINGS = ("name", "group", "status", "expires_at", "quota", "models", "cidrs", "rpm_limit", "tpm_limit",
              "concurrency_limit")
 _SAVE_ATTEMPTS = 8
+_BATCH_GET = 100  # BatchGetItem's limit
+_BATCH_ATTEMPTS = 6
 # A key regenerated more often than this while one request was in flight loses that
 # request's counts on the key (its account still pays).
 MAX_FORWARDS = 16
@@ -69,15 +73,38 @@ class DynamoKeyRepo(KeyRepo):
         return None if values is None or is_forward(values) else key_from_item(values)
 
     def get_by_id(self, key_id: str) -> ApiKey | None:
-        items = read_all(self._client.query, "read the key", TableName=self._table, IndexName="key-id-index",
+        found = read_all(self._client.query, "read the key", TableName=self._table, IndexName="key-id-index",
                          KeyConditionExpression="key_id = :id", ExpressionAttributeValues={":id": {"S": key_id}})
-        return key_from_item(items[0]) if items else None
+        values = self._read(found[0]["key_hash"], consistent=False) if found else None
+        # The index lags the table: a key regenerated a moment ago may still be found at its old hash.
+        return None if values is None or is_forward(values) else key_from_item(values)
 
     def list_for_account(self, account_id: str) -> list[ApiKey]:
-        items = read_all(self._client.query, "list the keys", TableName=self._table, IndexName="account-index",
+        found = read_all(self._client.query, "list the keys", TableName=self._table, IndexName="account-index",
                          KeyConditionExpression="account_id = :id",
                          ExpressionAttributeValues={":id": {"S": account_id}})
-        return [key_from_item(item) for item in items]
+        items = self._read_many([item["key_hash"] for item in found])
+        return [key_from_item(values) for values in items if not is_forward(values)]
+
+    def _read_many(self, key_hashes: list[str]) -> list[dict[str, Any]]:
+        """The items at these hashes (those that exist), in the order given: BatchGetItem, 100 at a
+        time, the keys DynamoDB left unprocessed asked again."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(key_hashes), _BATCH_GET):
+            pending = [to_item({"key_hash": key_hash}) for key_hash in key_hashes[start:start + _BATCH_GET]]
+            for attempt in range(_BATCH_ATTEMPTS):
+                with storage_errors("list the keys"):
+                    reply = self._client.batch_get_item(RequestItems={self._table: {"Keys": pending}})
+                for item in reply.get("Responses", {}).get(self._table, []):
+                    values = from_item(item)
+                    found[values["key_hash"]] = values
+                pending = reply.get("UnprocessedKeys", {}).get(self._table, {}).get("Keys", [])
+                if not pending:
+                    break
+                self._sleep(0.01 * 2**attempt)
+            else:
+                raise StorageError("could not list the keys: DynamoDB kept keys unprocessed")
+        return [found[key_hash] for key_hash in key_hashes if key_hash in found]
 
     def save_settings(self, key: ApiKey) -> ApiKey:
         for attempt in range(_SAVE_ATTEMPTS):
