@@ -5,7 +5,8 @@ as a warm container has them), through the app in process on the AWS emulator pr
 infra/template.yaml. Every AWS call of the last request is listed; each item of a `TransactWriteItems`
 with its size (DynamoDB's rule: attribute names and values, the larger of the item before and after a
 write) and its write request units: 2 per KB for a transactional write, and 1 per KB for each global
-secondary index the write changes (an index projecting ALL is rewritten by any change to the item).
+secondary index the write changes (an index projecting ALL is rewritten by any change to the item, one
+holding keys only by the item's creation or deletion).
 The Firehose record's size is printed beside the 5 KB that Firehose bills each record as.
 """
 
@@ -92,8 +93,11 @@ class Recorder:
         size = max(item_size(after), self._sizes.get(identity, 0))
         self._sizes[identity] = size
         units = 2 * max(1, math.ceil(size / KB))
-        # A write changes each index whose keys the item has (every index here projects ALL).
-        indexes = [index for index in table["indexes"] if after and all(name in after for name in index)]
+        # A write changes each index whose keys the item has: one projecting ALL with any change to the
+        # item; one holding keys only when the item is created or deleted (no update here changes an
+        # index's key attributes).
+        indexes = [keys for keys, projection in table["indexes"] if after and all(name in after for name in keys)
+                   and (projection != "KEYS_ONLY" or action != "Update")]
         index_units = len(indexes) * max(1, math.ceil(size / KB))
         return {"action": action, "table": spec["TableName"], "bytes": size, "units": units,
                 "index_units": index_units}
@@ -103,7 +107,8 @@ class Recorder:
             described = self._dynamodb.describe_table(TableName=name)["Table"]
             self._tables[name] = {
                 "key": [part["AttributeName"] for part in described["KeySchema"]],
-                "indexes": [[part["AttributeName"] for part in index["KeySchema"]]
+                "indexes": [([part["AttributeName"] for part in index["KeySchema"]],
+                             index["Projection"]["ProjectionType"])
                             for index in described.get("GlobalSecondaryIndexes", [])],
             }
         return self._tables[name]
