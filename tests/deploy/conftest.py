@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,15 +48,17 @@ def _package(stage: str) -> None:
             assert done.returncode == 0, done.stdout + done.stderr
 
 
+def packaged_stage(stage: str) -> Path:
+    """build/STAGE, packaged from the current sources."""
+    if _stale(stage):
+        _package(stage)
+    return BUILD / stage
+
+
 @pytest.fixture(scope="session")
 def packaged() -> Iterator[dict[str, dict[str, Any]]]:
     """Stage → its packaged template (build/STAGE/sam.yaml)."""
-    templates = {}
-    for stage in STAGES:
-        if _stale(stage):
-            _package(stage)
-        templates[stage] = yaml.safe_load((BUILD / stage / "sam.yaml").read_text())
-    yield templates
+    yield {stage: yaml.safe_load((packaged_stage(stage) / "sam.yaml").read_text()) for stage in STAGES}
 
 
 @pytest.fixture(scope="session")
