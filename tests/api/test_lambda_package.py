@@ -15,6 +15,7 @@ import sys
 import time
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -56,8 +57,14 @@ def bare_python(root: Path) -> Path:
     return bin_dir
 
 
+@dataclass
+class Function:
+    url: str
+    process: subprocess.Popen[bytes]
+
+
 @pytest.fixture(scope="module")
-def stream_function(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def function(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Function]:
     build = packaged_stage(STAGE)
     root = tmp_path_factory.mktemp("lambda")
     task = root / "task"
@@ -99,11 +106,16 @@ def stream_function(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> I
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        yield url
+        yield Function(url, process)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
         assert "Traceback" not in log.read_text(), log.read_text()
+
+
+@pytest.fixture
+def stream_function(function: Function) -> str:
+    return function.url
 
 
 def test_the_packaged_streaming_function_streams_event_by_event_and_settles(stack: Stack, upstream,
@@ -144,3 +156,20 @@ def test_the_packaged_function_serves_every_route_of_the_app(stack: Stack, strea
     _, key = stack.customer("0")
     models = httpx.get(stream_function + "/models", headers={"Authorization": f"Bearer {key}"})
     assert models.status_code == 200 and models.json()["object"] == "list"
+
+
+def test_a_freeze_between_requests_keeps_the_adapters_connection(function: Function) -> None:
+    """Lambda freezes the environment between requests; once thawed, the server must still hold the
+    connection the adapter kept alive (the one-machine default, 5 s, would have dropped it)."""
+    limits = httpx.Limits(keepalive_expiry=60)  # the client keeps it too
+    with httpx.Client(limits=limits, timeout=10) as http:
+        def served_from() -> tuple[int, object]:
+            response = http.get(function.url + "/api/openapi.json")
+            return response.status_code, response.extensions["network_stream"].get_extra_info("client_addr")
+
+        status, before = served_from()
+        os.killpg(function.process.pid, signal.SIGSTOP)
+        time.sleep(6)
+        os.killpg(function.process.pid, signal.SIGCONT)
+        time.sleep(1.5)  # the server's loop runs its idle-connection check at least once a second
+        assert served_from() == (status, before) == (200, before)

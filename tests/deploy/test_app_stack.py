@@ -62,6 +62,8 @@ def test_the_streaming_function_runs_the_server_under_the_web_adapter_behind_a_s
     assert env["AWS_LWA_READINESS_CHECK_PATH"] == "/api/openapi.json"
     assert int(env["AWS_LWA_PORT"]) > 1024
     assert (env["TOKENWAY_SERVER_WORKERS"], env["TOKENWAY_SERVER_THREADS"]) == ("1", "4")
+    # Frozen between requests: the worker is never taken for hung, the adapter's connection outlives a freeze.
+    assert env["TOKENWAY_SERVER_WORKER_TIMEOUT_S"] == "0" and int(env["TOKENWAY_SERVER_KEEPALIVE_S"]) > 90
     # The readiness path is a route the app serves with GET, and its handler script is in the package.
     assert "GET" in served_routes(app)["/api/openapi.json"]
     with zipfile.ZipFile(BUILD / stage / "deployment.zip") as package:
@@ -99,7 +101,7 @@ def test_the_streaming_function_is_the_api_handler_with_the_web_adapter(packaged
     assert set(stream_env) - set(api_env) == {
         "AWS_LAMBDA_EXEC_WRAPPER", "AWS_LWA_INVOKE_MODE", "AWS_LWA_PORT", "AWS_LWA_READINESS_CHECK_PATH",
         "AWS_LWA_READINESS_CHECK_HEALTHY_STATUS", "TOKENWAY_SERVER_WORKERS", "TOKENWAY_SERVER_THREADS",
-        "TOKENWAY_TRUSTED_PROXIES"} - set(api_env)
+        "TOKENWAY_SERVER_WORKER_TIMEOUT_S", "TOKENWAY_SERVER_KEEPALIVE_S", "TOKENWAY_TRUSTED_PROXIES"} - set(api_env)
     # The adapter is the server's only peer; the caller is the address it forwards.
     assert stream_env["TOKENWAY_TRUSTED_PROXIES"].split(",")[0] == "127.0.0.1/32"
 
