@@ -9,21 +9,22 @@ Without --stage, every stage of .chalice/config.json is packaged, each into buil
 The result is OUT/sam.yaml and OUT/deployment.zip, the one code artifact both functions run, for
 `aws cloudformation package` and `aws cloudformation deploy`.
 
-No AWS call is made, but Chalice needs a region: set AWS_DEFAULT_REGION (or AWS_REGION) to the
-region the stack goes to.
+No AWS call is made, but Chalice needs a region: set AWS_DEFAULT_REGION (or a region in the AWS
+profile) to the region the stack goes to.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import botocore.exceptions
+import botocore.session
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,9 +54,13 @@ def chalice_command() -> list[str]:
 
 def package(stage: str, out: Path) -> Path:
     """Package `stage` into `out`; the completed template's path."""
-    if not (os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")):
-        raise PackagingError("set AWS_DEFAULT_REGION to the region the stack is deployed to "
-                             "(chalice package needs one; no AWS call is made)")
+    try:
+        region = botocore.session.Session().get_config_variable("region")
+    except botocore.exceptions.BotoCoreError as exc:  # a profile named but not configured
+        raise PackagingError(str(exc)) from exc
+    if not region:
+        raise PackagingError("set AWS_DEFAULT_REGION (or a region in your AWS profile) to the region the stack "
+                             "is deployed to: chalice package needs one, though it calls no AWS service")
     if out.exists():
         shutil.rmtree(out)
     command = chalice_command() + ["--project-dir", str(ROOT), "package", "--stage", stage,

@@ -4,7 +4,10 @@ Function URL, the sweeper's schedule, the CloudFront base URL, the outputs, and 
 from __future__ import annotations
 
 import json
+import os
 import stat
+import subprocess
+import sys
 import zipfile
 from fnmatch import fnmatchcase
 from typing import Any
@@ -14,6 +17,7 @@ import pytest
 from app import app
 from chalicelib.api.routing import served_routes
 from chalicelib.config import Settings
+from tests.conftest import ROOT
 from tests.deploy.conftest import BUILD, CHALICE_CONFIG, STAGES, environment, resources_of
 
 FUNCTION = "AWS::Serverless::Function"
@@ -210,3 +214,14 @@ def test_the_package_holds_the_server_and_leaves_boto3_to_the_lambda_runtime(pac
         tops = {name.split("/")[0] for name in package.namelist()}
     assert {"app.py", "chalicelib", "chalice", "gunicorn", "httpx", "pydantic", "cryptography", "stripe"} <= tops
     assert not tops & {"boto3", "botocore", "s3transfer", "duckdb"}
+
+
+def test_packaging_asks_for_a_region_before_it_starts(tmp_path) -> None:
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_DEFAULT_PROFILE")}
+    env["AWS_CONFIG_FILE"] = str(tmp_path / "none")  # and no region in a profile
+    done = subprocess.run([sys.executable, "infra/package_app.py", "--stage", "dev", "--out", str(tmp_path / "out")],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "set AWS_DEFAULT_REGION" in done.stderr
+    assert not (tmp_path / "out").exists()
