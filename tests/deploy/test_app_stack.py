@@ -3,7 +3,9 @@ Function URL, the sweeper's schedule, the CloudFront base URL, the outputs, and 
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import marshal
 import os
 import stat
 import subprocess
@@ -225,3 +227,22 @@ def test_packaging_asks_for_a_region_before_it_starts(tmp_path) -> None:
     assert done.returncode == 1
     assert "set AWS_DEFAULT_REGION" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_package_carries_the_bytecode_of_its_modules_for_a_read_only_code_directory(
+        packaged: dict[str, Any]) -> None:
+    """Compiled for the functions' runtime, hash-based and unchecked (Lambda's file times are not the
+    sources'), under the paths Lambda unpacks the code to."""
+    runtime = packaged[STAGES[0]]["Resources"]["APIHandler"]["Properties"]["Runtime"]
+    tag = "cpython-" + runtime.removeprefix("python").replace(".", "")
+    with zipfile.ZipFile(BUILD / STAGES[0] / "deployment.zip") as package:
+        names = set(package.namelist())
+        sources = [name for name in names if name.endswith(".py") and name.startswith(("app.py", "chalicelib/"))]
+        for source in sources:
+            folder, _, module = source.rpartition("/")
+            compiled = f"{folder + '/' if folder else ''}__pycache__/{module[:-3]}.{tag}.pyc"
+            assert compiled in names, source
+        data = package.read(f"__pycache__/app.{tag}.pyc")
+    assert data[:4] == importlib.util.MAGIC_NUMBER
+    assert int.from_bytes(data[4:8], "little") == 0b01  # hash-based, source not checked
+    assert marshal.loads(data[16:]).co_filename == "/var/task/app.py"
