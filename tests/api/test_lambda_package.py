@@ -141,8 +141,9 @@ def test_the_packaged_streaming_function_streams_event_by_event_and_settles(stac
     text = "".join((json.loads(line[6:])["choices"] or [{}])[0].get("delta", {}).get("content") or ""
                    for line in lines[:-1])
     assert text.endswith("one two three four five six")
-    # An event every 200 ms: the first arrives at once, the rest one by one, not together at the end.
-    assert arrivals[0] < 1.0 and arrivals[-1] - arrivals[0] > 1.0, arrivals
+    # An event every 200 ms, each passed on as it comes: spread over the stream, not together at its end.
+    assert arrivals[-1] - arrivals[0] > 1.0, arrivals
+    assert sum(arrivals[-1] - arrival > 0.5 for arrival in arrivals) >= 3, arrivals
     wallet = stack.wallet(account_id)
     assert wallet["held_usd"] == "0.00" and 0 < Decimal(wallet["balance_usd"]) < 1
 
