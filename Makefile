@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 NODE_STAMP := tests/node/node_modules/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint package bench clean
 
 install: $(STAMP)
 
@@ -23,9 +23,15 @@ $(STAMP): requirements.txt requirements-server.txt requirements-dev.txt pyprojec
 run: $(STAMP)
 	$(BIN)/python -m devstack
 
-# The template, the dependency contracts of pyproject.toml, and the code's style.
-lint: $(STAMP)
-	$(BIN)/cfn-lint infra/template.yaml
+# The application stack of every stage, packaged into build/STAGE as for a deploy (README, Deploying
+# to AWS). Chalice needs a region, though it calls no AWS service: the one set, else us-east-1.
+package: $(STAMP)
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-$${AWS_REGION:-us-east-1}} $(BIN)/python infra/package_app.py
+
+# The templates (infra and each stage's packaged application stack), the dependency contracts of
+# pyproject.toml, and the code's style.
+lint: $(STAMP) package
+	$(BIN)/cfn-lint infra/template.yaml build/*/sam.yaml
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff check --no-cache .
 
@@ -41,4 +47,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache tests/node/node_modules
+	rm -rf $(VENV) .pytest_cache tests/node/node_modules build

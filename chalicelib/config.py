@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     server_threads: int = Field(32, gt=0)
     server_keepalive_s: int = Field(5, gt=0)
     server_graceful_timeout_s: int = Field(30, gt=0)
+    # A worker silent for this long is restarted by the server; 0: never (the streaming function on
+    # Lambda, whose processes are frozen between requests and would look silent once thawed).
+    server_worker_timeout_s: int = Field(30, ge=0)
 
     # Payments (Stripe's API, or the local demo provider that speaks it). Without a secret key
     # there are no top-ups; without a webhook secret, webhooks are refused (503), never unverified.

@@ -179,6 +179,7 @@ def options(settings: Settings, *, host: str, port: int) -> dict[str, Any]:
         "workers": settings.server_workers,
         "threads": settings.server_threads,
         "keepalive": settings.server_keepalive_s,
+        "timeout": settings.server_worker_timeout_s,
         "graceful_timeout": settings.server_graceful_timeout_s + SETTLE_S,
         "post_worker_init": _build_gateway,
         "when_ready": _ready,
