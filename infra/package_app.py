@@ -81,6 +81,7 @@ def package(stage: str, out: Path) -> Path:
     template_path = out / TEMPLATE_FILE
     template = yaml.safe_load(template_path.read_text())
     complete_stream_function(template)
+    name_resource_prefix(template)
     add_bytecode(out / ARCHIVE_FILE, template["Resources"][API_HANDLER]["Properties"]["Runtime"])
     template_path.write_text(yaml.safe_dump(template, allow_unicode=True, sort_keys=True))
     return template_path
@@ -132,6 +133,16 @@ def complete_stream_function(template: dict[str, Any]) -> None:
     proxies = [part for part in (shared_env.get("TOKENWAY_TRUSTED_PROXIES") or "").split(",") if part.strip()]
     own_env["TOKENWAY_TRUSTED_PROXIES"] = ",".join([ADAPTER_PEER, *proxies])
     stream["Environment"]["Variables"] = {**shared_env, **own_env}
+
+
+def name_resource_prefix(template: dict[str, Any]) -> None:
+    """The stage's resource prefix as the default of the template's ResourcePrefix parameter, which
+    names the infra stack's exports (the usage-outbox stream)."""
+    variables = (template["Resources"][API_HANDLER]["Properties"].get("Environment") or {}).get("Variables") or {}
+    prefix = variables.get("TOKENWAY_RESOURCE_PREFIX")
+    if not prefix:
+        raise PackagingError("the stage sets no TOKENWAY_RESOURCE_PREFIX in .chalice/config.json")
+    template["Parameters"]["ResourcePrefix"]["Default"] = prefix
 
 
 def stages() -> list[str]:

@@ -48,7 +48,7 @@ def test_every_stage_of_the_chalice_config_is_packaged(packaged: dict[str, Any])
 def test_every_function_outlasts_the_upstream_timeout_it_is_configured_with(
         packaged: dict[str, Any], stage: str, monkeypatch: pytest.MonkeyPatch) -> None:
     functions = resources_of(packaged[stage], FUNCTION)
-    assert set(functions) == {"APIHandler", "SweepExpiredHolds", "StreamFunction"}
+    assert set(functions) == {"APIHandler", "SweepExpiredHolds", "UsageForwarder", "StreamFunction"}
     for name, function in functions.items():
         settings = settings_of(function, monkeypatch)
         assert settings.upstream_timeout_s == 120
@@ -128,6 +128,28 @@ def test_the_sweeper_runs_on_the_apps_schedule(packaged: dict[str, Any], stage: 
     (event,) = sweeper["Events"].values()
     assert event["Type"] == "Schedule"
     assert event["Properties"]["Schedule"] == scheduled.schedule_expression.to_string() == "rate(5 minutes)"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_usage_forwarder_reads_the_outbox_stream_the_infra_stack_exports(
+        packaged: dict[str, Any], infra: dict[str, Any], stage: str) -> None:
+    template = packaged[stage]
+    forwarder = template["Resources"]["UsageForwarder"]["Properties"]
+    assert forwarder["Handler"] == "chalicelib.api.maintenance.forward_usage_events"
+    (event,) = forwarder["Events"].values()
+    assert event["Type"] == "DynamoDB"
+    source = event["Properties"]
+    assert source["Stream"] == {"Fn::ImportValue": {"Fn::Sub": "${ResourcePrefix}-usage-outbox-stream"}}
+    assert json.loads(source["FilterCriteria"]["Filters"][0]["Pattern"]) == {"eventName": ["INSERT"]}
+    assert source["StartingPosition"] == "TRIM_HORIZON" and source["BisectBatchOnFunctionError"] is True
+    prefix = environment(template["Resources"]["APIHandler"])["TOKENWAY_RESOURCE_PREFIX"]
+    assert template["Parameters"]["ResourcePrefix"]["Default"] == prefix
+    # The infra stack exports the stream under that name, for the prefix it is deployed with.
+    exported = infra["Outputs"]["UsageOutboxStreamArn"]
+    assert exported["Value"] == {"Fn::GetAtt": ["UsageOutboxTable", "StreamArn"]}
+    assert exported["Export"]["Name"] == {"Fn::Sub": "${ResourcePrefix}-usage-outbox-stream"}
+    outbox = infra["Resources"]["UsageOutboxTable"]["Properties"]
+    assert outbox["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
 
 
 def behaviours(template: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:

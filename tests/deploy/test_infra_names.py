@@ -84,7 +84,7 @@ def infra_tables(infra: dict[str, Any], prefix: str) -> dict[str, dict[str, Any]
 def test_the_code_names_tables_indexes_and_keys() -> None:
     """The derivation below finds what it checks (an empty set would check nothing)."""
     repos = tables_by_repo()
-    assert repos["DynamoWalletRepo"] == {"accounts", "holds", "ledger", "keys", "usage-rollups"}
+    assert repos["DynamoWalletRepo"] == {"accounts", "holds", "ledger", "keys", "usage-rollups", "usage-outbox"}
     assert set().union(*repos.values()) >= {"accounts", "emails", "keys", "ledger", "holds", "catalog", "codes"}
     modules = repo_modules()
     assert index_names(modules["DynamoPaymentRepo"]) == {"account-index", "status-index", "payment-intent-index"}
