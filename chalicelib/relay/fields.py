@@ -25,6 +25,32 @@ def refuse_unpriced_fields(model: ModelEntry, body: dict[str, Any]) -> None:
                              code="unsupported_parameter")
 
 
+# Messages API fields with which Anthropic charges more than the token prices, and their values that do not.
+_PRICED_MESSAGES_FIELDS = {"service_tier": ("auto", "standard_only"), "inference_geo": ("global",),
+                           "speed": ("standard",)}
+# Anthropic's server tools charged per use on top of tokens, by the prefix of their type.
+_PRICED_SERVER_TOOLS = ("web_search", "code_execution")
+
+
+def refuse_unpriced_messages_fields(model: ModelEntry, body: dict[str, Any]) -> None:
+    """`refuse_unpriced_fields` for a Messages API body sent as it is: a field value or a server tool
+    that Anthropic prices beyond tokens is refused, unless the model passes it through (by the field's
+    name, or the tool type's prefix)."""
+    for name, harmless in _PRICED_MESSAGES_FIELDS.items():
+        value = body.get(name)
+        if value is not None and value not in harmless and name not in model.pass_through:
+            raise InvalidRequest(f"The parameter '{name}' changes the provider's price, and the prices of "
+                                 f"`{model.name}` do not cover it on this gateway.", param=name,
+                                 code="unsupported_parameter")
+    for tool in body.get("tools") or []:
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        priced = next((prefix for prefix in _PRICED_SERVER_TOOLS if str(kind or "").startswith(prefix)), None)
+        if priced is not None and priced not in model.pass_through:
+            raise InvalidRequest(f"The tool '{kind}' is charged per use by the provider, and the prices of "
+                                 f"`{model.name}` do not cover it on this gateway.", param="tools",
+                                 code="unsupported_parameter")
+
+
 def image_price(model: ModelEntry, request: ImagesRequest) -> int:
     """The price of one image of the requested quality and size; 400 naming the one not priced."""
     price = model.prices.image_price(request.quality, request.size)

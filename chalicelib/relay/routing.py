@@ -12,12 +12,14 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import groupby
-from typing import Any
+from typing import Any, TypeVar
 
 from chalicelib.catalog.catalog import ResolvedRoute
 from chalicelib.core.errors import ProviderError, UpstreamUnavailable
 from chalicelib.providers.port import Operation, ProviderAdapter
 from chalicelib.relay.health import BreakerState, ChannelBreakers
+
+T = TypeVar("T")
 
 
 def weighted_order(routes: Sequence[ResolvedRoute], rng: random.Random) -> list[ResolvedRoute]:
@@ -56,15 +58,31 @@ class Dispatcher:
 
     def send(self, routes: Sequence[ResolvedRoute], operation: Operation, body: dict[str, Any], *, stream: bool,
              timeout_s: float, model: str, on_route: Callable[[ResolvedRoute], None]) -> Any:
+        """Send an OpenAI-format body to the first channel that answers (see `send_each`)."""
+        def attempt(route: ResolvedRoute) -> Any:
+            routed = {**body, "model": route.upstream_model}
+            adapter = self._adapters[route.channel.kind]
+            if stream:
+                return adapter.stream(route.channel, operation, routed, timeout_s=timeout_s)
+            return adapter.call(route.channel, operation, routed, timeout_s=timeout_s)
+
+        return self.send_each(routes, attempt, model=model, on_route=on_route)
+
+    def adapter(self, route: ResolvedRoute) -> ProviderAdapter:
+        """The adapter of the route's channel."""
+        return self._adapters[route.channel.kind]
+
+    def send_each(self, routes: Sequence[ResolvedRoute], attempt: Callable[[ResolvedRoute], T], *, model: str,
+                  on_route: Callable[[ResolvedRoute], None]) -> T:
         """Try the channels by priority, weighted among equals, skipping those whose breaker is open;
-        the first answer wins (for a stream, once its status is known). A failure another channel might
-        not have (5xx, timeout, 429, refused connection) moves on to the next. When every breaker is
-        open, the channels the operator did not force open are tried anyway, the one open longest first.
-        `on_route` hears of each channel as it is tried."""
+        the first answer of `attempt` wins (for a stream, once its status is known). A failure another
+        channel might not have (5xx, timeout, 429, refused connection) moves on to the next. When every
+        breaker is open, the channels the operator did not force open are tried anyway, the one open
+        longest first. `on_route` hears of each channel as it is tried."""
         failure: ProviderError | None = None
         for route in self._to_try(healthy_first(weighted_order(routes, self._rng), self._breakers)):
             try:
-                return self._attempt(route, operation, body, stream, timeout_s, on_route)
+                return self._attempt(route, attempt, on_route)
             except ProviderError as exc:
                 if not exc.retryable:
                     raise
@@ -85,19 +103,14 @@ class Dispatcher:
         if len(skipped) == len(ordered):
             yield from (route for route in skipped if route.channel.state != "open")
 
-    def _attempt(self, route: ResolvedRoute, operation: Operation, body: dict[str, Any], stream: bool,
-                 timeout_s: float, on_route: Callable[[ResolvedRoute], None]) -> Any:
+    def _attempt(self, route: ResolvedRoute, attempt: Callable[[ResolvedRoute], T],
+                 on_route: Callable[[ResolvedRoute], None]) -> T:
         """One call on one channel, its outcome told to the channel's breaker."""
         on_route(route)
-        routed = {**body, "model": route.upstream_model}
-        adapter = self._adapters[route.channel.kind]
         began = self._monotonic()
         healthy: bool | None = None  # None: the call ended some other way, which says nothing of the channel
         try:
-            if stream:
-                answer = adapter.stream(route.channel, operation, routed, timeout_s=timeout_s)
-            else:
-                answer = adapter.call(route.channel, operation, routed, timeout_s=timeout_s)
+            answer = attempt(route)
             healthy = True
             return answer
         except ProviderError as exc:
