@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.billing.pricing import Usage
-from chalicelib.catalog.catalog import PRICE_CHANGING_FIELDS
+from chalicelib.catalog.catalog import MESSAGES_PRICE_CHANGING, PRICE_CHANGING_FIELDS
 from chalicelib.core.domain import DEFAULT_IMAGE_QUALITY, DEFAULT_IMAGE_SIZE, ModelEntry, ModelKind
 from chalicelib.core.errors import InvalidRequest
 from chalicelib.relay.schemas import ImagesRequest
@@ -25,11 +25,11 @@ def refuse_unpriced_fields(model: ModelEntry, body: dict[str, Any]) -> None:
                              code="unsupported_parameter")
 
 
-# Messages API fields with which Anthropic charges more than the token prices, and their values that do not.
+# Of MESSAGES_PRICE_CHANGING: the fields, with their values that cost no more than the token prices
+# (Anthropic's own defaults); the rest are server tools charged per use, by the prefix of their type.
 _PRICED_MESSAGES_FIELDS = {"service_tier": ("auto", "standard_only"), "inference_geo": ("global",),
                            "speed": ("standard",)}
-# Anthropic's server tools charged per use on top of tokens, by the prefix of their type.
-_PRICED_SERVER_TOOLS = ("web_search", "code_execution")
+_PRICED_SERVER_TOOLS = tuple(sorted(MESSAGES_PRICE_CHANGING - set(_PRICED_MESSAGES_FIELDS)))
 
 
 def refuse_unpriced_messages_fields(model: ModelEntry, body: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""The relay: price, hold, call the upstream, settle, record — for chat, embeddings and images.
+"""The relay: price, hold, call the upstream, settle, record — for chat, embeddings and images, and
+Anthropic's Messages API (`messages`, in anthropic_native.py: a base of the Relay, using its steps).
 
 Nothing here knows about Chalice. The services take validated requests (see
 schemas.py). A streamed chat returns an iterator of SSE events; whoever serves

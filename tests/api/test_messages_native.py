@@ -49,8 +49,9 @@ NATIVE = {
 
 
 @pytest.fixture(scope="module")
-def claude(stack: Stack) -> Iterator[tuple[FakeAnthropic, str]]:
-    """The fake behind an Anthropic channel, and the name of a model it serves at claude-sonnet's prices."""
+def claude(stack: Stack) -> Iterator[tuple[FakeAnthropic, str, str]]:
+    """The fake behind an Anthropic channel, the name of a model it serves at claude-sonnet's prices, and the
+    channel's name."""
     fake = FakeAnthropic()
     fake.start()
     channel, name = f"native-{uuid.uuid4().hex[:6]}", f"claude-native-{uuid.uuid4().hex[:6]}"
@@ -60,12 +61,12 @@ def claude(stack: Stack) -> Iterator[tuple[FakeAnthropic, str]]:
         "name": name, "channel": channel, "upstream_model": UPSTREAM_MODEL, "input_per_1m": str(INPUT),
         "cached_input_per_1m": str(CACHE_READ), "cache_write_per_1m": str(CACHE_WRITE),
         "output_per_1m": str(OUTPUT), "max_output_tokens": CAP})
-    yield fake, name
+    yield fake, name, channel
     fake.stop()
 
 
 @pytest.fixture
-def fake(claude: tuple[FakeAnthropic, str]) -> Iterator[FakeAnthropic]:
+def fake(claude: tuple[FakeAnthropic, str, str]) -> Iterator[FakeAnthropic]:
     claude[0].reset()
     claude[0].usage = dict(USAGE)
     yield claude[0]
@@ -73,7 +74,7 @@ def fake(claude: tuple[FakeAnthropic, str]) -> Iterator[FakeAnthropic]:
 
 
 @pytest.fixture
-def model(claude: tuple[FakeAnthropic, str]) -> str:
+def model(claude: tuple[FakeAnthropic, str, str]) -> str:
     return claude[1]
 
 
@@ -348,7 +349,7 @@ def test_a_client_that_hangs_up_mid_stream_is_settled_for_what_was_delivered(sta
     assert len(charges(stack, account_id)) == 1
 
 
-def test_a_server_tool_charged_per_use_is_refused_unless_the_model_passes_it_through(stack, fake, model):
+def test_a_server_tool_charged_per_use_is_refused_unless_the_model_passes_it_through(stack, claude, fake, model):
     account_id, key = stack.customer("5")
     with pytest.raises(anthropic.BadRequestError) as refused:
         client(stack, key).messages.create(model=model, max_tokens=100, messages=HELLO,
@@ -358,6 +359,14 @@ def test_a_server_tool_charged_per_use_is_refused_unless_the_model_passes_it_thr
         client(stack, key).messages.create(model=model, max_tokens=100, messages=HELLO,
                                            extra_body={"speed": "fast"})
     assert fake.requests == [] and spent(stack, account_id) == 0
+
+    searching = f"claude-searching-{uuid.uuid4().hex[:6]}"
+    stack.admin("POST", "/admin/models", {"name": searching, "channel": claude[2], "upstream_model": UPSTREAM_MODEL,
+                                          "input_per_1m": "3", "output_per_1m": "15", "max_output_tokens": 1024,
+                                          "pass_through": ["web_search"]})
+    searched = client(stack, key).messages.create(model=searching, max_tokens=100, messages=HELLO,
+                                                  tools=[{"type": "web_search_20250305", "name": "web_search"}])
+    assert searched.model == searching and fake.requests[-1].json["tools"][0]["type"] == "web_search_20250305"
 
 
 def test_the_keys_limits_hold_the_estimate_give_the_slot_back_and_correct_the_tokens(stack, fake, model):
