@@ -1,5 +1,6 @@
-"""Anthropic's Messages API, spoken by the gateway: a request turned into an OpenAI chat body,
-and the chat completion that answers it turned back into an Anthropic message.
+"""Anthropic's Messages API, spoken by the gateway to channels that do not speak it: a request turned
+into an OpenAI chat body, and the chat completion that answers it turned back into an Anthropic message.
+(Anthropic channels take the request as the client sent it: see anthropic_native.py.)
 
 Pure translation: nothing here does I/O, holds or charges; the relay serves the translated body as
 it serves any chat. A request is refused with 400 (as an InvalidRequest naming the field) when it

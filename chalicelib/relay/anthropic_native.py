@@ -40,7 +40,7 @@ from chalicelib.billing.holds import Quote
 from chalicelib.billing.pricing import Usage
 from chalicelib.catalog.catalog import ResolvedRoute
 from chalicelib.core.domain import CAP_FIELDS, ApiKey
-from chalicelib.core.errors import InvalidRequest, ProviderError
+from chalicelib.core.errors import InvalidRequest, ProviderError, UpstreamRejected
 from chalicelib.core.money import units_to_usd
 from chalicelib.providers.port import MessagesAdapter, MessagesEvent, Operation
 from chalicelib.relay.anthropic_inbound import to_anthropic_message, to_openai_chat
@@ -95,18 +95,30 @@ class NativeMessages:
         with self._closing(call, fallback=fallback):
             # The upstream may write no more than was held for, whatever the client asked.
             body["max_tokens"] = reservation.output_tokens
+            routes, chat = call.routes, None
+            try:
+                chat = to_openai_chat(body)
+            except InvalidRequest as exc:
+                # What a chat cannot say goes only to the channels that take it natively.
+                routes = [route for route in routes if isinstance(self._dispatcher.adapter(route), MessagesAdapter)]
+                if not routes:
+                    refused = UpstreamRejected(400, exc.message, param=exc.param, code=exc.code)
+                    refused.retryable = True  # another of the request's models may take it natively
+                    raise refused from exc
 
             def on_route(route: ResolvedRoute) -> None:
                 call.route = route
 
-            answer = self._dispatcher.send_each(call.routes, lambda route: self._send(call, route, body),
+            answer = self._dispatcher.send_each(routes, lambda route: self._send(call, route, body, chat),
                                                  model=call.model.name, on_route=on_route)
             if call.stream:
                 return self._streamed(call, answer, body)
             return self._answered(call, answer, body)
 
-    def _send(self: Relay, call: _Call, route: ResolvedRoute, body: dict[str, Any]) -> _Answer:
-        """One channel's answer: natively from an Anthropic channel, through a chat from any other."""
+    def _send(self: Relay, call: _Call, route: ResolvedRoute, body: dict[str, Any],
+              chat: dict[str, Any] | None) -> _Answer:
+        """One channel's answer: natively from an Anthropic channel, through `chat` (the body translated)
+        from any other."""
         adapter = self._dispatcher.adapter(route)
         timeout_s = self._timeout(call.model)
         if isinstance(adapter, MessagesAdapter):
@@ -114,9 +126,8 @@ class NativeMessages:
             if call.stream:
                 return _Answer(True, adapter.messages_stream(route.channel, native, timeout_s=timeout_s))
             return _Answer(True, adapter.messages(route.channel, native, timeout_s=timeout_s))
-        chat = to_openai_chat(body)  # a request a chat cannot say is refused here (400), not sent
-        for name in CAP_FIELDS:
-            chat.pop(name, None)
+        assert chat is not None  # the routes were left to those that take the body natively
+        chat = {name: value for name, value in chat.items() if name not in CAP_FIELDS}
         chat[call.model.cap_field] = body["max_tokens"]
         chat["model"] = route.upstream_model
         if call.stream:

@@ -385,3 +385,23 @@ def test_the_keys_limits_hold_the_estimate_give_the_slot_back_and_correct_the_to
     used = 21 + 1200 + 345 + 17
     assert int(second["x-ratelimit-remaining-tokens"]) == 100_000 - used - estimate
     assert spent(stack, account_id) == 2 * claude_cost(USAGE)
+
+
+def test_what_a_chat_cannot_say_goes_only_where_it_is_taken_natively(stack, fake, upstream, model):
+    account_id, key = stack.customer("5")
+    document = [{"role": "user", "content": [
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "A short note."}},
+        {"type": "text", "text": "Summarize it."}]}]
+    sdk = client(stack, key)
+
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        sdk.messages.create(model="deepseek-chat", max_tokens=100, messages=document)
+    assert '"document" is not supported' in refused.value.body["error"]["message"]
+    assert upstream.requests == [] and spent(stack, account_id) == 0
+
+    # Named after a model that cannot take it, a model that can answers, billed once.
+    answer = sdk.messages.create(model="deepseek-chat", max_tokens=100, messages=document,
+                                 extra_body={"models": [model]})
+    assert answer.model == model and fake.requests[-1].json["messages"] == document
+    assert upstream.requests == [] and spent(stack, account_id) == claude_cost(USAGE)
+    assert len(charges(stack, account_id)) == 1
