@@ -405,3 +405,16 @@ def test_what_a_chat_cannot_say_goes_only_where_it_is_taken_natively(stack, fake
     assert answer.model == model and fake.requests[-1].json["messages"] == document
     assert upstream.requests == [] and spent(stack, account_id) == claude_cost(USAGE)
     assert len(charges(stack, account_id)) == 1
+
+
+def test_a_buffered_stream_says_its_cost_in_a_header_too(stack, fake, model):
+    """Behind API Gateway (the in-process app), a stream is one body, settled once joined."""
+    account_id, key = stack.customer("5")
+    response = stack.http.post("/v1/messages", headers={"x-api-key": key},
+                               json={"model": model, "max_tokens": 100, "stream": True, "messages": HELLO})
+    events = sse_events(response.text)
+    assert events[1:-2] == fake.streamed[-1][1:-2]  # between message_start and message_delta, as sent
+    assert data(events[0])["message"]["model"] == model and data(events[-1]) == {"type": "message_stop"}
+    cost = claude_cost(USAGE)
+    assert Decimal(response.headers["x-tokenway-cost-usd"]) == cost == Decimal(data(events[-2])["usage"]["cost_usd"])
+    assert spent(stack, account_id) == cost
