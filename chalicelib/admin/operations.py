@@ -19,6 +19,7 @@ from chalicelib.billing.wallet import MAX_NOTE_LENGTH, MAX_REFERENCE_LENGTH, Wal
 from chalicelib.catalog.catalog import (
     BUILTIN_MODELS,
     DEFAULT_MAX_OUTPUT_TOKENS,
+    MESSAGES_PRICE_CHANGING,
     PRICE_CHANGING_FIELDS,
     Catalog,
     default_cap_field,
@@ -234,7 +235,7 @@ def _pass_through(fields: list[str] | None, kind: ModelKind) -> tuple[str, ...] 
     """The price-changing fields a model passes through, each one the gateway knows."""
     if fields is None:
         return None
-    known = PRICE_CHANGING_FIELDS[kind]
+    known = PRICE_CHANGING_FIELDS[kind] | (MESSAGES_PRICE_CHANGING if kind is ModelKind.CHAT else frozenset())
     unknown = [name for name in fields if name not in known]
     if unknown:
         listed = ", ".join(sorted(known)) or "none"

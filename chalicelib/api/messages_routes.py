@@ -1,10 +1,12 @@
 """Anthropic's Messages API, `POST /v1/messages` (and `/messages`), for the `anthropic` SDKs and
-the clients built on them: the request is translated into a chat (anthropic_inbound) and served by
-the relay like any chat — held, settled and recorded — and its answer translated back.
+the clients built on them, served by the relay's `messages` (relay/anthropic_native.py): natively on
+Anthropic channels (the body as sent, the answer as Anthropic sent it), translated to a chat on any
+other; held, settled and recorded like every relay call.
 
 The key comes as `x-api-key` or as `Authorization: Bearer`. Every error on these paths is in
-Anthropic's envelope `{"type": "error", "error": {"type", "message"}}`, with the gateway's status
-(402 as Anthropic's `billing_error`), `request-id` and `X-Request-Id`, and a cost of 0.00.
+Anthropic's envelope `{"type": "error", "error": {"type", "message"}}`, with `request-id` and
+`X-Request-Id`, and a cost of 0.00: an Anthropic channel's refusal (4xx) as Anthropic worded it,
+with its status; the gateway's own errors with the gateway's status (402 as `billing_error`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from chalice import Blueprint, Response
 from chalicelib.api.http import client_ip, gateway_error, get_gateway, json_response, now_ms, read_json
 from chalicelib.api.routing import METHODS, method_not_allowed
 from chalicelib.api.streaming import hand_off
-from chalicelib.core.errors import InvalidApiKey, MethodNotAllowed, RateLimited
+from chalicelib.core.errors import InvalidApiKey, MethodNotAllowed, RateLimited, UpstreamRejected
 from chalicelib.core.validation import parse
 from chalicelib.keys.auth import key_authorization
 
@@ -29,8 +31,8 @@ _PATHS = ("/v1/messages", "/messages")
 
 
 def _messages() -> Response:
-    from chalicelib.relay.anthropic_inbound import to_openai_chat
-    from chalicelib.relay.schemas import ChatRequest
+    from chalicelib.relay.anthropic_inbound import check_messages_body
+    from chalicelib.relay.schemas import MessagesRequest
 
     gateway = get_gateway()
     request = messages_routes.current_request
@@ -41,32 +43,24 @@ def _messages() -> Response:
             raise InvalidApiKey("You didn't provide an API key. Send it as `x-api-key: sk-…` or "
                                 "`Authorization: Bearer sk-…`.")
         key = gateway.keys.authenticate(authorization, now_ms=now_ms())
-        body = read_json(request.raw_body, max_bytes=gateway.settings.max_body_bytes)
-        chat = to_openai_chat(body)
-        result = gateway.relay.chat(key, parse(ChatRequest, chat), request_id, client_ip=client_ip(request))
+        body = check_messages_body(read_json(request.raw_body, max_bytes=gateway.settings.max_body_bytes))
+        result = gateway.relay.messages(key, parse(MessagesRequest, body), request_id, client_ip=client_ip(request))
     except Exception as exc:
         # A refused or failed request is never charged, and says so.
         return _error(exc, request_id)
-    return _render(result, model=chat["model"], stop_sequences=chat.get("stop"))
+    return _render(result)
 
 
-def _render(result: RelayResult, *, model: str, stop_sequences: list[str] | None) -> Response:
-    from chalicelib.relay.anthropic_inbound import to_anthropic_message
-    from chalicelib.relay.anthropic_stream import AnthropicStream
-
+def _render(result: RelayResult) -> Response:
     headers = {**_ids(result.request_id), **result.limit_headers}
-    message_id = "msg_" + result.request_id.removeprefix("req_")
     if result.events is None:
-        assert result.body is not None
         headers["X-Tokenway-Cost-USD"] = result.cost_usd or "0.00"
-        return json_response(to_anthropic_message(result.body, message_id=message_id,
-                                                  stop_sequences=stop_sequences), headers=headers)
-    events = AnthropicStream(result.events, message_id=message_id, model=model, stop_sequences=stop_sequences)
+        return json_response(result.body, headers=headers)
     headers.update({"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-    if hand_off(events):
+    if hand_off(result.events):
         # Written as it comes; the cost is known once the stream is settled, in message_delta's usage.
         return Response(body="", status_code=200, headers=headers)
-    body = "".join(events)  # buffered (API Gateway and Lambda): settled once joined
+    body = "".join(result.events)  # buffered (API Gateway and Lambda): settled once joined
     headers["X-Tokenway-Cost-USD"] = result.cost_usd or "0.00"
     return Response(body=body, status_code=200, headers=headers)
 
@@ -87,6 +81,8 @@ def _error(exc: Exception, request_id: str | None) -> Response:
         headers["Retry-After"] = str(error.retry_after_s)
     if isinstance(error, MethodNotAllowed):
         headers["Allow"] = ", ".join(error.allow)
+    if isinstance(error, UpstreamRejected) and error.upstream_envelope is not None:
+        return json_response(error.upstream_envelope, status=error.status, headers=headers)
     return json_response(anthropic_error(error.status, error.message), status=error.status, headers=headers)
 
 

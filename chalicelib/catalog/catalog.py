@@ -54,6 +54,10 @@ PRICE_CHANGING_FIELDS: dict[ModelKind, frozenset[str]] = {
                                 "batch_size", "image_num", "max_images", "sequential_image_generation"}),
 }
 
+# What Anthropic's Messages API prices beyond tokens when a request is sent to it as the client wrote it
+# (relay/fields.py): fields, and server tools by the prefix of their type. A chat model may pass them through.
+MESSAGES_PRICE_CHANGING = frozenset({"service_tier", "inference_geo", "speed", "web_search", "code_execution"})
+
 
 @dataclass(frozen=True)
 class Provider:

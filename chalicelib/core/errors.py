@@ -128,6 +128,9 @@ class ProviderError(GatewayError):
     type = "upstream_error"
     # Whether another channel of the same model may be tried instead.
     retryable = False
+    # The upstream's own error body, when it speaks the protocol the client spoke (Anthropic's envelope
+    # on /v1/messages): a refusal is then passed on as the upstream worded it.
+    upstream_envelope: dict[str, Any] | None = None
 
 
 class UpstreamRejected(ProviderError):

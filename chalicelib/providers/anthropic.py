@@ -6,6 +6,12 @@ message to a `chat.completion`, a stream of Anthropic events to OpenAI chunks
 ending with a usage-only chunk. Usage keeps Anthropic's two cache counts beside
 OpenAI's fields, so that cache writes are priced at their own rate
 (pricing.read_usage). Embeddings and images have no Anthropic counterpart.
+
+Natively (`messages`, `messages_stream`, for clients that speak the Messages API
+themselves), the body goes up as the relay gives it and the answer comes back
+untranslated: a stream's events one by one, each with its own text. A refusal
+(4xx) carries Anthropic's error body (ProviderError.upstream_envelope), so that
+it can be passed on as Anthropic worded it.
 """
 
 from __future__ import annotations
@@ -20,8 +26,8 @@ import httpx
 from chalicelib.core.domain import Channel
 from chalicelib.core.errors import UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from chalicelib.providers.anthropic_messages import StreamTranslator, to_completion, to_messages_body
-from chalicelib.providers.first_token import watched
-from chalicelib.providers.port import Operation
+from chalicelib.providers.first_token import has_message_token, watched
+from chalicelib.providers.port import MessagesEvent, Operation
 from chalicelib.providers.upstream_http import error_message, failed_body, json_object, refused, send, timeouts
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -57,6 +63,27 @@ class AnthropicAdapter:
             _raise_for_status(channel, response.status_code, failed_body(response))
         return watched(_chunks(channel, response, timeout_s), response, channel, first_token_s, started=started)
 
+    def messages(self, channel: Channel, body: dict[str, Any], *, timeout_s: float) -> dict[str, Any]:
+        """Send a Messages body as it is; Anthropic's message as it answered."""
+        response = send(self._http, channel, _post(channel, body, timeout_s), timeout_s)
+        _raise_for_status(channel, response.status_code, response.content)
+        message = json_object(channel, response.content)
+        if message.get("type") == "error":
+            _raise_error_event(channel, message)
+        return message
+
+    def messages_stream(self, channel: Channel, body: dict[str, Any], *, timeout_s: float,
+                        first_token_s: float | None = None) -> Iterator[MessagesEvent]:
+        """Start a streamed Messages request sent as it is; its events as they arrive (see port.py),
+        the first token within `first_token_s` as `stream` has it."""
+        started = time.monotonic()
+        response = send(self._http, channel, _post(channel, body, timeout_s), timeout_s, stream=True,
+                        first_token_s=first_token_s)
+        if response.status_code >= 400:
+            _raise_for_status(channel, response.status_code, failed_body(response))
+        return watched(_events(channel, response, timeout_s), response, channel, first_token_s, started=started,
+                       is_token=has_message_token)
+
     @staticmethod
     def _request(channel: Channel, operation: Operation, body: dict[str, Any], timeout_s: float, *,
                  stream: bool) -> httpx.Request:
@@ -65,13 +92,52 @@ class AnthropicAdapter:
                                    code="unsupported_operation")
         payload = to_messages_body(body)
         payload["stream"] = stream
-        url = channel.base_url.rstrip("/") + "/messages"
-        return httpx.Request(
-            "POST", url, content=json.dumps(payload).encode(),
-            headers={"x-api-key": channel.api_key, "anthropic-version": ANTHROPIC_VERSION,
-                     "Content-Type": "application/json"},
-            extensions={"timeout": timeouts(timeout_s)},
-        )
+        return _post(channel, payload, timeout_s)
+
+
+def _post(channel: Channel, payload: dict[str, Any], timeout_s: float) -> httpx.Request:
+    return httpx.Request(
+        "POST", channel.base_url.rstrip("/") + "/messages", content=json.dumps(payload).encode(),
+        headers={"x-api-key": channel.api_key, "anthropic-version": ANTHROPIC_VERSION,
+                 "Content-Type": "application/json"},
+        extensions={"timeout": timeouts(timeout_s)},
+    )
+
+
+def _events(channel: Channel, response: httpx.Response, timeout_s: float) -> Iterator[MessagesEvent]:
+    """Anthropic's events as they arrive, each with its own lines, up to `message_stop`."""
+    try:
+        for raw in _raw_events(response.iter_lines()):
+            data = "\n".join(line[5:].lstrip() for line in raw.split("\n") if line.startswith("data:"))
+            if not data:
+                continue  # a comment or a bare event name: nothing to relay
+            event = json_object(channel, data.encode())
+            kind = event.get("type")
+            if kind == "error":
+                _raise_error_event(channel, event)
+            yield MessagesEvent(str(kind), event, raw)
+            if kind == "message_stop":
+                return
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout(f"The upstream `{channel.name}` stopped answering for {timeout_s:g} s.") from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamUnavailable(f"The upstream `{channel.name}` broke the stream.") from exc
+    finally:
+        response.close()
+    raise UpstreamUnavailable(f"The upstream `{channel.name}` ended the stream early.")
+
+
+def _raw_events(lines: Iterator[str]) -> Iterator[str]:
+    """The text of each SSE event (its lines and the blank line that ends it), as soon as it ends."""
+    pending: list[str] = []
+    for line in lines:
+        if line:
+            pending.append(line)
+        elif pending:
+            yield "\n".join(pending) + "\n\n"
+            pending = []
+    if pending:  # the last event, its blank line lost with the connection
+        yield "\n".join(pending) + "\n\n"
 
 
 def _chunks(channel: Channel, response: httpx.Response, timeout_s: float) -> Iterator[dict[str, Any]]:
@@ -103,7 +169,9 @@ def _chunks(channel: Channel, response: httpx.Response, timeout_s: float) -> Ite
 def _raise_error_event(channel: Channel, event: dict[str, Any]) -> None:
     """An error Anthropic sends inside a 200 answer (mid-stream overload, most often): retryable."""
     message = error_message(event) or f"The upstream `{channel.name}` failed mid-stream."
-    raise UpstreamUnavailable(f"The upstream `{channel.name}` failed: {message}")
+    failure = UpstreamUnavailable(f"The upstream `{channel.name}` failed: {message}")
+    failure.upstream_envelope = event
+    raise failure
 
 
 def _raise_for_status(channel: Channel, status: int, content: bytes) -> None:
@@ -112,8 +180,11 @@ def _raise_for_status(channel: Channel, status: int, content: bytes) -> None:
         return
     error, message = refusal
     # Anthropic's `rate_limit_error` is OpenAI's too; its other 4xx types read as OpenAI's request errors.
-    raise UpstreamRejected(status, message, error_type="rate_limit_error" if status == 429 else
-                           "invalid_request_error" if isinstance(error.get("type"), str) else None)
+    rejected = UpstreamRejected(status, message, error_type="rate_limit_error" if status == 429 else
+                                "invalid_request_error" if isinstance(error.get("type"), str) else None)
+    if isinstance(error.get("type"), str):
+        rejected.upstream_envelope = json.loads(content)  # it parsed already: `error` was read from it
+    raise rejected
 
 
 

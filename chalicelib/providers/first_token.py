@@ -26,12 +26,15 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from chalicelib.core.domain import Channel
 from chalicelib.core.errors import ProviderError, UpstreamTimeout
+from chalicelib.providers.port import MessagesEvent
+
+T = TypeVar("T")
 
 
 class Deadlines:
@@ -92,11 +95,22 @@ def has_token(chunk: dict[str, Any]) -> bool:
     return False
 
 
-def watched(chunks: Iterator[dict[str, Any]], response: httpx.Response, channel: Channel,
-            first_token_s: float | None, *, started: float,
-            deadlines: Deadlines = DEADLINES) -> Iterator[dict[str, Any]]:
-    """`chunks` as they come, the connection cut if the first one carrying a token has not come
-    within `first_token_s` of `started` (the call's monotonic time); that failure raised as
+def has_message_token(event: MessagesEvent) -> bool:
+    """Whether a Messages API event carries output: a block's text, thinking or tool input, or the
+    start of a block that is not text (a tool call)."""
+    if event.type == "content_block_delta":
+        delta = event.data.get("delta") or {}
+        return any(delta.get(field) for field in ("text", "thinking", "partial_json", "signature"))
+    if event.type == "content_block_start":
+        return (event.data.get("content_block") or {}).get("type") not in (None, "text", "thinking")
+    return False
+
+
+def watched(chunks: Iterator[T], response: httpx.Response, channel: Channel,
+            first_token_s: float | None, *, started: float, is_token: Callable[[T], bool] = has_token,
+            deadlines: Deadlines = DEADLINES) -> Iterator[T]:
+    """`chunks` as they come, the connection cut if the first one carrying a token (`is_token`) has
+    not come within `first_token_s` of `started` (the call's monotonic time); that failure raised as
     UpstreamTimeout (retryable)."""
     if first_token_s is None:
         yield from chunks
@@ -114,7 +128,7 @@ def watched(chunks: Iterator[dict[str, Any]], response: httpx.Response, channel:
     armed = True
     try:
         for chunk in chunks:
-            if armed and has_token(chunk):
+            if armed and is_token(chunk):
                 with state:
                     if cut:
                         break  # the deadline won the race: the read after this one fails anyway

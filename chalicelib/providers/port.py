@@ -3,13 +3,18 @@
 The relay names an operation and gives an OpenAI-format body; the adapter
 knows its provider's paths and shapes, translates to and from them, and maps
 its transport failures to ProviderError. The relay never builds a URL.
+
+An adapter whose provider speaks Anthropic's Messages API also serves it natively
+(MessagesAdapter): the client's Messages body goes up as it is, and the answer comes
+back as the provider sent it, each stream event with its own text.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Iterator
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 from chalicelib.core.domain import Channel
 
@@ -33,6 +38,28 @@ class ProviderAdapter(Protocol):
         failure to start may fall back); the iterator yields OpenAI-format chunks. With
         `first_token_s`, a stream whose first token has not come that long after the call
         fails with UpstreamTimeout (see first_token.py); later reads wait `timeout_s` each."""
+
+
+@dataclass(frozen=True)
+class MessagesEvent:
+    """One event of a Messages API stream: its type, its data, and its text as the upstream sent it
+    (`event: …` and `data: …` lines and the blank line that ends it)."""
+
+    type: str
+    data: dict[str, Any]
+    raw: str
+
+
+@runtime_checkable
+class MessagesAdapter(Protocol):
+    def messages(self, channel: Channel, body: dict[str, Any], *, timeout_s: float) -> dict[str, Any]:
+        """Send a Messages API body as it is; the message the provider answered."""
+
+    def messages_stream(self, channel: Channel, body: dict[str, Any], *, timeout_s: float,
+                        first_token_s: float | None = None) -> Iterator[MessagesEvent]:
+        """Start a streamed Messages API request (connection and status checked before returning, so a
+        failure to start may fall back); the iterator yields each event as it arrives, up to
+        `message_stop`, and raises ProviderError if the stream breaks, ends early or carries an error."""
 
 
 # Channel kind → adapter, built by the composition root.

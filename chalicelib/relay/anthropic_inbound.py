@@ -1,5 +1,6 @@
-"""Anthropic's Messages API, spoken by the gateway: a request turned into an OpenAI chat body,
-and the chat completion that answers it turned back into an Anthropic message.
+"""Anthropic's Messages API, spoken by the gateway to channels that do not speak it: a request turned
+into an OpenAI chat body, and the chat completion that answers it turned back into an Anthropic message.
+(Anthropic channels take the request as the client sent it: see anthropic_native.py.)
 
 Pure translation: nothing here does I/O, holds or charges; the relay serves the translated body as
 it serves any chat. A request is refused with 400 (as an InvalidRequest naming the field) when it
@@ -30,8 +31,9 @@ STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_
 _TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
 
 
-def to_openai_chat(body: Any) -> dict[str, Any]:
-    """The OpenAI chat body that asks what the Anthropic Messages request `body` asks."""
+def check_messages_body(body: Any) -> dict[str, Any]:
+    """The fields the gateway itself reads, checked as Anthropic checks them: a positive `max_tokens`,
+    a non-empty list of `messages` (the rest is the upstream's to judge, natively)."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     max_tokens = body.get("max_tokens")
@@ -40,10 +42,18 @@ def to_openai_chat(body: Any) -> dict[str, Any]:
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
         raise InvalidRequest("max_tokens: Input should be a positive integer", param="max_tokens",
                              code="invalid_value")
-    messages = _system(body.get("system"))
     turns = body.get("messages")
     if not isinstance(turns, list) or not turns:
         raise InvalidRequest("messages: Input should be a non-empty list", param="messages", code="invalid_value")
+    return body
+
+
+def to_openai_chat(body: Any) -> dict[str, Any]:
+    """The OpenAI chat body that asks what the Anthropic Messages request `body` asks."""
+    body = check_messages_body(body)
+    max_tokens = body["max_tokens"]
+    messages = _system(body.get("system"))
+    turns = body["messages"]
     for index, turn in enumerate(turns):
         messages.extend(_turn(turn, f"messages.{index}"))
     chat: dict[str, Any] = {"model": body.get("model"), "messages": messages, "max_tokens": max_tokens}

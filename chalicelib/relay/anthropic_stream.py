@@ -100,6 +100,8 @@ class AnthropicStream:
         if "error" in chunk and "choices" not in chunk:
             self._fail(chunk["error"])
             return
+        if not self._started and isinstance(chunk.get("model"), str):
+            self._model = chunk["model"]  # the model that answered: a fallback names itself
         self._start()
         if isinstance(chunk.get("usage"), dict):
             self._usage = anthropic_usage(chunk["usage"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.billing.pricing import Usage
-from chalicelib.catalog.catalog import PRICE_CHANGING_FIELDS
+from chalicelib.catalog.catalog import MESSAGES_PRICE_CHANGING, PRICE_CHANGING_FIELDS
 from chalicelib.core.domain import DEFAULT_IMAGE_QUALITY, DEFAULT_IMAGE_SIZE, ModelEntry, ModelKind
 from chalicelib.core.errors import InvalidRequest
 from chalicelib.relay.schemas import ImagesRequest
@@ -23,6 +23,32 @@ def refuse_unpriced_fields(model: ModelEntry, body: dict[str, Any]) -> None:
         raise InvalidRequest(f"The parameter '{name}' changes the provider's price, and the prices of "
                              f"`{model.name}` do not cover it on this gateway.", param=name,
                              code="unsupported_parameter")
+
+
+# Of MESSAGES_PRICE_CHANGING: the fields, with their values that cost no more than the token prices
+# (Anthropic's own defaults); the rest are server tools charged per use, by the prefix of their type.
+_PRICED_MESSAGES_FIELDS = {"service_tier": ("auto", "standard_only"), "inference_geo": ("global",),
+                           "speed": ("standard",)}
+_PRICED_SERVER_TOOLS = tuple(sorted(MESSAGES_PRICE_CHANGING - set(_PRICED_MESSAGES_FIELDS)))
+
+
+def refuse_unpriced_messages_fields(model: ModelEntry, body: dict[str, Any]) -> None:
+    """`refuse_unpriced_fields` for a Messages API body sent as it is: a field value or a server tool
+    that Anthropic prices beyond tokens is refused, unless the model passes it through (by the field's
+    name, or the tool type's prefix)."""
+    for name, harmless in _PRICED_MESSAGES_FIELDS.items():
+        value = body.get(name)
+        if value is not None and value not in harmless and name not in model.pass_through:
+            raise InvalidRequest(f"The parameter '{name}' changes the provider's price, and the prices of "
+                                 f"`{model.name}` do not cover it on this gateway.", param=name,
+                                 code="unsupported_parameter")
+    for tool in body.get("tools") or []:
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        priced = next((prefix for prefix in _PRICED_SERVER_TOOLS if str(kind or "").startswith(prefix)), None)
+        if priced is not None and priced not in model.pass_through:
+            raise InvalidRequest(f"The tool '{kind}' is charged per use by the provider, and the prices of "
+                                 f"`{model.name}` do not cover it on this gateway.", param="tools",
+                                 code="unsupported_parameter")
 
 
 def image_price(model: ModelEntry, request: ImagesRequest) -> int:

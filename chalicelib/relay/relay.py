@@ -1,4 +1,5 @@
-"""The relay: price, hold, call the upstream, settle, record — for chat, embeddings and images.
+"""The relay: price, hold, call the upstream, settle, record — for chat, embeddings and images, and
+Anthropic's Messages API (`messages`, in anthropic_native.py: a base of the Relay, using its steps).
 
 Nothing here knows about Chalice. The services take validated requests (see
 schemas.py). A streamed chat returns an iterator of SSE events; whoever serves
@@ -56,7 +57,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,35 +66,22 @@ from chalicelib.billing.holds import Billing, Quote, Reservation
 from chalicelib.billing.pricing import Usage
 from chalicelib.catalog.catalog import Catalog, ResolvedRoute
 from chalicelib.core.domain import CAP_FIELDS, PPM, ApiKey, ModelEntry, Prices, UsageEvent
-from chalicelib.core.errors import GatewayError, InternalError, ProviderError
+from chalicelib.core.errors import ProviderError
 from chalicelib.core.money import units_to_usd
 from chalicelib.core.usage import UsageDelta
 from chalicelib.keys.plans import KeyPlans
 from chalicelib.providers.port import Operation, ProviderAdapter
+from chalicelib.relay.anthropic_native import NativeMessages
 from chalicelib.relay.candidates import Checked, ModelChecker
 from chalicelib.relay.fields import choice_text, image_price, openai_usage, refuse_unpriced_fields
 from chalicelib.relay.health import ChannelBreakers
 from chalicelib.relay.limits import RequestLimits, Ticket
+from chalicelib.relay.result import RelayResult
+from chalicelib.relay.result import failure as _failure
 from chalicelib.relay.routing import Dispatcher
 from chalicelib.relay.schemas import ChatRequest, EmbeddingsRequest, ImagesRequest
 from chalicelib.storage.ports import UsageSink
 from chalicelib.usage.events import emit
-
-
-@dataclass
-class RelayResult:
-    """A relay answer: a JSON body, or a stream of SSE events. `cost_units`, what the
-    wallet was charged, is known once the body is returned or the stream is exhausted."""
-
-    request_id: str
-    body: dict[str, Any] | None = None
-    events: Iterator[str] | None = None
-    cost_units: int | None = None
-    limit_headers: dict[str, str] = field(default_factory=dict)  # x-ratelimit-*, when the key is limited
-
-    @property
-    def cost_usd(self) -> str | None:
-        return None if self.cost_units is None else units_to_usd(self.cost_units)
 
 
 @dataclass
@@ -117,7 +105,11 @@ class _Call:
     ticket: Ticket | None = None  # its admission under the key's request limits
 
 
-class Relay:
+# Serves a request on one of its models: (checked, key, request, request_id, *, started, fallback, ticket).
+_OnModel = Callable[..., RelayResult]
+
+
+class Relay(NativeMessages):
     def __init__(self, catalog: Catalog, billing: Billing, adapters: Mapping[str, ProviderAdapter],
                  usage_sink: UsageSink, *, plans: KeyPlans,
                  default_timeout_s: float, first_token_timeout_s: float | None = None,
@@ -156,12 +148,17 @@ class Relay:
     def chat(self, key: ApiKey, request: ChatRequest, request_id: str, *,
              client_ip: str | None = None) -> RelayResult:
         """A chat completion, plain or streamed, from the first of its models that answers."""
+        return self._in_turn(key, request, request_id, client_ip, pricing.chat_prompt_tokens, self._chat_on)
+
+    def _in_turn(self, key: ApiKey, request: ChatRequest, request_id: str, client_ip: str | None,
+                 prompt_estimate: Callable[[dict[str, Any]], int], on_model: _OnModel) -> RelayResult:
+        """The answer of the first of the request's models that answers, `on_model` serving each in turn."""
         started = self._monotonic()
         candidates = self._checker.chat_candidates(key, request, client_ip)
         first = candidates[0]
         # Admitted once, under the first model, with the estimate its hold will be made of.
         asked, model_cap = request.output_cap, first.model.max_output_tokens or 0
-        estimate = pricing.chat_prompt_tokens(request.upstream_body()) + (
+        estimate = prompt_estimate(request.upstream_body()) + (
             min(asked, model_cap) if asked else model_cap) * request.n
         ticket = self._limits.admit(request_id, key, first.group, first.model.name, estimate,
                                     timeout_s=self._timeout(first.model))
@@ -170,8 +167,8 @@ class Relay:
             for position, checked in enumerate(candidates):
                 last = position + 1 == len(candidates)
                 try:
-                    return self._chat_on(checked, key, request, request_id, started=started, fallback=not last,
-                                         ticket=ticket)
+                    return on_model(checked, key, request, request_id, started=started, fallback=not last,
+                                    ticket=ticket)
                 except ProviderError as exc:
                     if last or not exc.retryable:
                         raise
@@ -263,11 +260,13 @@ class Relay:
 
     def _start(self, request_id: str, key: ApiKey, endpoint: Operation,
                request: ChatRequest | EmbeddingsRequest | ImagesRequest, checked: Checked, *,
-               started: float | None = None) -> tuple[_Call, dict[str, Any]]:
-        """The call of a checked model, and the body to send upstream."""
+               started: float | None = None,
+               refuse: Callable[[ModelEntry, dict[str, Any]], None] = refuse_unpriced_fields,
+               ) -> tuple[_Call, dict[str, Any]]:
+        """The call of a checked model, and the body to send upstream (`refuse` checks its priced fields)."""
         model = checked.model
         body = request.upstream_body()
-        refuse_unpriced_fields(model, body)
+        refuse(model, body)
         stream = isinstance(request, ChatRequest) and request.stream
         return _Call(request_id, key, endpoint, model, model.prices, stream,
                      started=self._monotonic() if started is None else started,
@@ -297,15 +296,18 @@ class Relay:
     def _timeout(self, model: ModelEntry) -> float:
         return model.timeout_s or self._default_timeout_s
 
+    def _first_token_s(self, model: ModelEntry) -> float | None:
+        """How long a stream of `model` may wait for its first token (never longer than its timeout)."""
+        first = self._first_token_timeout_s
+        return None if first is None else min(first, self._timeout(model))
+
     def _call_upstream(self, call: _Call, body: dict[str, Any]) -> Any:
         """The first answer of the model's channels (see routing.Dispatcher), or its last failure."""
         def on_route(route: ResolvedRoute) -> None:
             call.route = route
 
-        timeout_s = self._timeout(call.model)
-        first_token_s = self._first_token_timeout_s
-        return self._dispatcher.send(call.routes, call.endpoint, body, stream=call.stream, timeout_s=timeout_s,
-                                     first_token_s=None if first_token_s is None else min(first_token_s, timeout_s),
+        return self._dispatcher.send(call.routes, call.endpoint, body, stream=call.stream,
+                                     timeout_s=self._timeout(call.model), first_token_s=self._first_token_s(call.model),
                                      model=call.model.name, on_route=on_route)
 
     def _release(self, call: _Call, *, status: int, error_type: str | None) -> None:
@@ -462,13 +464,6 @@ class Relay:
 
     def _elapsed_ms(self, call: _Call) -> int:
         return int((self._monotonic() - call.started) * 1000)
-
-
-def _failure(exc: BaseException) -> tuple[int, str]:
-    """The status and error type a request that ended with `exc` is recorded with."""
-    if isinstance(exc, GatewayError):
-        return exc.status, exc.type
-    return InternalError.status, InternalError.type
 
 
 def _sse(event: dict[str, Any]) -> str:

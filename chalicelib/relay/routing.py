@@ -12,13 +12,16 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import groupby
-from typing import Any
+from typing import Any, TypeVar
 
 from chalicelib.catalog.catalog import ResolvedRoute
 from chalicelib.core.errors import ProviderError, UpstreamUnavailable
 from chalicelib.providers.first_token import has_token
 from chalicelib.providers.port import Operation, ProviderAdapter
 from chalicelib.relay.health import BreakerState, ChannelBreakers
+
+T = TypeVar("T")
+C = TypeVar("C")  # a chunk of a stream
 
 
 def weighted_order(routes: Sequence[ResolvedRoute], rng: random.Random) -> list[ResolvedRoute]:
@@ -58,16 +61,34 @@ class Dispatcher:
     def send(self, routes: Sequence[ResolvedRoute], operation: Operation, body: dict[str, Any], *, stream: bool,
              timeout_s: float, model: str, on_route: Callable[[ResolvedRoute], None],
              first_token_s: float | None = None) -> Any:
+        """Send an OpenAI-format body to the first channel that answers (see `send_each`); a stream
+        once its first token came: until then nothing has reached the client, so a stream that
+        breaks or keeps silent past `first_token_s` moves on too."""
+        def attempt(route: ResolvedRoute) -> Any:
+            routed = {**body, "model": route.upstream_model}
+            adapter = self._adapters[route.channel.kind]
+            if stream:
+                return until_first_token(adapter.stream(route.channel, operation, routed, timeout_s=timeout_s,
+                                                        first_token_s=first_token_s))
+            return adapter.call(route.channel, operation, routed, timeout_s=timeout_s)
+
+        return self.send_each(routes, attempt, model=model, on_route=on_route)
+
+    def adapter(self, route: ResolvedRoute) -> ProviderAdapter:
+        """The adapter of the route's channel."""
+        return self._adapters[route.channel.kind]
+
+    def send_each(self, routes: Sequence[ResolvedRoute], attempt: Callable[[ResolvedRoute], T], *, model: str,
+                  on_route: Callable[[ResolvedRoute], None]) -> T:
         """Try the channels by priority, weighted among equals, skipping those whose breaker is open;
-        the first answer wins (a stream once its first token came: until then nothing has reached the
-        client, so a stream that breaks or keeps silent past `first_token_s` moves on too). A failure
-        another channel might not have (5xx, timeout, 429, refused connection) moves on to the next.
-        When every breaker is open, the channels the operator did not force open are tried anyway,
-        the one open longest first. `on_route` hears of each channel as it is tried."""
+        the first answer of `attempt` wins (for a stream, once its status is known). A failure another
+        channel might not have (5xx, timeout, 429, refused connection) moves on to the next. When every
+        breaker is open, the channels the operator did not force open are tried anyway, the one open
+        longest first. `on_route` hears of each channel as it is tried."""
         failure: ProviderError | None = None
         for route in self._to_try(healthy_first(weighted_order(routes, self._rng), self._breakers)):
             try:
-                return self._attempt(route, operation, body, stream, timeout_s, first_token_s, on_route)
+                return self._attempt(route, attempt, on_route)
             except ProviderError as exc:
                 if not exc.retryable:
                     raise
@@ -88,20 +109,14 @@ class Dispatcher:
         if len(skipped) == len(ordered):
             yield from (route for route in skipped if route.channel.state != "open")
 
-    def _attempt(self, route: ResolvedRoute, operation: Operation, body: dict[str, Any], stream: bool,
-                 timeout_s: float, first_token_s: float | None, on_route: Callable[[ResolvedRoute], None]) -> Any:
+    def _attempt(self, route: ResolvedRoute, attempt: Callable[[ResolvedRoute], T],
+                 on_route: Callable[[ResolvedRoute], None]) -> T:
         """One call on one channel, its outcome told to the channel's breaker."""
         on_route(route)
-        routed = {**body, "model": route.upstream_model}
-        adapter = self._adapters[route.channel.kind]
         began = self._monotonic()
         healthy: bool | None = None  # None: the call ended some other way, which says nothing of the channel
         try:
-            if stream:
-                answer = until_first_token(adapter.stream(route.channel, operation, routed, timeout_s=timeout_s,
-                                                          first_token_s=first_token_s))
-            else:
-                answer = adapter.call(route.channel, operation, routed, timeout_s=timeout_s)
+            answer = attempt(route)
             healthy = True
             return answer
         except ProviderError as exc:
@@ -118,26 +133,26 @@ class Dispatcher:
                 self._breakers.abandoned(route.channel.name)
 
 
-def until_first_token(chunks: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def until_first_token(chunks: Iterator[C], is_token: Callable[[C], bool] = has_token) -> Iterator[C]:
     """The stream, read up to its first chunk carrying a token (or its end) before it is handed out;
     what was read comes first. A failure until then is the channel's, and another may answer."""
-    read: list[dict[str, Any]] = []
+    read: list[C] = []
     for chunk in chunks:
         read.append(chunk)
-        if has_token(chunk):
+        if is_token(chunk):
             break
     return _Resumed(read, chunks)
 
 
-class _Resumed(Iterator[dict[str, Any]]):
+class _Resumed(Iterator[C]):
     """Chunks already read, then the rest of the stream; closing it closes the stream (at once,
     even before the first chunk is asked for, which a generator would not)."""
 
-    def __init__(self, read: list[dict[str, Any]], rest: Iterator[dict[str, Any]]) -> None:
+    def __init__(self, read: list[C], rest: Iterator[C]) -> None:
         self._read = iter(read)
         self._rest = rest
 
-    def __next__(self) -> dict[str, Any]:
+    def __next__(self) -> C:
         for chunk in self._read:
             return chunk
         return next(self._rest)

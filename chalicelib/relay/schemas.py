@@ -73,6 +73,13 @@ class ChatRequest(_Body):
         return self.max_completion_tokens or self.max_tokens
 
 
+class MessagesRequest(ChatRequest):
+    """Anthropic's Messages request (`POST /v1/messages`), sent as it is to Anthropic channels: `model` and
+    `models` as a chat takes them, `max_tokens` required as Anthropic requires it, every other field kept."""
+
+    max_tokens: StrictInt = Field(gt=0)  # type: ignore[assignment]
+
+
 class EmbeddingsRequest(_Body):
     # A non-empty string, or 1 to 2048 non-empty strings, token ids, or non-empty arrays of token ids.
     input: Any

@@ -340,3 +340,65 @@ def test_refused_credentials_are_the_gateways_problem_not_the_callers():
         "type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}))
     with pytest.raises(UpstreamUnavailable, match="credentials"):
         adapter.call(CHANNEL, Operation.CHAT, chat(), timeout_s=5)
+
+
+# Natively: the Messages body as it is, the answer as Anthropic sent it.
+
+NATIVE = {"model": "claude-sonnet-4-5", "max_tokens": 64, "top_k": 5,
+          "thinking": {"type": "enabled", "budget_tokens": 32},
+          "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+          "messages": [{"role": "user", "content": [{"type": "document", "source": {
+              "type": "text", "media_type": "text/plain", "data": "A note."}}, {"type": "text", "text": "Hi"}]}]}
+
+
+def test_a_native_message_is_sent_as_it_is_and_answered_as_anthropic_sent_it(fake, adapter):
+    fake.reply("Hello.", thinking="Greet.")
+    message = adapter.messages(channel(fake), NATIVE, timeout_s=5)
+    sent = fake.requests[-1]
+    assert json.loads(sent.raw) == NATIVE and sent.headers["x-api-key"] == "sk-ant-test"
+    assert sent.headers["anthropic-version"] == "2023-06-01"
+    assert [block["type"] for block in message["content"]] == ["thinking", "text"]
+    assert message["model"] == "claude-sonnet-4-5" and message["usage"]["input_tokens"] == 12
+
+
+def test_a_native_stream_yields_each_event_with_its_own_text(fake, adapter):
+    fake.reply("Hello there.", thinking="Greet.")
+    events = list(adapter.messages_stream(channel(fake), {**NATIVE, "stream": True}, timeout_s=5))
+    assert [event.raw for event in events] == fake.streamed[-1]
+    assert [event.type for event in events][0] == "message_start" and events[-1].type == "message_stop"
+    assert {event.data["delta"]["type"] for event in events if event.type == "content_block_delta"} == {
+        "thinking_delta", "signature_delta", "text_delta"}
+
+
+def test_a_native_refusal_carries_anthropics_envelope(fake, adapter):
+    fake.fail_next(400, "top_k: unsupported")
+    with pytest.raises(UpstreamRejected) as raised:
+        adapter.messages(channel(fake), NATIVE, timeout_s=5)
+    assert raised.value.status == 400 and not raised.value.retryable
+    assert raised.value.upstream_envelope == {"type": "error", "error": {"type": "invalid_request_error",
+                                                                         "message": "top_k: unsupported"}}
+    fake.fail_next(529, "Overloaded")
+    with pytest.raises(UpstreamUnavailable):  # another channel may have room
+        adapter.messages_stream(channel(fake), {**NATIVE, "stream": True}, timeout_s=5)
+
+
+def test_a_native_stream_breaks_on_an_error_event_with_it_and_on_an_early_end():
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    adapter = mocked(lambda request: httpx.Response(200, content=sse(START, TEXT, overloaded)))
+    events = adapter.messages_stream(CHANNEL, {**NATIVE, "stream": True}, timeout_s=5)
+    assert [next(events).type, next(events).type] == ["message_start", "content_block_delta"]
+    with pytest.raises(UpstreamUnavailable) as raised:
+        next(events)
+    assert raised.value.upstream_envelope == overloaded
+
+    adapter = mocked(lambda request: httpx.Response(200, content=sse(START, TEXT)))
+    with pytest.raises(UpstreamUnavailable, match="ended the stream early"):
+        list(adapter.messages_stream(CHANNEL, {**NATIVE, "stream": True}, timeout_s=5))
+
+
+def test_a_last_event_without_its_blank_line_still_counts():
+    stop = b'event: message_stop\ndata: {"type": "message_stop"}'
+    adapter = mocked(lambda request: httpx.Response(200, content=sse(START, TEXT) + stop))
+    events = list(adapter.messages_stream(CHANNEL, {**NATIVE, "stream": True}, timeout_s=5))
+    assert [event.type for event in events] == ["message_start", "content_block_delta", "message_stop"]
+    assert events[-1].raw == stop.decode() + "\n\n"
