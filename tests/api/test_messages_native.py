@@ -418,3 +418,30 @@ def test_a_buffered_stream_says_its_cost_in_a_header_too(stack, fake, model):
     cost = claude_cost(USAGE)
     assert Decimal(response.headers["x-tokenway-cost-usd"]) == cost == Decimal(data(events[-2])["usage"]["cost_usd"])
     assert spent(stack, account_id) == cost
+
+
+def test_a_stream_whose_first_token_is_late_falls_back_before_its_first_byte(stack, fake, upstream, model):
+    # An event every 2.5 s: the first text comes past the 3 s first-token limit of these tests.
+    account_id, key = stack.customer("5")
+    fake.reply("Too slow.", interval_s=2.5)
+    upstream.fail_next(faults.usage(prompt=1000, completion=500), path="/chat/completions")
+
+    answer, told = answered(client(stack, key), True, model=model, max_tokens=100, messages=HELLO,
+                            extra_body={"models": ["deepseek-chat"]})
+
+    assert answer.model == "deepseek-chat"
+    assert told == deepseek_cost(1000, 500) == spent(stack, account_id)
+    [charge] = charges(stack, account_id)
+    assert charge["model"] == "deepseek-chat"
+
+
+def test_a_stream_with_no_first_token_and_no_fallback_is_a_504_in_anthropics_envelope(stack, fake, model):
+    account_id, key = stack.customer("5")
+    fake.reply("Too slow.", interval_s=2.5)
+
+    response = stack.http.post("/v1/messages", headers={"x-api-key": key}, json={
+        "model": model, "max_tokens": 100, "messages": HELLO, "stream": True})
+
+    assert response.status_code == 504, response.text
+    assert response.json()["type"] == "error" and "sent no token in 3 s" in response.json()["error"]["message"]
+    assert spent(stack, account_id) == 0 and charges(stack, account_id) == []
