@@ -20,6 +20,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any], Any], Any]
+_MAX_WAIT_S = 5.0
 
 
 class StreamPoller:
@@ -42,11 +43,15 @@ class StreamPoller:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        while not self._stopping.wait(self._interval_s):
+        wait, failing = self._interval_s, False
+        while not self._stopping.wait(wait):
             try:
                 self._poll()
-            except Exception:  # noqa: BLE001 - as Lambda does: log, and try the same records again
-                log.exception("the stream %s could not be processed; retrying", self._stream_arn)
+                wait, failing = self._interval_s, False
+            except Exception as exc:  # noqa: BLE001 - as Lambda does: try the same records again, later
+                if not failing:
+                    log.warning("the stream %s could not be processed (%s); retrying", self._stream_arn, exc)
+                wait, failing = min(wait * 2, _MAX_WAIT_S), True
 
     def _poll(self) -> None:
         shards = self._streams.describe_stream(StreamArn=self._stream_arn)["StreamDescription"]["Shards"]

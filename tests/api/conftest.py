@@ -79,12 +79,14 @@ def stack(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Itera
         stripe_secret_key=payments.secret_key, stripe_webhook_secret=WEBHOOK_SECRET,
         stripe_api_base=payments.base_url, payment_methods=("card", "alipay"),
     )
-    deps.use_gateway(deps.build_gateway(settings))
+    gateway = deps.build_gateway(settings)
+    deps.use_gateway(gateway)
     from app import app
-    from chalicelib.api.maintenance import forward_usage_events
 
-    # The usage forwarder on the usage-outbox stream, as the app stack's event source mapping runs it.
-    forwarder = StreamPoller(emulator.client("dynamodbstreams"), outputs["UsageOutboxStreamArn"], forward_usage_events)
+    # The usage-outbox stream carried to Firehose, as the app stack's usage forwarder does it (on this
+    # stack's own sink: other tests may replace the process's gateway meanwhile).
+    forwarder = StreamPoller(emulator.client("dynamodbstreams"), outputs["UsageOutboxStreamArn"],
+                             lambda event, context: gateway.usage_sink.forward(event["Records"]))
     forwarder.start()
 
     server = Server(settings, tmp_path_factory.mktemp("server") / "server.log")
