@@ -30,7 +30,8 @@ from chalicelib.identity.passwords import PasswordHasher, check_strength
 from chalicelib.identity.sessions import token_hash
 from chalicelib.storage.ports import AccountRepo, PasswordLinkRepo
 
-SET_PASSWORD_PATH = "/console/set-password"
+# The console's set-password page; the token goes in the fragment, which no server or access log sees.
+SET_PASSWORD_PATH = "/#/set-password"
 _MAX_TOKEN_LENGTH = 200
 _INVALID = ("This set-password link does not work: it was used already, replaced by a newer one, or has "
             "expired. Ask the operator for a new one.")
@@ -72,7 +73,7 @@ class PasswordLinks:
                             expires_at=now + self._ttl_ms)
         self._links.put(link)
         # In the fragment: browsers do not send it to servers, so it stays out of access logs.
-        url = f"{self._console_url}{SET_PASSWORD_PATH}#token={token}"
+        url = f"{self._console_url}{SET_PASSWORD_PATH}?token={token}"
         return IssuedLink(token=token, url=url, expires_at=link.expires_at)
 
     def set_password(self, command: SetPassword) -> None:

@@ -234,7 +234,7 @@ def test_an_operator_created_account_sets_its_password_with_a_one_time_link(stac
     assert issued.headers["cache-control"] == "no-store"
     link = issued.json()
     assert set(link) == {"token", "url", "expires_at"}
-    assert link["url"] == f"/console/set-password#token={link['token']}"
+    assert link["url"] == f"/#/set-password?token={link['token']}"
     expires_at = datetime.fromisoformat(link["expires_at"])
     assert timedelta(hours=72) - timedelta(seconds=2) <= expires_at - before <= timedelta(hours=72, seconds=2)
     assert_error(login(stack, email), 401, "invalid_credentials")  # no password yet
