@@ -73,6 +73,15 @@ def add_model() -> Response:
     return json_response(model_json(gateway.admin.add_model(parse(ModelInput, body))), status=201)
 
 
+@admin_routes.route("/admin/models", methods=["GET"])
+@openai_errors
+def list_models() -> Response:
+    """Every catalog model with its prices and routes, and whether a channel can serve it now (and if not, why)."""
+    gateway, _ = _authorized()
+    return json_response({"data": [{**model_json(model), "routable": why_not is None, "unroutable_reason": why_not}
+                                   for model, why_not in gateway.catalog.availability()]})
+
+
 @admin_routes.route("/admin/groups", methods=["POST"])
 @openai_errors
 def add_group() -> Response:

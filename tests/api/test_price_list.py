@@ -40,3 +40,16 @@ def test_the_price_list_needs_a_session(stack):
     response = stack.http.get("/api/models")
     assert response.status_code == 401
     assert response.json()["error"]["type"] == "invalid_request_error" or response.json()["error"]["code"]
+
+
+def test_the_operator_lists_every_model_with_its_prices_and_whether_it_is_routable(stack):
+    models = {model["name"]: model for model in stack.admin("GET", "/admin/models")["data"]}
+    chat = models["deepseek-chat"]
+    assert (chat["routable"], chat["unroutable_reason"]) == (True, None)
+    assert (chat["input_per_1m"], chat["output_per_1m"]) == ("0.28", "0.42")
+    assert "fake" in [route["channel"] for route in chat["routes"]]
+    # A built-in model whose provider has no channel here: listed, with the reason it cannot be called.
+    kimi = models["kimi-k2"]
+    assert kimi["routable"] is False and "kimi" in kimi["unroutable_reason"]
+    customer = Customer(stack, usd="0")
+    assert customer.call("GET", "/admin/models").status_code == 403

@@ -38,6 +38,8 @@ function rangeQuery(filters) {
 
 const label = (start, granularity) => (granularity === "hour" ? start.slice(5, 16).replace("T", " ") : start.slice(5, 10));
 const dollars = (text) => Number(text);
+// Axis ticks in dollars, small amounts with two significant digits (a call costs fractions of a cent).
+const money = (value) => (value === 0 ? "$0" : value >= 0.01 ? `$${value.toFixed(2)}` : `$${Number(value.toPrecision(2))}`);
 
 function Totals({ summary, wallet }) {
   const totals = summary.totals;
@@ -56,7 +58,7 @@ function Totals({ summary, wallet }) {
 function Charts({ byModel, byKey, keyNames, granularity }) {
   const series = byModel.series;
   const labels = series.map((point) => label(point.start, granularity));
-  const axis = (title) => ({ y: { beginAtZero: true, title: { display: true, text: title } } });
+  const axis = (title, ticks) => ({ y: { beginAtZero: true, title: { display: true, text: title }, ticks } });
   const spendTotal = usd(byModel.totals.spend_usd);
   const top = (rows, name) => rows.slice(0, 8).map((row) => ({ name: name(row), spend: dollars(row.spend_usd), row }));
   const models = top(byModel.breakdown, (row) => row.model);
@@ -64,13 +66,13 @@ function Charts({ byModel, byKey, keyNames, granularity }) {
   const bar = (rows, what) => ({
     type: "bar",
     data: { labels: rows.map((r) => r.name), datasets: [{ label: what, data: rows.map((r) => r.spend), backgroundColor: COLORS }] },
-    options: { indexAxis: "y", plugins: { legend: { display: false } }, scales: { x: { beginAtZero: true } } },
+    options: { indexAxis: "y", plugins: { legend: { display: false } }, scales: { x: { beginAtZero: true, ticks: { callback: money } } } },
   });
   const listed = (rows) => rows.map((r) => `${r.name} ${usd(r.row.spend_usd)}`).join(", ") || t("dash.noData");
   return html`<div class="charts">
     <${ChartBox} id="chart-spend" title=${t("dash.spendOverTime")} summary=${t("dash.spendSummary", { total: spendTotal })}
       config=${{ type: "bar", data: { labels, datasets: [{ label: t("dash.spendUsd"), data: series.map((p) => dollars(p.spend_usd)), backgroundColor: COLORS[0] }] },
-        options: { scales: axis("USD") } }} />
+        options: { scales: axis("USD", { callback: money }) } }} />
     <${ChartBox} id="chart-requests" title=${t("dash.requestsOverTime")}
       summary=${t("dash.requestsSummary", { total: byModel.totals.requests, failed: byModel.totals.failed_requests })}
       config=${{ type: "bar", data: { labels, datasets: [
