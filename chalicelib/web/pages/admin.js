@@ -116,7 +116,8 @@ function Channels() {
 function ModelPrice({ model, onClose, onDone }) {
   const form = useForm({ input_per_1m: model.input_per_1m, output_per_1m: model.output_per_1m, cached_input_per_1m: model.cached_input_per_1m, per_image: model.per_image });
   const save = form.submit(async (v) => {
-    const channel = (model.routes.find((r) => r.channel) || {}).channel;
+    // The API takes prices with a route; naming the last route's channel keeps the routes' order as it is.
+    const channel = model.routes.length ? model.routes[model.routes.length - 1].channel : "";
     onDone(await api("POST", "/admin/models", { name: model.name, channel, ...v }));
   });
   const field = (name) => html`<${Field} label=${t(`admin.price.${name}`)} name=${name} inputmode="decimal" value=${form.values[name]} onInput=${form.set(name)} error=${form.error} />`;
@@ -209,8 +210,8 @@ function Topups() {
       <${Table} label=${t("admin.tab.topups")} head=${[t("wallet.order"), t("admin.account"), t("wallet.status"), t("wallet.youPay"), t("wallet.credit"), t("wallet.created"), t("admin.why"), t("tokens.col.actions")]}>
         ${data.data.map((o) => html`<tr><th scope="row"><code>${o.order_id}</code></th><td><code>${o.account_id}</code></td>
           <td><span class=${`badge ${o.status}`}>${t(`order.${o.status}`)}</span></td><td>${usd(o.pay_usd)}</td><td>${usd(o.credit_usd)}</td>
-          <td>${when(o.created_at)}</td><td>${o.review_reason || o.note || "—"}</td>
-          <td>${o.status === "review" ? html`<button type="button" class="link" onClick=${() => setReviewing(o)}
+          <td>${when(o.created_at)}</td><td>${o.review_reason || "—"}${o.note ? html`<br /><small>${o.note}</small>` : null}</td>
+          <td>${o.reviewed_at ? html`<small>${t("admin.reviewed", { when: when(o.reviewed_at) })}</small>` : o.status === "review" ? html`<button type="button" class="link" onClick=${() => setReviewing(o)}
             aria-label=${t("admin.reviewOf", { id: o.order_id })}>${t("admin.review")}</button>` : null}</td></tr>`)}
       <//>`}
     ${reviewing ? html`<${Dialog} title=${t("admin.reviewTitle")} onClose=${() => setReviewing(null)}>
@@ -251,9 +252,9 @@ function Codes() {
     ${loading && !data ? html`<${Loading} />` : error ? html`<${ErrorText} error=${error} />` : data.data.length === 0 ? html`<${Empty} text=${t("admin.noCodes")} />` : html`
       <${Table} label=${t("admin.tab.codes")} head=${[t("admin.code"), t("admin.value"), t("wallet.status"), t("admin.batch"), t("wallet.created"), t("admin.redeemedBy"), t("tokens.col.actions")]}>
         ${data.data.map((c) => html`<tr><th scope="row"><code>${c.hint}</code></th><td>${usd(c.value_usd)}</td>
-          <td><span class=${`badge ${c.status}`}>${c.status}</span></td><td>${c.batch || "—"}</td><td>${when(c.created_at)}</td>
+          <td><span class=${`badge ${c.status}`}>${t(`code.${c.status}`)}</span></td><td>${c.batch || "—"}</td><td>${when(c.created_at)}</td>
           <td>${c.redeemed_by || "—"}</td>
-          <td>${c.status === "unused" ? html`<button type="button" class="link danger" onClick=${() => disable(c)}
+          <td>${c.status === "active" ? html`<button type="button" class="link danger" onClick=${() => disable(c)}
             aria-label=${t("admin.disableCode", { hint: c.hint })}>${t("tokens.disable")}</button>` : null}</td></tr>`)}
       <//>`}
   </div>`;
