@@ -111,7 +111,7 @@ def test_an_operator_hands_a_new_account_a_set_password_link_from_the_cli(stack:
     listed = cli(stack, "account", "list", "--search", email)["data"]
     assert [(a["password_set"], a["default_plan"]) for a in listed] == [(False, True)]
     link = cli(stack, "account", "password-link", account["account_id"])
-    assert link["url"].endswith(f"#token={link['token']}")
+    assert link["url"].endswith(f"#/set-password?token={link['token']}")
     done = stack.http.post("/api/auth/password/set", json={"token": link["token"], "password": PASSWORD})
     assert done.status_code == 204, done.text
     login = stack.http.post("/api/auth/login", json={"email": email, "password": PASSWORD})

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import re
 
+import openai
 import pytest
 from openai import OpenAI
 from playwright.sync_api import expect
 
 from tests.browser.conftest import PASSWORD, go, log_in, new_email, screenshot, sign_up
+from tests.fakes import upstream as faults
 
 
 def test_log_in_refusal_is_shown_and_sign_up_names_the_bad_field(stack, page):
@@ -149,6 +151,49 @@ def test_wallet_redeems_a_code_and_pages_the_ledger(stack, page):
     page.get_by_role("button", name="Previous").click()
     expect(page.get_by_text("Page 1")).to_be_visible()
     screenshot(page, "wallet-ledger")
+
+
+def test_dashboard_charts_filters_pages_the_log_and_exports_csv(stack, page, upstream):
+    customer = sign_up(stack, usd="1")
+    keys = {name: stack.admin("POST", f"/admin/accounts/{customer.account_id}/keys", {"name": name})["key"]
+            for name in ("Alpha", "Beta")}
+    for name in ("Alpha", "Alpha", "Beta"):
+        _chat(stack, keys[name])
+    upstream.fail_next(faults.http_error(400, "scripted refusal"))
+    with pytest.raises(openai.BadRequestError):
+        _chat(stack, keys["Beta"])
+    log_in(page, customer)
+    expect(page.get_by_test_id("total-requests")).to_have_text("4")
+    for chart in ("spend", "requests", "tokens", "models", "keys"):
+        expect(page.locator(f"#chart-{chart} canvas")).to_have_attribute("role", "img")
+    expect(page.locator("#chart-keys canvas")).to_have_attribute("aria-label", re.compile("Alpha .*Beta|Beta .*Alpha"))
+    expect(page.locator("#chart-requests canvas")).to_have_attribute("aria-label", "4 requests, 1 failed.")
+
+    log = page.get_by_role("table", name="Request log")
+    expect(log.get_by_role("row")).to_have_count(5)
+    page.get_by_label("Key", exact=True).select_option(index=2)  # All, Alpha, Beta
+    page.get_by_role("button", name="Apply").click()
+    expect(log.get_by_role("row")).to_have_count(3)
+    page.get_by_label("Status", exact=True).select_option("error")
+    page.get_by_role("button", name="Apply").click()
+    expect(log.get_by_role("row")).to_have_count(2)
+    expect(log.get_by_role("row").nth(1)).to_contain_text("400")
+    export = page.get_by_role("link", name="Export CSV").get_attribute("href")
+    csv = page.request.get(export)
+    assert csv.status == 200 and csv.headers["content-type"].startswith("text/csv")
+    lines = csv.text().strip().splitlines()
+    assert lines[0].startswith("time,request_id,key_id,model") and len(lines) == 2 and ",400," in lines[1]
+
+    page.get_by_label("Range", exact=True).select_option("24h")
+    expect(page.get_by_label("Group by", exact=True)).to_have_value("hour")
+    expect(page.locator("section[aria-labelledby=dash-title]")).to_have_attribute("aria-busy", "false")
+    expect(page.get_by_test_id("total-requests")).to_have_text("4")
+    screenshot(page, "dashboard-filtered")
+
+
+def _chat(stack, key: str) -> None:
+    OpenAI(base_url=stack.url, api_key=key, max_retries=0).chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": "Hi"}])
 
 
 def test_models_page_shows_the_guide_prices_at_the_plan_and_its_limits(stack, page):

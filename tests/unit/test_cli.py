@@ -190,7 +190,7 @@ def test_account_create(gateway: Gateway) -> None:
 
 
 def test_account_password_link(gateway: Gateway) -> None:
-    link = {"token": "acct_1.secret", "url": "/console/set-password#token=acct_1.secret",
+    link = {"token": "acct_1.secret", "url": "/#/set-password?token=acct_1.secret",
             "expires_at": "2026-11-30T12:00:00Z"}
     gateway.reply = httpx.Response(201, json=link)
     run = gateway.run("account", "password-link", "acct_1")

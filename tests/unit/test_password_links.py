@@ -30,7 +30,7 @@ def test_an_operator_created_account_gets_its_password_through_a_link(world):
     account_id = world.create("ops@example.com")
     link = world.links.issue(account_id)
     assert link.token.startswith(f"{account_id}.") and len(link.token) > len(account_id) + 40
-    assert link.url == f"https://console.example.com/console/set-password#token={link.token}"
+    assert link.url == f"https://console.example.com/#/set-password?token={link.token}"
     assert link.expires_at == world.time_ms + LINK_TTL_S * 1000
     assert link.token not in repr(link)
 
@@ -158,4 +158,4 @@ def test_a_relative_url_without_a_console_address(tmp_path):
     world.links = PasswordLinks(world.links_repo, world.accounts_repo, world.hasher, lambda: world.time_ms,
                                 ttl_s=60)
     link = world.links.issue(world.create())
-    assert link.url == f"/console/set-password#token={link.token}"
+    assert link.url == f"/#/set-password?token={link.token}"

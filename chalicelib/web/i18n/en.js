@@ -102,7 +102,7 @@ Object.assign(en, {
   "dash.noRequests": "No requests match.", "dash.noUsage": "No usage in this range yet: make a call with one of your keys.",
   "dash.col.time": "Time", "dash.col.model": "Model", "dash.col.key": "Key", "dash.col.status": "Status",
   "dash.col.prompt": "Prompt", "dash.col.completion": "Completion", "dash.col.cost": "Cost", "dash.col.latency": "Latency",
-  "dash.range": "Range", "dash.range.24h": "Last 24 hours", "dash.range.7d": "Last 7 days", "dash.range.30d": "Last 30 days",
+  "dash.filters": "What the dashboard shows", "dash.range": "Range", "dash.range.24h": "Last 24 hours", "dash.range.7d": "Last 7 days", "dash.range.30d": "Last 30 days",
   "dash.range.custom": "Custom dates", "dash.from": "From", "dash.to": "To (inclusive)", "dash.granularity": "Group by",
   "dash.hour": "Hour", "dash.day": "Day", "dash.tz": "Time zone",
 });

@@ -79,7 +79,7 @@ export const zh = {
   "dash.noRequests": "没有匹配的请求。", "dash.noUsage": "此时段内还没有用量：用您的密钥发起一次调用吧。",
   "dash.col.time": "时间", "dash.col.model": "模型", "dash.col.key": "密钥", "dash.col.status": "状态",
   "dash.col.prompt": "输入", "dash.col.completion": "输出", "dash.col.cost": "费用", "dash.col.latency": "延迟",
-  "dash.range": "时间范围", "dash.range.24h": "最近 24 小时", "dash.range.7d": "最近 7 天", "dash.range.30d": "最近 30 天",
+  "dash.filters": "仪表盘显示内容", "dash.range": "时间范围", "dash.range.24h": "最近 24 小时", "dash.range.7d": "最近 7 天", "dash.range.30d": "最近 30 天",
   "dash.range.custom": "自定义日期", "dash.from": "开始", "dash.to": "结束（含）", "dash.granularity": "统计粒度",
   "dash.hour": "按小时", "dash.day": "按天", "dash.tz": "时区",
   "models.guide": "模型选择指南", "models.useCase": "使用场景", "models.recommended": "推荐模型", "models.notes": "说明",

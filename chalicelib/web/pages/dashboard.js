@@ -25,8 +25,9 @@ function rangeQuery(filters) {
   const { range, tz } = filters;
   const params = new URLSearchParams({ tz });
   if (range === "24h") {
-    params.set("from", new Date(Date.now() - 86400000).toISOString());
-    params.set("to", new Date(Date.now() + 900000).toISOString());
+    // From the moment the range was chosen, so that the query (and what it loads) stays the same.
+    params.set("from", new Date(filters.anchor - 86400000).toISOString());
+    params.set("to", new Date(filters.anchor + 900000).toISOString());
   } else if (range === "custom") {
     if (filters.from) params.set("from", filters.from);
     if (filters.to) params.set("to", nextDay(filters.to));
@@ -134,7 +135,7 @@ function RequestLog({ query, keys }) {
 }
 
 export function Dashboard() {
-  const [filters, setFilters] = useState({ range: "7d", tz: ZONES[0], granularity: "day", from: day(ZONES[0], -6), to: day(ZONES[0]) });
+  const [filters, setFilters] = useState({ range: "7d", tz: ZONES[0], granularity: "day", from: day(ZONES[0], -6), to: day(ZONES[0]), anchor: Date.now() });
   const query = rangeQuery(filters);
   query.set("granularity", filters.granularity);
   const [data, error, loading] = useLoad(() => Promise.all([
@@ -145,15 +146,15 @@ export function Dashboard() {
   ]), [query.toString()]);
   const set = (name) => (value) => {
     const next = { ...filters, [name]: value };
-    if (name === "range") next.granularity = value === "24h" ? "hour" : "day";
+    if (name === "range") { next.granularity = value === "24h" ? "hour" : "day"; next.anchor = Date.now(); }
     setFilters(next);
   };
   const keys = data ? data[3].data : [];
   const keyNames = Object.fromEntries(keys.map((k) => [k.id, k.name]));
   const logQuery = rangeQuery(filters);
-  return html`<section aria-labelledby="dash-title">
+  return html`<section aria-labelledby="dash-title" aria-busy=${loading ? "true" : "false"}>
     <h1 id="dash-title">${t("title.dashboard")}</h1>
-    <form class="filters" onSubmit=${(e) => e.preventDefault()} aria-label=${t("dash.range")}>
+    <form class="filters" onSubmit=${(e) => e.preventDefault()} aria-label=${t("dash.filters")}>
       <${Field} label=${t("dash.range")} name="range" type="select" value=${filters.range} onInput=${set("range")}>
         ${["24h", "7d", "30d", "custom"].map((r) => html`<option value=${r}>${t(`dash.range.${r}`)}</option>`)}
       <//>
@@ -170,7 +171,7 @@ export function Dashboard() {
     ${loading && !data ? html`<${Loading} />` : error ? html`<${ErrorText} error=${error} />` : html`
       <${Totals} summary=${data[0]} wallet=${data[2]} />
       ${data[0].totals.requests === 0 ? html`<${Empty} text=${t("dash.noUsage")} />` : html`
-        <${Charts} byModel=${data[0]} byKey=${data[1]} keyNames=${keyNames} granularity=${filters.granularity} />`}
+        <${Charts} byModel=${data[0]} byKey=${data[1]} keyNames=${keyNames} granularity=${data[0].granularity} />`}
       <${RequestLog} query=${logQuery.toString()} keys=${keys} />`}
   </section>`;
 }
