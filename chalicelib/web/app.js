@@ -48,6 +48,9 @@ function App() {
   useEffect(() => {
     const page = route.name ? t(`title.${route.name}`) : "";
     document.title = page && page !== `title.${route.name}` ? `${page} · Tokenway` : "Tokenway Console";
+    // On a narrow screen the navigation scrolls sideways: keep the current page's link in view.
+    const current = document.querySelector('.top nav a[aria-current="page"]');
+    if (current) current.scrollIntoView({ block: "nearest", inline: "nearest" });
   }, [route, me]);
 
   const changeLang = (value) => { setLang(value); setLangTick((n) => n + 1); };

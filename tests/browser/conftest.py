@@ -163,3 +163,4 @@ def go(page: Page, route: str, heading: str | re.Pattern[str]) -> None:
     """Open a console page by its route and wait for its heading."""
     page.goto(f"/#/{route}")
     expect(page.get_by_role("heading", name=heading, level=1)).to_be_visible()
+    expect(page.locator(".loading")).to_have_count(0)

@@ -134,9 +134,14 @@ def test_wallet_redeems_a_code_and_pages_the_ledger(stack, page):
     log_in(page, customer)
     go(page, "wallet", "Wallet")
     expect(page.get_by_test_id("balance")).to_have_text("$11.00")
+    # A custom amount below the range: the API's refusal under the field, and no checkout.
+    page.get_by_label("Custom amount (USD)").fill("3")
+    page.get_by_role("button", name="Continue to payment").click()
+    expect(page.locator("#f-amount_usd-error")).to_be_visible()
+    assert page.url.endswith("#/wallet")
     page.get_by_label("Redemption code").fill("WRONG-CODE")
     page.get_by_role("button", name="Redeem").click()
-    expect(page.get_by_role("alert")).to_be_visible()
+    expect(page.locator("#f-code-error")).to_have_text("This code does not exist. Check it and try again.")
     page.get_by_label("Redemption code").fill(code)
     page.get_by_role("button", name="Redeem").click()
     expect(page.get_by_role("status")).to_have_text("$3.00 credited. New balance: $14.00.")
@@ -261,3 +266,24 @@ def test_pages_fit_a_390_pixel_screen(stack, context, route, heading):
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390
     expect(phone.get_by_role("navigation", name="Main")).to_be_visible()
     screenshot(phone, f"phone-{route}")
+
+
+def test_the_keyboard_alone_reaches_add_token_and_escape_closes_its_dialog(stack, page):
+    log_in(page, sign_up(stack))
+    go(page, "tokens", "Token Management")
+    page.locator("body").focus()
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent") == "Add Token":
+            break
+    else:
+        raise AssertionError("Tab never reached the Add Token button")
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name="Add Token")
+    expect(dialog).to_be_visible()
+    # The dialog takes the focus: typing goes to its first field.
+    page.keyboard.type("Keyboard")
+    expect(dialog.get_by_label("Label")).to_have_value("Keyboard")
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    expect(page.get_by_text("No API keys yet")).to_be_visible()
