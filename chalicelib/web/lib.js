@@ -44,7 +44,8 @@ export async function api(method, path, body) {
   try { data = text ? JSON.parse(text) : null; } catch (err) { data = null; }
   if (!response.ok) {
     const error = new ApiError(response.status, (data && data.error) || { message: text || `HTTP ${response.status}` });
-    if (response.status === 401 && !path.startsWith("/api/auth/")) onUnauthorized();
+    // A dead session, or a tab that never logged in (the cookie is shared, the CSRF token is not): log in here.
+    if ((response.status === 401 && !path.startsWith("/api/auth/")) || error.code === "csrf_failed") onUnauthorized();
     throw error;
   }
   return data;

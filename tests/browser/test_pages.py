@@ -287,3 +287,16 @@ def test_the_keyboard_alone_reaches_add_token_and_escape_closes_its_dialog(stack
     page.keyboard.press("Escape")
     expect(dialog).to_have_count(0)
     expect(page.get_by_text("No API keys yet")).to_be_visible()
+
+
+def test_a_new_tab_reads_with_the_cookie_and_logs_in_again_before_its_first_write(stack, context, page):
+    customer = sign_up(stack)
+    log_in(page, customer)
+    other = context.new_page()  # the cookie is the context's; the CSRF token stays with the first tab
+    go(other, "tokens", "Token Management")
+    other.get_by_role("button", name="Add Token").click()
+    other.get_by_role("dialog", name="Add Token").get_by_label("Label").fill("Second tab")
+    other.get_by_role("button", name="Create token").click()
+    expect(other.get_by_role("heading", name="Log in to Tokenway")).to_be_visible()
+    log_in(other, customer)
+    assert stack.admin("GET", f"/admin/accounts/{customer.account_id}/keys")["data"] == []
