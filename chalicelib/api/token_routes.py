@@ -1,4 +1,5 @@
-"""Token Management for the logged-in customer: `/api/tokens` (a console session, not an API key)."""
+"""Token Management for the logged-in customer: `/api/tokens` (a console session, not an API key), the
+plans its keys may use (`/api/groups`) and their price lists (`/api/models`)."""
 
 from __future__ import annotations
 

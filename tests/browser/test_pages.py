@@ -251,6 +251,12 @@ def test_the_language_switch_translates_and_is_remembered(stack, page):
     # Nothing but the language is kept in the browser's storage.
     assert page.evaluate("Object.keys(localStorage)") == ["tokenway.lang"]
     page.get_by_label("语言").select_option("en")
+    # Every English text has its Chinese one.
+    missing = page.evaluate("""async () => {
+        const [{ en }, { zh }] = await Promise.all([import("./assets/i18n/en.js"), import("./assets/i18n/zh.js")]);
+        return Object.keys(en).filter((key) => !(key in zh)).concat(Object.keys(zh).filter((key) => !(key in en)));
+    }""")
+    assert missing == []
     expect(page.get_by_role("heading", name="Wallet", level=1)).to_be_visible()
 
 

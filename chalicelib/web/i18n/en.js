@@ -91,8 +91,7 @@ export const en = {
   "ledger.redeem": "Code redeemed", "ledger.refund": "Refund", "ledger.settle": "Usage", "ledger.bonus": "Bonus",
 
   "dash.requests": "Requests", "dash.promptTokens": "Prompt tokens", "dash.completionTokens": "Completion tokens",
-};
-Object.assign(en, {
+
   "dash.spend": "Spend", "dash.tokens": "Tokens", "dash.errorRate": "Error rate", "dash.latency": "Median latency",
   "dash.spendOverTime": "Spend over time", "dash.requestsOverTime": "Requests over time", "dash.tokensOverTime": "Tokens over time",
   "dash.spendByModel": "Spend by model", "dash.spendByKey": "Spend by key", "dash.spendUsd": "Spend (USD)",
@@ -105,8 +104,7 @@ Object.assign(en, {
   "dash.filters": "What the dashboard shows", "dash.range": "Range", "dash.range.24h": "Last 24 hours", "dash.range.7d": "Last 7 days", "dash.range.30d": "Last 30 days",
   "dash.range.custom": "Custom dates", "dash.from": "From", "dash.to": "To (inclusive)", "dash.granularity": "Group by",
   "dash.hour": "Hour", "dash.day": "Day", "dash.tz": "Time zone",
-});
-Object.assign(en, {
+
   "models.guide": "Model selection guide", "models.useCase": "Use case", "models.recommended": "Recommended models",
   "models.notes": "Notes", "models.notHere": "not on your plan",
   "models.fallback": "Best practice: implement automatic fallback — if your primary model fails, switch to a backup model.",
@@ -127,8 +125,7 @@ Object.assign(en, {
   "guide.multiturn": "Multi-turn conversations", "guide.multiturn.notes": "Accurate context understanding",
   "quick.base": "This gateway's base URL:", "quick.key": "Create a key in", "quick.copy": "Copy the {what} snippet",
   "quick.python": "Python (OpenAI SDK)", "quick.node": "Node.js (OpenAI SDK)",
-});
-Object.assign(en, {
+
   "admin.only": "This page is for administrators.",
   "admin.tab.accounts": "Accounts", "admin.tab.channels": "Channels", "admin.tab.models": "Models and prices",
   "admin.tab.plans": "Plans and limits", "admin.tab.topups": "Top-up orders", "admin.tab.codes": "Redemption codes",
@@ -166,4 +163,4 @@ Object.assign(en, {
   "code.active": "Unused", "code.used": "Redeemed", "code.disabled": "Disabled",
   "admin.groupBy": "Break down by", "admin.by.account": "Account", "admin.by.model": "Model", "admin.by.key": "Key",
   "admin.by.channel": "Channel",
-});
+};
