@@ -40,7 +40,12 @@ function rangeQuery(filters) {
 const label = (start, granularity) => (granularity === "hour" ? start.slice(5, 16).replace("T", " ") : start.slice(5, 10));
 const dollars = (text) => Number(text);
 // Axis ticks in dollars, small amounts with two significant digits (a call costs fractions of a cent).
-const money = (value) => (value === 0 ? "$0" : value >= 0.01 ? `$${value.toFixed(2)}` : `$${Number(value.toPrecision(2))}`);
+function money(value) {
+  if (value === 0) return "$0";
+  if (value >= 0.01) return `$${value.toFixed(2)}`;
+  const digits = Math.min(12, 1 - Math.floor(Math.log10(value)));
+  return `$${value.toFixed(digits).replace(/0+$/, "")}`;
+}
 
 function Totals({ summary, wallet }) {
   const totals = summary.totals;
@@ -79,12 +84,12 @@ function Charts({ byModel, byKey, keyNames, granularity }) {
       config=${{ type: "bar", data: { labels, datasets: [
         { label: t("dash.successful"), data: series.map((p) => p.successful_requests), backgroundColor: COLORS[2] },
         { label: t("dash.failed"), data: series.map((p) => p.failed_requests), backgroundColor: COLORS[4] }] },
-        options: { scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true } } } }} />
+        options: { scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true, ticks: { precision: 0 } } } } }} />
     <${ChartBox} id="chart-tokens" title=${t("dash.tokensOverTime")} summary=${t("dash.tokensSummary", { total: byModel.totals.total_tokens })}
       config=${{ type: "line", data: { labels, datasets: [
         { label: t("dash.promptTokens"), data: series.map((p) => p.prompt_tokens), borderColor: COLORS[0], backgroundColor: COLORS[0], fill: false, tension: 0.2 },
         { label: t("dash.completionTokens"), data: series.map((p) => p.completion_tokens), borderColor: COLORS[1], backgroundColor: COLORS[1], fill: false, tension: 0.2 }] },
-        options: { scales: axis(t("dash.tokens")) } }} />
+        options: { scales: axis(t("dash.tokens"), { precision: 0 }) } }} />
     <${ChartBox} id="chart-models" title=${t("dash.spendByModel")} summary=${listed(models)} config=${bar(models, t("dash.spendUsd"))} />
     <${ChartBox} id="chart-keys" title=${t("dash.spendByKey")} summary=${listed(keys)} config=${bar(keys, t("dash.spendUsd"))} />
   </div>`;
