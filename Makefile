@@ -6,8 +6,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 NODE_STAMP := tests/node/node_modules/.installed
+CONSOLE_STAMP := console/node_modules/.installed
+# The third-party modules the web console loads, copied from console/node_modules (not committed).
+VENDOR := chalicelib/web/vendor
+VENDOR_FILES := $(VENDOR)/preact-htm.js $(VENDOR)/chart.umd.js
 
-.PHONY: install run test lint package bench clean
+.PHONY: install run test lint package bench clean console chromium
 
 install: $(STAMP)
 
@@ -20,12 +24,32 @@ $(STAMP): requirements.txt requirements-server.txt requirements-dev.txt pyprojec
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --editable .
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP) console
 	$(BIN)/python -m devstack
 
+# The console's pinned modules (console/package-lock.json), and the two files of them it serves.
+$(CONSOLE_STAMP): console/package.json console/package-lock.json
+	npm ci --prefix console --no-audit --no-fund --loglevel=error
+	touch $(CONSOLE_STAMP)
+
+$(VENDOR)/preact-htm.js: $(CONSOLE_STAMP)
+	mkdir -p $(VENDOR)
+	cp console/node_modules/htm/preact/standalone.module.js $@
+
+$(VENDOR)/chart.umd.js: $(CONSOLE_STAMP)
+	mkdir -p $(VENDOR)
+	cp console/node_modules/chart.js/dist/chart.umd.js $@
+
+console: $(VENDOR_FILES)
+
+# The browser the console's tests drive: Debian's Chromium (Playwright's own download is not used).
+chromium:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
+
 # The application stack of every stage, packaged into build/STAGE as for a deploy (README, Deploying
-# to AWS). Chalice needs a region, though it calls no AWS service: the one set, else us-east-1.
-package: $(STAMP)
+# to AWS), with the console's files. Chalice needs a region, though it calls no AWS service: the one
+# set, else us-east-1.
+package: $(STAMP) console
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-$${AWS_REGION:-us-east-1}} $(BIN)/python infra/package_app.py
 
 # The templates (infra and each stage's packaged application stack), the dependency contracts of
@@ -40,11 +64,11 @@ $(NODE_STAMP): tests/node/package.json tests/node/package-lock.json
 	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
-test: lint $(NODE_STAMP)
+test: lint $(NODE_STAMP) console chromium
 	$(BIN)/python -m pytest -q -n 2
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache tests/node/node_modules build
+	rm -rf $(VENV) .pytest_cache tests/node/node_modules console/node_modules $(VENDOR) build

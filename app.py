@@ -11,6 +11,7 @@ from chalicelib.api.routing import cover_every_route
 from chalicelib.api.token_routes import token_routes
 from chalicelib.api.usage_routes import usage_routes
 from chalicelib.api.wallet_routes import wallet_routes
+from chalicelib.api.web_routes import web_routes
 
 app = Chalice(app_name="tokenway")
 app.register_blueprint(relay_routes)
@@ -23,5 +24,7 @@ app.register_blueprint(wallet_routes)
 app.register_blueprint(admin_payment_routes)
 app.register_blueprint(usage_routes)
 app.register_blueprint(maintenance)
+# The web console: its page at `/`, its files under `/assets/`.
+app.register_blueprint(web_routes)
 # Last: every path and method the blueprints leave unserved gets the gateway's own 404 or 405.
 cover_every_route(app)

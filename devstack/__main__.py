@@ -113,6 +113,7 @@ def main() -> int:
         _wait_until_serving(url, server)
         print(f"Gateway           {url}  (gunicorn, {settings.server_workers} workers of "
               f"{settings.server_threads} threads; TOKENWAY_SERVER_WORKERS, TOKENWAY_SERVER_THREADS)")
+        print(f"Console           {url}/  (the web console: sign up or log in there)")
         print(f"Admin token       {admin_token}  ({token_origin})")
         print("Payments          " + (f"DEMO payment provider at {payments.base_url} (no money moves; "
                                       "set STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET for Stripe)"

@@ -76,9 +76,10 @@ def add_model() -> Response:
 @admin_routes.route("/admin/models", methods=["GET"])
 @openai_errors
 def list_models() -> Response:
-    """Every model of the catalog with its prices and routes, routable now or not."""
+    """Every catalog model with its prices and routes, and whether a channel can serve it now (and if not, why)."""
     gateway, _ = _authorized()
-    return json_response({"data": [model_json(model) for model in gateway.catalog.models()]})
+    return json_response({"data": [{**model_json(model), "routable": why_not is None, "unroutable_reason": why_not}
+                                   for model, why_not in gateway.catalog.availability()]})
 
 
 @admin_routes.route("/admin/groups", methods=["POST"])

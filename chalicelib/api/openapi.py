@@ -45,6 +45,16 @@ _LIMITS = {"type": "object", "properties": {
 _GROUP = {"type": "object", "properties": {
     "name": {"type": "string"}, "multiplier": {"type": "string"},
     "models": {"type": "array", "items": {"type": "string"}}, "description": {"type": "string"}}}
+_PRICED_MODEL = {"type": "object", "properties": {
+    "name": {"type": "string"}, "kind": {"enum": ["chat", "embedding", "image"]}, "owned_by": {"type": "string"},
+    "use_case": {"type": "string"}, "context_window": {"type": ["integer", "null"]},
+    "max_output_tokens": {"type": ["integer", "null"]}, "input_per_1m": _USD, "cached_input_per_1m": _USD,
+    "output_per_1m": _USD, "per_image": {**_USD, "description": "one image of the default quality and size"}}}
+_PLAN_PRICES = {"type": "object", "properties": {
+    "group": {"allOf": [_GROUP, {"type": "object", "properties": {
+        "rpm": {"type": ["integer", "null"]}, "tpm": {"type": ["integer", "null"]},
+        "concurrency": {"type": ["integer", "null"]}}}]},
+    "models": {"type": "array", "items": _PRICED_MODEL}}}
 _ACCOUNT = {"type": "object", "properties": {
     "account_id": {"type": "string"}, "email": {"type": "string"}, "role": {"enum": ["customer", "admin"]},
     "created_at": _TIME}}
@@ -172,6 +182,8 @@ def operations() -> list[tuple[str, str, str, type[BaseModel] | None, int, dict[
         ("GET", "/api/tokens/{key_id}/limits", "The request limits that apply to an API key, per scope (null: "
          "unlimited)", None, 200, _LIMITS, True),
         ("GET", "/api/groups", "The groups (plans) your keys may use", None, 200, _list_of(_GROUP), True),
+        ("GET", "/api/models", "The models each of your plans can call now, at its prices (USD per 1M tokens, or "
+         "per image), and its limits", None, 200, _list_of(_PLAN_PRICES), True),
         ("GET", "/api/wallet", "Your wallet: balance, held, frozen, debt", None, 200, _WALLET, True),
         ("GET", "/api/wallet/topup-options", "Top-up tiers with their bonus, the range, the payment methods", None,
          200, _OPTIONS, True),

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.core.domain import Account, ApiKey, Balance, Channel, Credited, Group, ModelEntry
 from chalicelib.core.money import units_to_usd
 from chalicelib.relay.health import ChannelHealth
+
+if TYPE_CHECKING:
+    from chalicelib.billing.price_list import PlanPriceList
 
 
 def iso(epoch_ms: int | None) -> str | None:
@@ -106,6 +109,22 @@ def group_json(group: Group) -> dict[str, Any]:
         "description": group.description,
         **group.limits.as_dict(),
         "model_limits": group.model_limits_dict(),
+    }
+
+
+def price_list_json(plan: PlanPriceList) -> dict[str, Any]:
+    """A plan's price list: its limits, and each model with what it is for and its prices at the plan."""
+    return {
+        "group": group_json(plan.group),
+        "models": [{
+            "name": entry.model.name, "kind": entry.model.kind.value, "owned_by": entry.model.owned_by,
+            "use_case": entry.model.use_case, "context_window": entry.model.context_window,
+            "max_output_tokens": entry.model.max_output_tokens,
+            "input_per_1m": units_to_usd(entry.prices.input_per_1m),
+            "cached_input_per_1m": units_to_usd(entry.prices.cached_input_per_1m),
+            "output_per_1m": units_to_usd(entry.prices.output_per_1m),
+            "per_image": units_to_usd(entry.prices.per_image),
+        } for entry in plan.models],
     }
 
 

@@ -1,4 +1,5 @@
-"""Token Management for the logged-in customer: `/api/tokens` (a console session, not an API key)."""
+"""Token Management for the logged-in customer: `/api/tokens` (a console session, not an API key), the
+plans its keys may use (`/api/groups`) and their price lists (`/api/models`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from chalicelib.api.http import (
     json_response,
     openai_errors,
 )
-from chalicelib.api.render import group_json, key_json, key_usage_json
+from chalicelib.api.render import group_json, key_json, key_usage_json, price_list_json
 from chalicelib.core.validation import parse
 
 if TYPE_CHECKING:
@@ -101,3 +102,15 @@ def usable_groups() -> Response:
     gateway, principal, _ = _session()
     account = gateway.accounts.profile(principal)
     return json_response({"data": [group_json(g) for g in gateway.tokens.usable_groups(account)]})
+
+
+@token_routes.route("/api/models", methods=["GET"])
+@openai_errors
+def models_and_prices() -> Response:
+    """The models each of the customer's plans can call now, at that plan's prices, and its limits."""
+    from chalicelib.billing.price_list import price_list
+
+    gateway, principal, _ = _session()
+    groups = gateway.tokens.usable_groups(gateway.accounts.profile(principal))
+    return json_response({"data": [price_list_json(plan)
+                                   for plan in price_list(groups, gateway.catalog.routable_models())]})

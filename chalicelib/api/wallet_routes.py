@@ -172,4 +172,5 @@ def _return_page(order: dict[str, Any], *, cancelled: bool) -> str:
             f"<title>Tokenway top-up</title><meta name=\"viewport\" content=\"width=device-width\"></head>"
             f"<body style=\"font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto\">"
             f"<h1>{html.escape(headline)}</h1><table>{rows}</table>"
-            f"<p><a href=\"/\">Back to the console</a></p></body></html>")
+            # Relative, so it holds under a path prefix too: from /wallet/topup-return to /#/topup/<order>.
+            f"<p><a href=\"../#/topup/{html.escape(order['order_id'])}\">Back to the console</a></p></body></html>")

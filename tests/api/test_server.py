@@ -232,7 +232,7 @@ def test_the_server_answers_as_chalices_local_server_does(stack, upstream):
         ("POST", "/v1/chat/completions", {"headers": auth(key), "json": {"model": "deepseek-chat"}}),
         ("POST", "/v1/embeddings", {"headers": auth(key), "json": {"model": "text-embedding-3-small", "input": []}}),
         ("GET", "/v1/completions", {"headers": auth(key)}),
-        ("GET", "/", {}),
+        ("POST", "/", {}),
         ("DELETE", "/v1/models", {"headers": auth(key)}),
         ("HEAD", "/v1/chat/completions", {}),
         ("PUT", "/v1/models/deepseek-chat/x?y=1", {}),

@@ -35,7 +35,7 @@ def assert_error(response: httpx.Response, status: int, code: str, *secrets: str
     return error
 
 
-@pytest.mark.parametrize("path", ["/v1/foo", "/v1/completions", "/v1/responses", "/v1/models/a/b", "/v1", "/",
+@pytest.mark.parametrize("path", ["/v1/foo", "/v1/completions", "/v1/responses", "/v1/models/a/b", "/v1",
                                   "/api", "/api/auth", "/admin/holds", "/v1/chat", "/x/y/z/w?q=1", "/api/tokens/a/b"])
 @pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
 def test_an_unknown_path_is_404_unknown_url_and_echoes_no_header(stack, path, method):
