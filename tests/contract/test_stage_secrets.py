@@ -130,7 +130,7 @@ def test_an_unreachable_secrets_manager_is_named_by_its_error_class(monkeypatch)
     ('{"TOKENWAY_ADMIN_TOKEN": ' + str(len(ADMIN_TOKEN)) + '}', "holds a non-string value for 'TOKENWAY_ADMIN_TOKEN'"),
     ("TOKENWAY_ADMIN_TOKEN=" + ADMIN_TOKEN, "is not a JSON object in SecretString"),
     ('["' + ADMIN_TOKEN + '"]', "is not a JSON object in SecretString"),
-])
+], ids=["a-setting-not-secret", "a-number", "not-json", "not-an-object"])
 def test_a_malformed_secret_is_refused_without_its_text_in_the_error(on_aws, secrets, monkeypatch, text, reason):
     name = f"bad-{uuid.uuid4().hex[:8]}/secrets"
     secrets.create_secret(Name=name, SecretString=text)
