@@ -31,9 +31,11 @@ TEMPLATE = ROOT / "infra" / "template.yaml"
 CHALICE_CONFIG = ROOT / ".chalice" / "config.json"
 
 # What the repositories do to items (chalicelib/storage/dynamodb/). A transaction is authorized item by
-# item (PutItem, UpdateItem, DeleteItem, ConditionCheckItem): IAM has no TransactWriteItems action.
-TABLE_ACTIONS = ("dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem",
-                 "dynamodb:Query", "dynamodb:Scan", "dynamodb:UpdateItem")
+# item, with the action of each (PutItem, UpdateItem, DeleteItem, ConditionCheckItem): IAM has no
+# TransactWriteItems action. The transactions hold Put, Update and Delete items only, each with its own
+# condition, so ConditionCheckItem is not granted.
+TABLE_ACTIONS = ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:Scan",
+                 "dynamodb:UpdateItem")
 INDEX_ACTIONS = ("dynamodb:Query",)
 
 

@@ -48,7 +48,7 @@ def test_a_custom_prefix_gets_a_policy_for_its_own_resources_only():
     document = json.loads(printed)
     own = [
         ("dynamodb:PutItem", arn("dynamodb", "table/acme-stg-ledger"), None),
-        ("dynamodb:ConditionCheckItem", arn("dynamodb", "table/acme-stg-accounts"), None),
+        ("dynamodb:UpdateItem", arn("dynamodb", "table/acme-stg-accounts"), None),
         ("dynamodb:Query", arn("dynamodb", "table/acme-stg-keys/index/key-id-index"), None),
         ("firehose:PutRecord", arn("firehose", "deliverystream/acme-stg-usage"), None),
         ("athena:StartQueryExecution", arn("athena", "workgroup/acme-stg-usage"), None),
@@ -65,6 +65,7 @@ def test_a_custom_prefix_gets_a_policy_for_its_own_resources_only():
         ("dynamodb:PutItem", arn("dynamodb", "table/acme-stg-keys/index/key-id-index"), None),
         ("dynamodb:Query", arn("dynamodb", "table/acme-stg-keys/index/other-index"), None),
         ("dynamodb:DeleteTable", arn("dynamodb", "table/acme-stg-ledger"), None),
+        ("dynamodb:ConditionCheckItem", arn("dynamodb", "table/acme-stg-accounts"), None),
         ("firehose:PutRecord", arn("firehose", "deliverystream/tokenway-dev-usage"), None),
         ("s3:PutObject", "arn:aws:s3:::acme-stg-usagebucket-1x2y3z/usage/forged.json", None),
         ("kms:Decrypt", arn("kms", "key/1234abcd-12ab-34cd-56ef-1234567890ab"), "alias/tokenway-dev-secrets"),
