@@ -130,9 +130,12 @@ def _secrets(stage: Stage) -> dict[str, Any]:
 
 
 def _logs(stage: Stage) -> dict[str, Any]:
-    # Written by the Lambda runtime for the functions, not by the gateway's code.
+    # Written by the Lambda runtime for the functions, not by the gateway's code. `chalice deploy` names the
+    # functions `<app>-<stage>` and `<app>-<stage>-<function>` (the prefix, for the stages of config.json); a
+    # packaged stack names them `<stack>-<LogicalId>-<random>` (a stack named `<prefix>-api`).
+    group = f"log-group:/aws/lambda/{stage.functions or stage.prefix}"
     return _allow("FunctionLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                  [stage.arn("logs", f"log-group:/aws/lambda/{stage.functions or stage.prefix}*")])
+                  [stage.arn("logs", group), stage.arn("logs", f"{group}:*"), stage.arn("logs", f"{group}-*")])
 
 
 # One statement per use; a new use of AWS is one more function here (and its calls, in the tests, are

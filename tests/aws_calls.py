@@ -53,7 +53,8 @@ Request = tuple[str, str | None, str | None]  # IAM action, resource ARN (None: 
 
 def iam_requests(service: str, operation: str, params: dict[str, Any]) -> list[Request]:
     """What IAM authorizes for one call: the botocore operation name is the IAM action under the service's
-    signing name, except where AWS authorizes a call by its parts."""
+    signing name (dynamodb, firehose, athena, kms, secretsmanager; sesv2 signs as ses, so its SendEmail is
+    ses:SendEmail), except where AWS authorizes a call by its parts."""
     def arn(kind: str, name: str) -> str:
         return f"arn:aws:{service}:{REGION}:{ACCOUNT}:{kind}{name}"
 

@@ -57,6 +57,8 @@ def test_a_custom_prefix_gets_a_policy_for_its_own_resources_only():
         ("kms:Decrypt", arn("kms", "key/1234abcd-12ab-34cd-56ef-1234567890ab"), "alias/acme-stg-secrets"),
         ("secretsmanager:GetSecretValue", arn("secretsmanager", "secret:acme-stg/secrets-a1B2c3"), None),
         ("logs:PutLogEvents", arn("logs", "log-group:/aws/lambda/acme-stg-sweep:log-stream:x"), None),
+        ("logs:CreateLogGroup", arn("logs", "log-group:/aws/lambda/acme-stg"), None),
+        ("logs:CreateLogStream", arn("logs", "log-group:/aws/lambda/acme-stg:log-stream:x"), None),
     ]
     for request in own:
         assert allows(document, request), request
@@ -72,6 +74,7 @@ def test_a_custom_prefix_gets_a_policy_for_its_own_resources_only():
         ("kms:Encrypt", arn("kms", "key/1234abcd-12ab-34cd-56ef-1234567890ab"), "alias/acme-stg-secrets"),
         ("secretsmanager:GetSecretValue", arn("secretsmanager", "secret:acme-stg/other-a1B2c3"), None),
         ("secretsmanager:PutSecretValue", arn("secretsmanager", "secret:acme-stg/secrets-a1B2c3"), None),
+        ("logs:PutLogEvents", arn("logs", "log-group:/aws/lambda/acme-stg2:log-stream:x"), None),
     ]
     for request in others:
         assert not allows(document, request), request
