@@ -15,6 +15,7 @@ or grants one nothing uses.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -30,13 +31,34 @@ ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "infra" / "template.yaml"
 CHALICE_CONFIG = ROOT / ".chalice" / "config.json"
 
-# What the repositories do to items (chalicelib/storage/dynamodb/). A transaction is authorized item by
-# item, with the action of each (PutItem, UpdateItem, DeleteItem, ConditionCheckItem): IAM has no
-# TransactWriteItems action. The transactions hold Put, Update and Delete items only, each with its own
-# condition, so ConditionCheckItem is not granted.
-TABLE_ACTIONS = ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:Scan",
-                 "dynamodb:UpdateItem")
-INDEX_ACTIONS = ("dynamodb:Query",)
+# What the code does to each table of infra/template.yaml (named without the prefix), and the indexes it
+# queries: chalicelib/storage/dynamodb/. A table or index not listed is not reachable. A transaction is
+# authorized item by item, with the action of each (PutItem, UpdateItem, DeleteItem, ConditionCheckItem):
+# IAM has no TransactWriteItems action. The transactions hold Put, Update and Delete items, each with its
+# own condition, and no ConditionCheck items.
+TABLE_ACCESS: dict[str, tuple[str, ...]] = {
+    "accounts": ("GetItem", "PutItem", "Scan", "UpdateItem"),
+    "emails": ("GetItem", "PutItem"),
+    "sessions": ("DeleteItem", "GetItem", "PutItem"),
+    "login-attempts": ("DeleteItem", "GetItem", "UpdateItem"),
+    "limits": ("DeleteItem", "GetItem", "PutItem", "Scan", "UpdateItem"),
+    "password-links": ("DeleteItem", "GetItem", "PutItem"),
+    "keys": ("GetItem", "PutItem", "UpdateItem"),
+    # The ledger is append-only: an entry is never updated or deleted.
+    "ledger": ("GetItem", "PutItem", "Query"),
+    "holds": ("DeleteItem", "PutItem", "Scan"),
+    "catalog": ("GetItem", "PutItem", "Scan", "UpdateItem"),
+    "orders": ("GetItem", "PutItem", "Scan", "UpdateItem"),
+    "payment-events": ("GetItem", "PutItem"),
+    "codes": ("DeleteItem", "GetItem", "PutItem", "Scan", "UpdateItem"),
+    "usage-rollups": ("Query", "UpdateItem"),
+}
+INDEX_QUERIES: dict[str, tuple[str, ...]] = {
+    "keys": ("account-index", "key-id-index"),
+    "orders": ("account-index", "payment-intent-index", "status-index"),
+    "codes": ("code-id-index",),
+    "usage-rollups": ("day-index",),
+}
 
 
 def secret_name(prefix: str) -> str:
@@ -59,25 +81,33 @@ class Stage:
 
     @property
     def settings(self) -> Settings:
-        return Settings(resource_prefix=self.prefix, storage="dynamodb")
+        """The names the gateway derives from the prefix; not read from this machine's environment."""
+        return Settings.model_construct(resource_prefix=self.prefix)
 
-    def arn(self, service: str, resource: str, *, region: bool = True, account: bool = True) -> str:
-        return f"arn:aws:{service}:{self.region if region else ''}:{self.account if account else ''}:{resource}"
+    def arn(self, service: str, resource: str) -> str:
+        return f"arn:aws:{service}:{self.region}:{self.account}:{resource}"
 
     @property
     def bucket_arn(self) -> str:
         return f"arn:aws:s3:::{self.bucket or self.prefix + '-usagebucket-*'}"
 
 
-def _tables(stage: Stage) -> dict[str, Any]:
-    tables, _ = template_tables(stage.prefix)
-    return _allow("Tables", TABLE_ACTIONS, [stage.arn("dynamodb", f"table/{name}") for name in tables])
+def _tables(stage: Stage) -> list[dict[str, Any]]:
+    # One statement per set of actions, for the tables granted exactly that set.
+    by_actions: dict[tuple[str, ...], list[str]] = {}
+    for table in template_tables():
+        if table in TABLE_ACCESS:
+            arn = stage.arn("dynamodb", f"table/{stage.prefix}-{table}")
+            by_actions.setdefault(TABLE_ACCESS[table], []).append(arn)
+    return [_allow(f"Tables{number}", [f"dynamodb:{action}" for action in actions], resources)
+            for number, (actions, resources) in enumerate(by_actions.items(), start=1)]
 
 
-def _indexes(stage: Stage) -> dict[str, Any]:
-    _, indexes = template_tables(stage.prefix)
-    return _allow("TableIndexes", INDEX_ACTIONS,
-                  [stage.arn("dynamodb", f"table/{table}/index/{index}") for table, index in indexes])
+def _indexes(stage: Stage) -> list[dict[str, Any]]:
+    return [_allow("TableIndexes", ["dynamodb:Query"],
+                   [stage.arn("dynamodb", f"table/{stage.prefix}-{table}/index/{index}")
+                    for table, indexes in template_tables().items() for index in indexes
+                    if index in INDEX_QUERIES.get(table, ())])]
 
 
 def _usage_stream(stage: Stage) -> dict[str, Any]:
@@ -141,7 +171,7 @@ def _logs(stage: Stage) -> dict[str, Any]:
 # One statement per use; a new use of AWS is one more function here (and its calls, in the tests, are
 # what keeps it honest). Email, when the gateway sends it, joins as `ses:SendEmail` on the stage's
 # sending identity (`arn:aws:ses:<region>:<account>:identity/<domain>`).
-STATEMENTS: tuple[Callable[[Stage], dict[str, Any]], ...] = (
+STATEMENTS: tuple[Callable[[Stage], dict[str, Any] | list[dict[str, Any]]], ...] = (
     _tables, _indexes, _usage_stream, _request_log, _request_log_catalog, _request_log_bucket,
     _request_log_reads, _request_log_results, _channel_keys, _secrets, _logs,
 )
@@ -161,7 +191,11 @@ RUNTIME_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEv
 
 def policy(stage: Stage) -> dict[str, Any]:
     """The stage's policy document."""
-    return {"Version": "2012-10-17", "Statement": [statement(stage) for statement in STATEMENTS]}
+    statements: list[dict[str, Any]] = []
+    for make in STATEMENTS:
+        made = make(stage)
+        statements += made if isinstance(made, list) else [made]
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 def _allow(sid: str, actions: Any, resources: list[str]) -> dict[str, Any]:
@@ -177,17 +211,24 @@ _TemplateLoader.add_multi_constructor(
                                     if isinstance(node, yaml.ScalarNode) else None})
 
 
-def template_tables(prefix: str) -> tuple[list[str], list[tuple[str, str]]]:
-    """The stage's DynamoDB tables and (table, index) pairs, as infra/template.yaml makes them."""
+@functools.cache
+def template_tables() -> dict[str, tuple[str, ...]]:
+    """The DynamoDB tables of infra/template.yaml, named without the prefix, and each one's indexes."""
     template = yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=_TemplateLoader)  # noqa: S506 (safe loader)
-    tables, indexes = [], []
+    tables = {}
     for resource in template["Resources"].values():
         if resource["Type"] != "AWS::DynamoDB::Table":
             continue
-        name = resource["Properties"]["TableName"]["Fn::Sub"].replace("${ResourcePrefix}", prefix)
-        tables.append(name)
-        indexes += [(name, index["IndexName"]) for index in resource["Properties"].get("GlobalSecondaryIndexes", [])]
-    return tables, indexes
+        name = resource["Properties"]["TableName"]["Fn::Sub"]
+        assert name.startswith("${ResourcePrefix}-"), name
+        tables[name.removeprefix("${ResourcePrefix}-")] = tuple(
+            index["IndexName"] for index in resource["Properties"].get("GlobalSecondaryIndexes", []))
+    unknown = (TABLE_ACCESS.keys() | INDEX_QUERIES.keys()) - tables.keys()
+    unknown |= {f"{table}/{index}" for table, indexes in INDEX_QUERIES.items() for index in indexes
+                if index not in tables.get(table, ())}
+    if unknown:
+        raise ValueError(f"not in {TEMPLATE.name}: {', '.join(sorted(unknown))}")
+    return tables
 
 
 def stage_policies() -> dict[Path, dict[str, Any]]:

@@ -184,12 +184,34 @@ def problems(requests: set[Request], *, whole_suite: bool) -> Iterator[str]:
         used = {action for action, _, _ in requests}
         needed = used | set(iam_policy.RUNTIME_ACTIONS)
         needed.update(*(iam_policy.ON_BEHALF.get(action, ()) for action in used))
-        for action in sorted(granted_actions() - needed):
-            yield (f"the policy grants {action} but no call of the gateway's code needs it "
+        unused = sorted(granted_actions() - needed)
+        # Each table and index is granted only what the code does there.
+        touched = {_table_access(action, resource) for action, resource, _ in requests
+                   if action.startswith("dynamodb:") and resource}
+        granted = {(f"dynamodb:{action}", table, None) for table, actions in iam_policy.TABLE_ACCESS.items()
+                   for action in actions}
+        granted |= {("dynamodb:Query", table, index) for table, indexes in iam_policy.INDEX_QUERIES.items()
+                    for index in indexes}
+        unused += [f"{action} on " + (f"the index {index} of the table {table}" if index else f"the table {table}")
+                   for action, table, index in sorted(granted - touched, key=str) if action not in unused]
+        for grant in unused:
+            yield (f"the policy grants {grant} but no call of the gateway's code needs it "
                    "(remove it from infra/iam_policy.py)")
 
 
+def _table_access(action: str, resource: str) -> tuple[str, str | None, str | None]:
+    """(action, table named without its prefix, index) of a DynamoDB request on a template table."""
+    name, _, index = resource.split(":", 5)[-1].removeprefix("table/").partition("/index/")
+    tables = [table for table in iam_policy.template_tables() if name.endswith(f"-{table}")]
+    return action, max(tables, key=len) if tables else None, index or None
+
+
 # Plugin hooks -----------------------------------------------------------------------------------------
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--aws-calls", metavar="PATH",
+                     help="write the IAM requests recorded from the gateway's AWS calls to PATH (JSON)")
+
 
 def pytest_configure(config: pytest.Config) -> None:
     workerinput = getattr(config, "workerinput", None)
@@ -223,6 +245,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     directory: Path = config._aws_calls_dir  # type: ignore[attr-defined]
     requests = read_requests(directory)
     shutil.rmtree(directory, ignore_errors=True)
+    if config.option.aws_calls:
+        Path(config.option.aws_calls).write_text(json.dumps(sorted(requests, key=str), indent=1) + "\n")
     if config.option.collectonly:
         return
     whole = _whole_suite(session, exitstatus)

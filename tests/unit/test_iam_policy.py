@@ -10,7 +10,17 @@ import sys
 import pytest
 
 from chalicelib.config import secret_env_names
-from infra.iam_policy import CHALICE_CONFIG, RUNTIME_ACTIONS, Stage, policy, render, secret_name, stage_policies
+from infra.iam_policy import (
+    CHALICE_CONFIG,
+    INDEX_QUERIES,
+    RUNTIME_ACTIONS,
+    TABLE_ACCESS,
+    Stage,
+    policy,
+    render,
+    secret_name,
+    stage_policies,
+)
 from tests.aws_calls import allows, granted_actions, iam_requests, problems
 from tests.conftest import ROOT
 
@@ -68,6 +78,9 @@ def test_a_custom_prefix_gets_a_policy_for_its_own_resources_only():
         ("dynamodb:Query", arn("dynamodb", "table/acme-stg-keys/index/other-index"), None),
         ("dynamodb:DeleteTable", arn("dynamodb", "table/acme-stg-ledger"), None),
         ("dynamodb:ConditionCheckItem", arn("dynamodb", "table/acme-stg-accounts"), None),
+        ("dynamodb:UpdateItem", arn("dynamodb", "table/acme-stg-ledger"), None),  # the ledger is append-only
+        ("dynamodb:DeleteItem", arn("dynamodb", "table/acme-stg-ledger"), None),
+        ("dynamodb:Query", arn("dynamodb", "table/acme-stg-accounts/index/email-index"), None),  # not queried
         ("firehose:PutRecord", arn("firehose", "deliverystream/tokenway-dev-usage"), None),
         ("s3:PutObject", "arn:aws:s3:::acme-stg-usagebucket-1x2y3z/usage/forged.json", None),
         ("kms:Decrypt", arn("kms", "key/1234abcd-12ab-34cd-56ef-1234567890ab"), "alias/tokenway-dev-secrets"),
@@ -125,9 +138,30 @@ def test_the_check_names_an_action_lacking_always_and_one_unused_on_a_whole_run(
     ]
     whole = list(problems(used, whole_suite=True))
     assert whole[:2] == partial
-    unused = {line.split()[3] for line in whole[2:]}
-    assert unused == granted_actions() - {"dynamodb:GetItem", *RUNTIME_ACTIONS}
-    assert "athena:StartQueryExecution" in unused and "glue:GetTable" in unused
+    unused_actions = {line.split()[3] for line in whole[2:] if " on the " not in line}
+    assert unused_actions == granted_actions() - {"dynamodb:GetItem", *RUNTIME_ACTIONS}
+    assert "athena:StartQueryExecution" in unused_actions and "glue:GetTable" in unused_actions
+    # GetItem is used, on the keys table only: its grant on every other table is unused.
+    unused_tables = {line.split()[7] for line in whole[2:] if "dynamodb:GetItem on the table" in line}
+    assert unused_tables == {table for table, actions in TABLE_ACCESS.items() if "GetItem" in actions} - {"keys"}
+
+
+def test_every_table_and_index_grant_is_named_when_a_whole_run_did_not_use_it():
+    every = {(f"dynamodb:{action}", f"arn:aws:dynamodb:us-east-1:123456789012:table/p-{table}", None)
+             for table, actions in TABLE_ACCESS.items() for action in actions}
+    every |= {("dynamodb:Query", f"arn:aws:dynamodb:us-east-1:123456789012:table/p-{table}/index/{index}", None)
+              for table, indexes in INDEX_QUERIES.items() for index in indexes}
+    others = {(action, None, "alias/p-secrets" if action.startswith("kms:") else None)
+              for action in granted_actions() if not action.startswith("dynamodb:")}
+    assert list(problems(every | others, whole_suite=True)) == []
+    scan = ("dynamodb:Scan", "arn:aws:dynamodb:us-east-1:123456789012:table/p-catalog", None)
+    by_day = ("dynamodb:Query", "arn:aws:dynamodb:us-east-1:123456789012:table/p-usage-rollups/index/day-index", None)
+    assert list(problems(every - {scan, by_day} | others, whole_suite=True)) == [
+        "the policy grants dynamodb:Query on the index day-index of the table usage-rollups but no call of the "
+        "gateway's code needs it (remove it from infra/iam_policy.py)",
+        "the policy grants dynamodb:Scan on the table catalog but no call of the gateway's code needs it "
+        "(remove it from infra/iam_policy.py)",
+    ]
 
 
 @pytest.mark.parametrize("operation, on_behalf", [("StartQueryExecution", "glue:GetTable"),
