@@ -15,8 +15,11 @@ a section in the summary) when
 - a recorded request is not allowed by the policy infra/iam_policy.py makes for the request's prefix
   (always: a subset of the suite proves this as well as the whole);
 - the policy grants an action no recorded call needs, directly or through what AWS does on the code's
-  behalf (`ON_BEHALF`, `RUNTIME_ACTIONS`) — only when the whole suite ran and passed, since a partial or
-  failing run need not have made every call.
+  behalf (`ON_BEHALF`, `RUNTIME_ACTIONS`), or a DynamoDB action on a table or index where no recorded call
+  performs it — only when the whole suite ran and passed, since a partial or failing run need not have
+  made every call.
+
+`pytest --aws-calls PATH` also writes the recorded requests to PATH.
 
 The one-machine server that some API tests run in a process of its own makes its AWS calls out of
 sight; the same routes run in process too, and those are recorded.
