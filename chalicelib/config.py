@@ -1,12 +1,29 @@
-"""Gateway settings: the only place that reads environment variables."""
+"""Gateway settings: the only place that reads environment variables (and, on AWS, the stage's secret).
+
+On AWS the secret settings (the admin token, the key pepper, provider keys, Stripe's secrets) live in one
+Secrets Manager secret per stage, named by `TOKENWAY_SECRETS_ID` (for example `tokenway-prod/secrets`): a
+JSON object whose keys are the same environment variable names. It is read once, when the settings are
+built (`current_settings()`: once per container), and for the names it holds it wins over the
+environment, so a value left in a function's environment cannot hide a rotated one.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    AWSSecretsManagerSettingsSource,
+    BaseSettings,
+    InitSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from chalicelib.catalog.catalog import PROVIDERS
 from chalicelib.storage.data_dir import DATABASE_FILE, OUTBOX_DIR, SECRETS_KEY_FILE
@@ -15,6 +32,9 @@ from chalicelib.storage.data_dir import DATABASE_FILE, OUTBOX_DIR, SECRETS_KEY_F
 # one makes that provider's catalog models routable.
 PROVIDER_KEY_ENV = {provider.name: provider.key_env for provider in PROVIDERS.values()}
 
+DEFAULT_REGION = "us-east-1"
+REGION_NAMES = AliasChoices("TOKENWAY_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
+
 
 class Settings(BaseSettings):
     """Everything the gateway can be configured with, typed and defaulted."""
@@ -22,6 +42,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TOKENWAY_", extra="ignore")
 
     resource_prefix: str = "tokenway-dev"
+    # The stage's Secrets Manager secret (name or ARN) holding the secret settings; None: the environment's.
+    secrets_id: str | None = None
     # Where the tables live: DynamoDB (AWS, or the emulator), or one SQLite file in
     # `data_dir` (one machine).
     storage: Literal["dynamodb", "sqlite"] = "dynamodb"
@@ -30,9 +52,7 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(10_000, gt=0)
     # Usage files (`<data_dir>/usage/…`, SQLite storage) start anew past this size, and every hour.
     usage_file_max_bytes: int = Field(64 * 1024 * 1024, gt=0)
-    aws_region: str = Field(
-        "us-east-1", validation_alias=AliasChoices("TOKENWAY_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
-    )
+    aws_region: str = Field(DEFAULT_REGION, validation_alias=REGION_NAMES)
     # Set only for the local emulator; on AWS the SDK's own endpoints are used.
     aws_endpoint_url: str | None = None
 
@@ -132,6 +152,22 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY")
     anthropic_api_key: SecretStr | None = Field(None, validation_alias="ANTHROPIC_API_KEY")
 
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Arguments win over the stage's secret, which wins over the environment.
+        assert isinstance(init_settings, InitSettingsSource)
+        known = SecretLocation.model_fields.keys() | set(REGION_NAMES.choices)
+        location = SecretLocation(**{k: v for k, v in init_settings.init_kwargs.items() if k in known})
+        if not location.secrets_id:
+            return init_settings, env_settings, dotenv_settings, file_secret_settings
+        secrets = StageSecrets(settings_cls, location.secrets_id, region_name=location.aws_region,
+                               endpoint_url=location.aws_endpoint_url)
+        return init_settings, secrets, env_settings, dotenv_settings, file_secret_settings
+
     @field_validator("trusted_proxies", "payment_methods", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
@@ -198,3 +234,70 @@ class Settings(BaseSettings):
             if secret is not None and secret.get_secret_value():
                 found[provider] = secret.get_secret_value()
         return found
+
+
+def secret_env_names() -> tuple[str, ...]:
+    """The environment variable names of the secret settings: the keys the stage's secret may hold."""
+    names = []
+    for name, field in Settings.model_fields.items():
+        if SecretStr in getattr(field.annotation, "__args__", (field.annotation,)):
+            alias = field.validation_alias
+            names.append(alias if isinstance(alias, str) else f"TOKENWAY_{name.upper()}")
+    return tuple(names)
+
+
+@functools.cache
+def current_settings() -> Settings:
+    """The process's settings, built once from the environment (and the stage's secret): a server's
+    workers, forked after it, share its copy."""
+    return Settings()
+
+
+class SecretLocation(BaseSettings):
+    """Where the stage's secret is: read before the settings themselves, from the same environment."""
+
+    model_config = SettingsConfigDict(env_prefix="TOKENWAY_", extra="ignore")
+
+    secrets_id: str | None = None
+    aws_region: str = Field(DEFAULT_REGION, validation_alias=REGION_NAMES)
+    aws_endpoint_url: str | None = None
+
+
+
+class SecretsUnavailable(RuntimeError):
+    """The stage's secret could not be read or is not what the settings expect. The message names the
+    secret and the reason (an AWS error code, a key name), never a value."""
+
+
+class StageSecrets(AWSSecretsManagerSettingsSource):
+    """pydantic-settings' Secrets Manager source, read as the environment is (the same names, case-insensitive),
+    with errors that say what went wrong without the secret's text."""
+
+    def __init__(self, settings_cls: type[BaseSettings], secret_id: str, *, region_name: str,
+                 endpoint_url: str | None) -> None:
+        super().__init__(settings_cls, secret_id, region_name=region_name, endpoint_url=endpoint_url,
+                         case_sensitive=False, env_prefix=None)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        secret_id = self._secret_id
+        try:
+            reply = self._secretsmanager_client.get_secret_value(SecretId=secret_id)
+        except Exception as exc:  # botocore's ClientError carries AWS's code; its other errors, their class
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
+            raise SecretsUnavailable(f"cannot read the secret {secret_id!r}: {code}") from None
+        try:
+            values = json.loads(reply["SecretString"])
+        except (KeyError, ValueError):
+            # `from None`: a JSON error carries the text it failed on.
+            raise SecretsUnavailable(f"the secret {secret_id!r} is not a JSON object in SecretString") from None
+        if not isinstance(values, dict):
+            raise SecretsUnavailable(f"the secret {secret_id!r} is not a JSON object in SecretString")
+        allowed = {name.lower() for name in secret_env_names()}
+        for name, value in values.items():
+            if name.lower() not in allowed:
+                raise SecretsUnavailable(f"the secret {secret_id!r} holds {name!r}, which is not a secret setting "
+                                         f"(one of {', '.join(secret_env_names())})")
+            if not isinstance(value, str):
+                raise SecretsUnavailable(f"the secret {secret_id!r} holds a non-string value for {name!r}")
+        # An empty value is an unused setting, as the example file leaves it.
+        return {name.lower(): value for name, value in values.items() if value}

@@ -15,7 +15,7 @@ from chalicelib.admin.operations import Admin
 from chalicelib.billing.holds import Billing
 from chalicelib.billing.wallet import Wallet
 from chalicelib.catalog.catalog import Catalog
-from chalicelib.config import Settings
+from chalicelib.config import Settings, current_settings
 from chalicelib.identity.accounts import Accounts
 from chalicelib.identity.login_limits import LoginLimiter
 from chalicelib.identity.password_links import PasswordLinks
@@ -314,7 +314,7 @@ def get_gateway() -> Gateway:
         return gateway
     with _lock:
         if _gateway is None:
-            _gateway = build_gateway(Settings())
+            _gateway = build_gateway(current_settings())
         return _gateway
 
 

@@ -13,6 +13,9 @@ from devstack.emulator import Emulator
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "infra" / "template.yaml"
 
+# Records the gateway's AWS calls and checks them against the IAM policy at the end (tests/aws_calls.py).
+pytest_plugins = ["tests.aws_calls"]
+
 
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[Emulator]:

@@ -43,7 +43,7 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.workers.gthread import ThreadWorker
 
 from chalicelib.api.wsgi import ChaliceWsgi
-from chalicelib.config import Settings
+from chalicelib.config import Settings, current_settings
 from chalicelib.core.errors import DataDirectoryUnusable
 from chalicelib.deps import get_gateway
 from chalicelib.providers import outbox_mail
@@ -159,7 +159,7 @@ class _Server(BaseApplication):
 
 def _build_gateway(worker: Any) -> None:
     """Each worker builds its gateway once forked (clients and pools are not shared across a fork)."""
-    settings = Settings()
+    settings = current_settings()
     if settings.storage == "sqlite":
         DataDirectory.open(settings.data_dir, exclusive=False)  # held by the master, before anything is built
     get_gateway()
@@ -209,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The emails of the one-machine mode are written to this log for the operator to read.
     logging.getLogger(outbox_mail.__name__).setLevel(logging.INFO)
-    settings = Settings()  # invalid settings stop the start here, with their reason
+    # Invalid settings stop the start here, with their reason; the workers forked from here share them.
+    settings = current_settings()
     if settings.storage == "sqlite":
         try:
             # Held for the server's life: the workers forked from it share the lock.

@@ -1,8 +1,8 @@
 """The key-encryption key in AWS KMS: data keys from GenerateDataKey, unwrapped with Decrypt.
 
 The key never leaves KMS; the Lambda role may only GenerateDataKey and Decrypt
-with it (.chalice/policy.json), and each call carries the secret's owner as its
-encryption context, which CloudTrail records.
+with it (the stage's key, by its alias: infra/iam_policy.py), and each call carries
+the secret's owner as its encryption context, which CloudTrail records.
 """
 
 from __future__ import annotations
