@@ -3,8 +3,8 @@
     python -m infra.iam_policy --prefix tokenway-dev > .chalice/policy-dev.json
     python -m infra.iam_policy --stages      # rewrites .chalice/policy-<stage>.json for every stage
 
-Every function of a stage (the Chalice API, the sweeper, the streaming function) runs under Chalice's
-role with this policy. It names the stage's own resources only — the tables and indexes of
+Every function of a stage (the Chalice API, the sweeper, the usage forwarder, the streaming function)
+runs under a role with this policy. It names the stage's own resources only — the tables and indexes of
 infra/template.yaml, the usage stream, the request log's Athena workgroup with the Glue table and bucket
 paths Athena reads and writes for the caller, the KMS key that seals channel keys, the stage's secret and
 the functions' log groups — and only the actions the code performs there. tests/aws_calls.py records
@@ -43,7 +43,8 @@ TABLE_ACCESS: dict[str, tuple[str, ...]] = {
     "login-attempts": ("DeleteItem", "GetItem", "UpdateItem"),
     "limits": ("DeleteItem", "GetItem", "PutItem", "Scan", "UpdateItem"),
     "password-links": ("DeleteItem", "GetItem", "PutItem"),
-    "keys": ("GetItem", "PutItem", "UpdateItem"),
+    # Keys found through an index (which holds keys only) are read from the table, many at once.
+    "keys": ("BatchGetItem", "GetItem", "PutItem", "UpdateItem"),
     # The ledger is append-only: an entry is never updated or deleted.
     "ledger": ("GetItem", "PutItem", "Query"),
     "holds": ("DeleteItem", "PutItem", "Scan"),
@@ -52,6 +53,8 @@ TABLE_ACCESS: dict[str, tuple[str, ...]] = {
     "payment-events": ("GetItem", "PutItem"),
     "codes": ("DeleteItem", "GetItem", "PutItem", "Scan", "UpdateItem"),
     "usage-rollups": ("Query", "UpdateItem"),
+    # Written by the transaction that closes a request; read only through its stream (below).
+    "usage-outbox": ("PutItem",),
 }
 INDEX_QUERIES: dict[str, tuple[str, ...]] = {
     "keys": ("account-index", "key-id-index"),
@@ -78,6 +81,8 @@ class Stage:
     bucket: str | None = None
     # The functions' names start with this (Chalice: `<app>-<stage>`, `<app>-<stage>-<function>`).
     functions: str | None = None
+    # The only sender the functions may send email as (TOKENWAY_MAIL_FROM's address); None: any.
+    mail_from: str | None = None
 
     @property
     def settings(self) -> Settings:
@@ -111,8 +116,27 @@ def _indexes(stage: Stage) -> list[dict[str, Any]]:
 
 
 def _usage_stream(stage: Stage) -> dict[str, Any]:
-    return _allow("UsageStream", ["firehose:PutRecord"],
+    # PutRecordBatch: the usage forwarder; PutRecord: an event whose transaction could not carry it.
+    return _allow("UsageStream", ["firehose:PutRecord", "firehose:PutRecordBatch"],
                   [stage.arn("firehose", f"deliverystream/{stage.settings.usage_stream_name}")])
+
+
+def _outbox_stream(stage: Stage) -> list[dict[str, Any]]:
+    # Read by Lambda for the usage forwarder (its event source), with the function's role; ListStreams
+    # names no resource.
+    return [_allow("UsageOutboxStream", ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
+                   [stage.arn("dynamodb", f"table/{stage.prefix}-usage-outbox/stream/*")]),
+            _allow("UsageOutboxStreams", ["dynamodb:ListStreams"], ["*"])]
+
+
+def _mail(stage: Stage) -> dict[str, Any]:
+    # The password-reset emails, through SES (providers/ses_mail.py). An identity's ARN names the sender's
+    # domain or address, which the stage chooses with TOKENWAY_MAIL_FROM: any identity of the account in
+    # the region, and only that sender when the policy is made with --mail-from.
+    statement = _allow("Mail", ["ses:SendEmail"], [stage.arn("ses", "identity/*")])
+    if stage.mail_from:
+        statement["Condition"] = {"StringEquals": {"ses:FromAddress": stage.mail_from}}
+    return statement
 
 
 def _request_log(stage: Stage) -> dict[str, Any]:
@@ -169,11 +193,10 @@ def _logs(stage: Stage) -> dict[str, Any]:
 
 
 # One statement per use; a new use of AWS is one more function here (and its calls, in the tests, are
-# what keeps it honest). Email, when the gateway sends it, joins as `ses:SendEmail` on the stage's
-# sending identity (`arn:aws:ses:<region>:<account>:identity/<domain>`).
+# what keeps it honest).
 STATEMENTS: tuple[Callable[[Stage], dict[str, Any] | list[dict[str, Any]]], ...] = (
-    _tables, _indexes, _usage_stream, _request_log, _request_log_catalog, _request_log_bucket,
-    _request_log_reads, _request_log_results, _channel_keys, _secrets, _logs,
+    _tables, _indexes, _usage_stream, _outbox_stream, _request_log, _request_log_catalog, _request_log_bucket,
+    _request_log_reads, _request_log_results, _channel_keys, _secrets, _mail, _logs,
 )
 
 # Granted for what AWS does on the code's behalf rather than for a call the code makes: Athena reads
@@ -186,7 +209,10 @@ ON_BEHALF = {
                                    "s3:ListMultipartUploadParts"),
     "athena:GetQueryResults": ("s3:GetObject",),
 }
-RUNTIME_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")
+RUNTIME_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
+                   # Lambda reading the usage-outbox stream for the usage forwarder.
+                   "dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
+                   "dynamodb:ListStreams")
 
 
 def policy(stage: Stage) -> dict[str, Any]:
@@ -253,13 +279,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", default="*")
     parser.add_argument("--account", default="*")
     parser.add_argument("--functions", help="the start of the functions' names (default: the prefix)")
+    parser.add_argument("--mail-from", help="the one address the functions may send email as (TOKENWAY_MAIL_FROM)")
     args = parser.parse_args(argv)
     if args.stages:
         for path, document in stage_policies().items():
             path.write_text(render(document), encoding="utf-8")
             print(f"wrote {path.relative_to(ROOT)}", file=sys.stderr)
         return 0
-    stage = Stage(args.prefix, region=args.region, account=args.account, bucket=args.bucket, functions=args.functions)
+    stage = Stage(args.prefix, region=args.region, account=args.account, bucket=args.bucket, functions=args.functions,
+                  mail_from=args.mail_from)
     sys.stdout.write(render(policy(stage)))
     return 0
 
