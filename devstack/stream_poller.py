@@ -25,7 +25,7 @@ _MAX_WAIT_S = 5.0
 
 class StreamPoller:
     def __init__(self, streams: Any, stream_arn: str, handler: Handler, *, interval_s: float = 0.1,
-                 batch_size: int = 100) -> None:
+                 batch_size: int = 500) -> None:
         self._streams = streams
         self._stream_arn = stream_arn
         self._handler = handler
@@ -46,14 +46,17 @@ class StreamPoller:
         wait, failing = self._interval_s, False
         while not self._stopping.wait(wait):
             try:
-                self._poll()
-                wait, failing = self._interval_s, False
+                busy = self._poll()
+                # A full batch: more are waiting, read them at once.
+                wait, failing = (0 if busy else self._interval_s), False
             except Exception as exc:  # noqa: BLE001 - as Lambda does: try the same records again, later
                 if not failing:
                     log.warning("the stream %s could not be processed (%s); retrying", self._stream_arn, exc)
                 wait, failing = min(wait * 2, _MAX_WAIT_S), True
 
-    def _poll(self) -> None:
+    def _poll(self) -> bool:
+        """Hand each shard's new records on; whether a shard had more than one batch."""
+        busy = False
         shards = self._streams.describe_stream(StreamArn=self._stream_arn)["StreamDescription"]["Shards"]
         for shard in shards:
             shard_id = shard["ShardId"]
@@ -63,5 +66,7 @@ class StreamPoller:
             answer = self._streams.get_records(ShardIterator=self._iterators[shard_id], Limit=self._batch_size)
             if answer["Records"]:
                 self._handler({"Records": answer["Records"]}, None)  # raises: the iterator stays, to retry
+                busy = busy or len(answer["Records"]) == self._batch_size
             if answer.get("NextShardIterator"):
                 self._iterators[shard_id] = answer["NextShardIterator"]
+        return busy

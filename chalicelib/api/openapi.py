@@ -218,8 +218,10 @@ def admin_operations() -> list[tuple[str, str, str, type[BaseModel] | None, int 
         ("POST", "/admin/admins", "Make the account with the email an admin, creating it if need be, with a new "
          "one-time set-password link (201 when the account is new; safe to repeat; 409 `account_disabled`)",
          AdminGrant, (200, 201), _ADMIN),
-        ("GET", "/admin/models", "Every model of the catalog with its prices and routes", None, 200,
-         _list_of(_MODEL)),
+        ("GET", "/admin/models", "Every model of the catalog with its prices and routes, and whether a channel "
+         "can serve it now (if not, why)", None, 200,
+         _list_of({**_MODEL, "properties": {**_MODEL["properties"], "routable": {"type": "boolean"},
+                                            "unroutable_reason": {"type": ["string", "null"]}}})),
         ("DELETE", "/admin/accounts/{account_id}/keys/{key_id}", "Revoke one of the account's API keys", None, 200,
          _REVOKED),
     ]

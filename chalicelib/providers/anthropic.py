@@ -24,11 +24,19 @@ from typing import Any
 import httpx
 
 from chalicelib.core.domain import Channel
-from chalicelib.core.errors import UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from chalicelib.core.errors import UpstreamRejected, UpstreamUnavailable
 from chalicelib.providers.anthropic_messages import StreamTranslator, to_completion, to_messages_body
 from chalicelib.providers.first_token import has_message_token, watched
 from chalicelib.providers.port import MessagesEvent, Operation
-from chalicelib.providers.upstream_http import error_message, failed_body, json_object, refused, send, timeouts
+from chalicelib.providers.upstream_http import (
+    error_message,
+    failed_body,
+    json_object,
+    reading,
+    refused,
+    send,
+    timeouts,
+)
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -106,7 +114,7 @@ def _post(channel: Channel, payload: dict[str, Any], timeout_s: float) -> httpx.
 
 def _events(channel: Channel, response: httpx.Response, timeout_s: float) -> Iterator[MessagesEvent]:
     """Anthropic's events as they arrive, each with its own lines, up to `message_stop`."""
-    try:
+    with reading(channel, response, timeout_s):
         for raw in _raw_events(response.iter_lines()):
             data = "\n".join(line[5:].lstrip() for line in raw.split("\n") if line.startswith("data:"))
             if not data:
@@ -118,12 +126,6 @@ def _events(channel: Channel, response: httpx.Response, timeout_s: float) -> Ite
             yield MessagesEvent(str(kind), event, raw)
             if kind == "message_stop":
                 return
-    except httpx.TimeoutException as exc:
-        raise UpstreamTimeout(f"The upstream `{channel.name}` stopped answering for {timeout_s:g} s.") from exc
-    except httpx.HTTPError as exc:
-        raise UpstreamUnavailable(f"The upstream `{channel.name}` broke the stream.") from exc
-    finally:
-        response.close()
     raise UpstreamUnavailable(f"The upstream `{channel.name}` ended the stream early.")
 
 
@@ -142,7 +144,7 @@ def _raw_events(lines: Iterator[str]) -> Iterator[str]:
 
 def _chunks(channel: Channel, response: httpx.Response, timeout_s: float) -> Iterator[dict[str, Any]]:
     translator = StreamTranslator()
-    try:
+    with reading(channel, response, timeout_s):
         for line in response.iter_lines():
             # `event:` lines repeat the data's own `type`; blank lines separate events.
             if not line.startswith("data:"):
@@ -157,12 +159,6 @@ def _chunks(channel: Channel, response: httpx.Response, timeout_s: float) -> Ite
             yield from chunks
             if translator.done:
                 return
-    except httpx.TimeoutException as exc:
-        raise UpstreamTimeout(f"The upstream `{channel.name}` stopped answering for {timeout_s:g} s.") from exc
-    except httpx.HTTPError as exc:
-        raise UpstreamUnavailable(f"The upstream `{channel.name}` broke the stream.") from exc
-    finally:
-        response.close()
     raise UpstreamUnavailable(f"The upstream `{channel.name}` ended the stream early.")
 
 

@@ -14,10 +14,18 @@ from typing import Any
 import httpx
 
 from chalicelib.core.domain import Channel
-from chalicelib.core.errors import ProviderError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from chalicelib.core.errors import ProviderError, UpstreamRejected, UpstreamUnavailable
 from chalicelib.providers.first_token import watched
 from chalicelib.providers.port import Operation
-from chalicelib.providers.upstream_http import error_message, failed_body, json_object, refused, send, timeouts
+from chalicelib.providers.upstream_http import (
+    error_message,
+    failed_body,
+    json_object,
+    reading,
+    refused,
+    send,
+    timeouts,
+)
 
 # OpenAI's paths, under each channel's base URL (`…/v1`).
 _PATHS = {
@@ -66,7 +74,7 @@ class OpenAICompatAdapter:
 
 def _events(channel: Channel, response: httpx.Response, timeout_s: float) -> Iterator[dict[str, Any]]:
     finished = False
-    try:
+    with reading(channel, response, timeout_s):
         for line in response.iter_lines():
             if not line.startswith("data:"):
                 continue  # blank separators, comments (": keep-alive"), event names
@@ -79,12 +87,6 @@ def _events(channel: Channel, response: httpx.Response, timeout_s: float) -> Ite
             finished = finished or any(
                 isinstance(c, dict) and c.get("finish_reason") for c in event.get("choices") or [])
             yield event
-    except httpx.TimeoutException as exc:
-        raise UpstreamTimeout(f"The upstream `{channel.name}` stopped answering for {timeout_s:g} s.") from exc
-    except httpx.HTTPError as exc:
-        raise UpstreamUnavailable(f"The upstream `{channel.name}` broke the stream.") from exc
-    finally:
-        response.close()
     # Some providers omit [DONE]; a stream that reached a finish_reason is complete.
     if not finished:
         raise UpstreamUnavailable(f"The upstream `{channel.name}` ended the stream early.")

@@ -4,6 +4,8 @@ ProviderError, reading a failed stream's body, and reading JSON and error messag
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -38,6 +40,20 @@ def send(http: httpx.Client, channel: Channel, request: httpx.Request, timeout_s
         raise UpstreamUnavailable(f"The upstream `{channel.name}` could not be reached.") from exc
     request.extensions["timeout"] = timeouts(timeout_s)
     return response
+
+
+@contextmanager
+def reading(channel: Channel, response: httpx.Response, timeout_s: float) -> Iterator[None]:
+    """Reading a streamed answer: a read timeout or a broken connection as the ProviderError that says
+    so; the response closed however the reading ends (the client gone included)."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout(f"The upstream `{channel.name}` stopped answering for {timeout_s:g} s.") from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamUnavailable(f"The upstream `{channel.name}` broke the stream.") from exc
+    finally:
+        response.close()
 
 
 def failed_body(response: httpx.Response) -> bytes:

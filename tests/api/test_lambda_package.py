@@ -23,7 +23,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.api.conftest import Stack
+from tests.api.conftest import ADMIN_TOKEN, Stack
 from tests.api.servers import free_port
 from tests.deploy.conftest import environment, packaged_stage
 from tests.fakes import upstream as faults
@@ -63,6 +63,15 @@ class Function:
     process: subprocess.Popen[bytes]
 
 
+def stage_secret(stack: Stack) -> str:
+    """This stack's Secrets Manager secret (made once), holding its admin token."""
+    name = f"{stack.settings.resource_prefix}/secrets"
+    secrets = stack.aws("secretsmanager")
+    if not any(entry["Name"] == name for entry in secrets.list_secrets()["SecretList"]):
+        secrets.create_secret(Name=name, SecretString=json.dumps({"TOKENWAY_ADMIN_TOKEN": ADMIN_TOKEN}))
+    return name
+
+
 @pytest.fixture(scope="module")
 def function(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Function]:
     build = packaged_stage(STAGE)
@@ -85,6 +94,8 @@ def function(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "TOKENWAY_AWS_ENDPOINT_URL": stack.emulator.endpoint_url,
         "TOKENWAY_KMS_KEY_ID": stack.outputs["SecretsKeyAlias"],
         "TOKENWAY_KEY_CACHE_TTL_S": "0", "TOKENWAY_CATALOG_CACHE_TTL_S": "0",
+        # The stage's secret settings from this stack's secret, as the stage reads its own.
+        "TOKENWAY_SECRETS_ID": stage_secret(stack),
     }
     assert "TOKENWAY_DATA_DIR" not in env and "TOKENWAY_STORAGE" not in env  # DynamoDB, no data directory
     log = root / "server.log"
@@ -174,3 +185,10 @@ def test_a_freeze_between_requests_keeps_the_adapters_connection(function: Funct
         os.killpg(function.process.pid, signal.SIGCONT)
         time.sleep(1.5)  # the server's loop runs its idle-connection check at least once a second
         assert served_from() == (status, before) == (200, before)
+
+
+def test_the_function_takes_its_secret_settings_from_the_stages_secret(function: Function):
+    # The admin token is in the secret only, not in the function's environment.
+    with httpx.Client(base_url=function.url, timeout=30) as http:
+        assert http.get("/admin/models", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).status_code == 200
+        assert http.get("/admin/models", headers={"Authorization": "Bearer not-the-token"}).status_code == 401

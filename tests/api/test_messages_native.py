@@ -107,7 +107,7 @@ def settled(stack: Stack, account_id: str, within_s: float = 5) -> None:
 def usage_events(stack: Stack, request_id: str) -> list[dict[str, Any]]:
     """Every usage event recorded for the request (waiting for the first)."""
     s3, bucket = stack.aws("s3"), stack.outputs["UsageBucketName"]
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 20  # the outbox stream, then Firehose, on a busy machine
     while True:
         found = [json.loads(line) for item in s3.list_objects_v2(Bucket=bucket).get("Contents", [])
                  for line in s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode().splitlines()

@@ -47,6 +47,7 @@ class Gateway:
     upstream: FakeUpstream
     payments: DemoPayments
     server: Server
+    data_dir: Path  # the one-machine data directory (the mail outbox among it)
 
     def admin(self, method: str, path: str, json: Any = None) -> Any:
         response = self.http.request(method, path, json=json, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
@@ -60,8 +61,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     upstream.start()
     payments = DemoPayments(webhook_secret=WEBHOOK_SECRET, retry_delays=(0.2, 0.5))
     payments.start()
+    data_dir = tmp_path_factory.mktemp("console-data")
     settings = Settings(
-        storage="sqlite", data_dir=tmp_path_factory.mktemp("console-data"), admin_token=ADMIN_TOKEN,
+        storage="sqlite", data_dir=data_dir, admin_token=ADMIN_TOKEN,
         key_cache_ttl_s=0, catalog_cache_ttl_s=0, upstream_timeout_s=10,
         signups_per_ip=100_000,  # every test customer signs up from 127.0.0.1
         stripe_secret_key=payments.secret_key, stripe_webhook_secret=WEBHOOK_SECRET,
@@ -70,7 +72,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     server = Server(settings, tmp_path_factory.mktemp("console-server") / "server.log")
     payments.webhook_url = f"{server.url}/webhooks/stripe"
     http = httpx.Client(base_url=server.url, timeout=30)
-    gateway = Gateway(server.url, http, upstream, payments, server)
+    gateway = Gateway(server.url, http, upstream, payments, server, data_dir)
     configure_catalog(gateway)  # type: ignore[arg-type]  (it needs `admin` and `upstream` only)
     try:
         yield gateway

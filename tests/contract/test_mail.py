@@ -13,11 +13,11 @@ from email import message_from_bytes, message_from_string, policy
 from email.message import EmailMessage
 from itertools import count
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 from botocore.config import Config
-from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
@@ -46,13 +46,29 @@ class Adapter:
     from_address: str
 
 
+@dataclass
+class EmulatedSes:
+    """SES on the tests' AWS emulator (one per process: moto's state is the process's, so these tests
+    share it with the others rather than reset it)."""
+
+    session: boto3.session.Session
+    endpoint_url: str
+
+    def client(self) -> Any:
+        return self.session.client("sesv2", endpoint_url=self.endpoint_url)
+
+
 @pytest.fixture
-def ses() -> Iterator[boto3.session.Session]:
-    with mock_aws():
-        session = boto3.session.Session(region_name=REGION)
-        # SES sends only from a verified identity: here the sender's domain.
-        session.client("sesv2").create_email_identity(EmailIdentity="mail.example.com")
-        yield session
+def ses(emulator) -> Iterator[EmulatedSes]:
+    session = boto3.session.Session(region_name=REGION, aws_access_key_id="testing",
+                                    aws_secret_access_key="testing")
+    emulated = EmulatedSes(session, emulator.endpoint_url)
+    # SES sends only from a verified identity: here the sender's domain.
+    identities = emulated.client().list_email_identities()["EmailIdentities"]
+    if "mail.example.com" not in {identity["IdentityName"] for identity in identities}:
+        emulated.client().create_email_identity(EmailIdentity="mail.example.com")
+    ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages.clear()  # what each test sent, from none
+    yield emulated
 
 
 def body(mail: EmailMessage, subtype: str) -> str:
@@ -76,7 +92,7 @@ def adapter(request, tmp_path) -> Iterator[Adapter]:
     clock = lambda: next(ticks)  # noqa: E731
     if request.param == "ses":
         session = request.getfixturevalue("ses")
-        yield Adapter(SesMail(session.client("sesv2"), SENDER, now=clock), ses_sent, SENDER)
+        yield Adapter(SesMail(session.client(), SENDER, now=clock), ses_sent, SENDER)
     else:
         directory = tmp_path / "outbox"
         yield Adapter(OutboxMail(directory, SENDER, now=clock), lambda: outbox_sent(directory), SENDER)
@@ -104,14 +120,14 @@ def test_each_message_is_sent_on_its_own(adapter):
 
 
 def test_ses_is_told_the_sender_and_the_recipient(ses):
-    SesMail(ses.client("sesv2"), SENDER).send(MESSAGE)
+    SesMail(ses.client(), SENDER).send(MESSAGE)
     [sent] = ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages
     assert sent.source == SENDER and MESSAGE.to in sent.destinations
 
 
 def test_ses_refusing_an_unverified_sender_is_mail_not_sent_naming_its_code_not_the_message(ses):
     with pytest.raises(MailNotSent) as refused:
-        SesMail(ses.client("sesv2"), "someone@unverified.example.net").send(MESSAGE)
+        SesMail(ses.client(), "someone@unverified.example.net").send(MESSAGE)
     assert refused.value.status == 502 and refused.value.code == "mail_not_sent"
     assert "MessageRejected" in refused.value.message
     assert MESSAGE.to not in refused.value.message and "token" not in refused.value.message
@@ -120,7 +136,7 @@ def test_ses_refusing_an_unverified_sender_is_mail_not_sent_naming_its_code_not_
 
 def test_ses_without_a_sender_sends_nothing(ses):
     with pytest.raises(MailNotSent, match="TOKENWAY_MAIL_FROM"):
-        SesMail(ses.client("sesv2"), "").send(MESSAGE)
+        SesMail(ses.client(), "").send(MESSAGE)
     assert ses_sent() == []
 
 
@@ -133,7 +149,8 @@ def test_ses_out_of_reach_is_mail_not_sent():
 
 
 def test_the_dynamodb_backend_mails_through_ses_in_the_configured_region(ses):
-    sender = mail_sender(Settings(storage="dynamodb", aws_region=REGION, mail_from=SENDER), ses)
+    sender = mail_sender(Settings(storage="dynamodb", aws_region=REGION, mail_from=SENDER,
+                                  aws_endpoint_url=ses.endpoint_url), ses.session)
     sender.send(MESSAGE)
     [mail] = ses_sent()
     assert mail["From"] == SENDER and body(mail, "plain") == MESSAGE.text

@@ -175,12 +175,13 @@ class FakeAnthropic:
                     if reply.fail_after is not None and content == reply.fail_after:
                         event = _error("overloaded_error", "Overloaded")
                     text = f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+                    sent.append(text)  # before it is written: the client may compare as soon as it reads it
                     try:
                         self.wfile.write(text.encode())
                         self.wfile.flush()
                     except OSError:
+                        sent.pop()
                         return  # the gateway hung up
-                    sent.append(text)
                     if event["type"] == "error":
                         return
                     content += event["type"] == "content_block_delta"
