@@ -33,7 +33,7 @@ class StreamPoller:
         self._batch_size = batch_size
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stream-poller", daemon=True)
-        self._iterators: dict[str, str] = {}  # shard id → its next iterator
+        self._last: dict[str, str] = {}  # shard id → the sequence number of the last record handed on
 
     def start(self) -> None:
         self._thread.start()
@@ -60,13 +60,16 @@ class StreamPoller:
         shards = self._streams.describe_stream(StreamArn=self._stream_arn)["StreamDescription"]["Shards"]
         for shard in shards:
             shard_id = shard["ShardId"]
-            if shard_id not in self._iterators:
-                self._iterators[shard_id] = self._streams.get_shard_iterator(
-                    StreamArn=self._stream_arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-            answer = self._streams.get_records(ShardIterator=self._iterators[shard_id], Limit=self._batch_size)
-            if answer["Records"]:
-                self._handler({"Records": answer["Records"]}, None)  # raises: the iterator stays, to retry
-                busy = busy or len(answer["Records"]) == self._batch_size
-            if answer.get("NextShardIterator"):
-                self._iterators[shard_id] = answer["NextShardIterator"]
+            # A new iterator each time, after the last record handed on: the emulator's iterators stay on
+            # the table object they were made from, which its transactions replace when one fails.
+            last = self._last.get(shard_id)
+            where = ({"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": last} if last
+                     else {"ShardIteratorType": "TRIM_HORIZON"})
+            iterator = self._streams.get_shard_iterator(StreamArn=self._stream_arn, ShardId=shard_id,
+                                                        **where)["ShardIterator"]
+            records = self._streams.get_records(ShardIterator=iterator, Limit=self._batch_size)["Records"]
+            if records:
+                self._handler({"Records": records}, None)  # raises: the same records are read again
+                self._last[shard_id] = records[-1]["dynamodb"]["SequenceNumber"]
+                busy = busy or len(records) == self._batch_size
         return busy

@@ -6,9 +6,12 @@ without a socket, streams joined as on Lambda)."""
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -60,6 +63,27 @@ class Stack:
 
     def aws(self, service: str) -> Any:
         return self.emulator.client(service)
+
+    def usage_events(self, request_id: str, *, within_s: float = 20) -> list[dict[str, Any]]:
+        """Every usage event of the request in the bucket, waiting up to `within_s` for the first (it
+        travels from the settlement through the usage-outbox stream and Firehose). Every page of the
+        listing is read: Firehose writes an object per batch, and a session writes thousands."""
+        s3, bucket = self.aws("s3"), self.outputs["UsageBucketName"]
+        deadline, read, found = time.monotonic() + within_s, set(), []
+        # Written since the request: the tests ask right after it (a minute's margin for a busy machine).
+        since = datetime.now(UTC) - timedelta(minutes=1)
+        while True:
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                for item in page.get("Contents", []):
+                    if item["Key"] in read or item["LastModified"] < since:
+                        continue  # an object is written once: what it held was seen
+                    read.add(item["Key"])
+                    lines = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode().splitlines()
+                    found += [event for event in map(json.loads, filter(None, lines))
+                              if event["request_id"] == request_id]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")

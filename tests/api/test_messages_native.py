@@ -104,19 +104,6 @@ def settled(stack: Stack, account_id: str, within_s: float = 5) -> None:
         time.sleep(0.05)
 
 
-def usage_events(stack: Stack, request_id: str) -> list[dict[str, Any]]:
-    """Every usage event recorded for the request (waiting for the first)."""
-    s3, bucket = stack.aws("s3"), stack.outputs["UsageBucketName"]
-    deadline = time.monotonic() + 20  # the outbox stream, then Firehose, on a busy machine
-    while True:
-        found = [json.loads(line) for item in s3.list_objects_v2(Bucket=bucket).get("Contents", [])
-                 for line in s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode().splitlines()
-                 if line and json.loads(line)["request_id"] == request_id]
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.1)
-
-
 def sse_events(text: str) -> list[str]:
     """The events of an SSE body, each as its text with the blank line that ends it."""
     return [event + "\n\n" for event in text.split("\n\n") if event.strip()]
@@ -150,7 +137,7 @@ def test_a_message_goes_up_as_sent_and_comes_back_as_anthropic_sent_it_charged_f
     assert spent(stack, account_id) == cost
     [charge] = charges(stack, account_id)
     assert (-charge["amount"], charge["model"]) == (cost * 10**9, model)
-    [event] = usage_events(stack, raw.headers["request-id"])
+    [event] = stack.usage_events(raw.headers["request-id"])
     assert (event["model"], event["status"], event["stream"]) == (model, 200, False)
     assert (event["prompt_tokens"], event["cached_tokens"], event["completion_tokens"]) == (21 + 1200 + 345, 1200, 17)
     assert Decimal(event["cost_usd"]) == cost
@@ -179,7 +166,7 @@ def test_a_stream_passes_each_event_on_as_anthropic_sent_it(stack, fake, model):
     cost = claude_cost(USAGE)  # input and cache counts from message_start, the output from message_delta
     assert Decimal(delta["usage"].pop("cost_usd")) == cost == spent(stack, account_id)
     assert delta == data(upstream_sent[-2])
-    [event] = usage_events(stack, response.headers["request-id"])
+    [event] = stack.usage_events(response.headers["request-id"])
     assert (event["status"], event["stream"], event["completion_tokens"]) == (200, True, 17)
     assert len(charges(stack, account_id)) == 1
 
@@ -283,7 +270,7 @@ def test_anthropics_refusal_passes_through_in_its_envelope_with_its_status_and_c
     assert refused.value.response.headers["x-tokenway-cost-usd"] == "0.00"
     assert len(fake.requests) == 1
     assert spent(stack, account_id) == 0 and charges(stack, account_id) == []
-    [event] = usage_events(stack, refused.value.response.headers["request-id"])
+    [event] = stack.usage_events(refused.value.response.headers["request-id"])
     assert (event["status"], event["cost_usd"]) == (400, "0.00")
 
     fake.fail_next(404, "model: claude-nope", type="not_found_error")
@@ -314,7 +301,7 @@ def test_an_error_event_mid_stream_passes_through_and_what_was_delivered_is_char
     assert data(events[-1]) == data(fake.streamed[-1][-1]) == {
         "type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
     assert "message_stop" not in response.text
-    [event] = usage_events(stack, response.headers["request-id"])
+    [event] = stack.usage_events(response.headers["request-id"])
     assert event["status"] == 502
     # The prompt as message_start reported it, and the two words delivered, as estimated.
     delivered = text_tokens("one ") + text_tokens("two ")
@@ -338,7 +325,7 @@ def test_a_client_that_hangs_up_mid_stream_is_settled_for_what_was_delivered(sta
                 break  # and hang up
     settled(stack, account_id)
 
-    [event] = usage_events(stack, request_id)
+    [event] = stack.usage_events(request_id)
     assert (event["status"], event["error_type"], event["stream"]) == (499, "client_closed_request", True)
     # The prompt as message_start reported it; the content delivered, at least what the client read and less
     # than the whole reply.

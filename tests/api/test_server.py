@@ -55,15 +55,9 @@ def settled_wallet(stack: Stack, account_id: str, within_s: float) -> dict[str, 
 
 
 def usage_event(stack: Stack, request_id: str) -> dict[str, Any]:
-    s3, bucket = stack.aws("s3"), stack.outputs["UsageBucketName"]
-    deadline = time.monotonic() + 20  # the outbox stream, then Firehose, on a busy machine
-    while True:
-        for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
-            for line in s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode().splitlines():
-                if line and json.loads(line)["request_id"] == request_id:
-                    return json.loads(line)
-        assert time.monotonic() < deadline, f"no usage event for {request_id}"
-        time.sleep(0.1)
+    events = stack.usage_events(request_id)
+    assert events, f"no usage event for {request_id}"
+    return events[0]
 
 
 def assert_charged_as_recorded(event: dict[str, Any], wallet: dict[str, str], funded: str) -> None:
