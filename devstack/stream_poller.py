@@ -21,10 +21,11 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any], Any], Any]
 _MAX_WAIT_S = 5.0
+_DESCRIBE_EVERY = 20
 
 
 class StreamPoller:
-    def __init__(self, streams: Any, stream_arn: str, handler: Handler, *, interval_s: float = 0.1,
+    def __init__(self, streams: Any, stream_arn: str, handler: Handler, *, interval_s: float = 0.5,
                  batch_size: int = 500) -> None:
         self._streams = streams
         self._stream_arn = stream_arn
@@ -34,6 +35,8 @@ class StreamPoller:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stream-poller", daemon=True)
         self._last: dict[str, str] = {}  # shard id → the sequence number of the last record handed on
+        self._shards: list[str] = []
+        self._polls = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -57,9 +60,11 @@ class StreamPoller:
     def _poll(self) -> bool:
         """Hand each shard's new records on; whether a shard had more than one batch."""
         busy = False
-        shards = self._streams.describe_stream(StreamArn=self._stream_arn)["StreamDescription"]["Shards"]
-        for shard in shards:
-            shard_id = shard["ShardId"]
+        self._polls += 1
+        if not self._shards or self._polls % _DESCRIBE_EVERY == 0:  # a stream's shards change seldom
+            described = self._streams.describe_stream(StreamArn=self._stream_arn)["StreamDescription"]
+            self._shards = [shard["ShardId"] for shard in described["Shards"]]
+        for shard_id in self._shards:
             # A new iterator each time, after the last record handed on: the emulator's iterators stay on
             # the table object they were made from, which its transactions replace when one fails.
             last = self._last.get(shard_id)

@@ -10,9 +10,13 @@ build/screenshots/ (not committed)."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,15 +99,44 @@ def upstream(stack: Gateway) -> Iterator[FakeUpstream]:
 def playwright() -> Iterator[Playwright]:
     assert Path(CHROMIUM).exists(), "Chromium is missing: `make chromium` installs Debian's package"
     assert (VENDOR / "preact-htm.js").exists(), "the console's modules are missing: run `make console`"
-    with sync_playwright() as running:
+    running = sync_playwright().start()
+    try:
         yield running
+    finally:
+        with driver_watchdog():
+            running.stop()
 
 
 @pytest.fixture(scope="session")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
     yield launched
-    launched.close()
+    with driver_watchdog():
+        launched.close()
+
+
+@contextmanager
+def driver_watchdog(seconds: float = 20) -> Iterator[None]:
+    """Playwright's driver (a Node.js child of this process) has been seen never to answer the last
+    call of a session, which then waits forever: past `seconds`, the driver is killed, the call ends."""
+    timer = threading.Timer(seconds, _kill_driver)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _kill_driver() -> None:
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        if parent == os.getpid() and b"playwright/driver" in command:
+            os.kill(int(stat.parent.name), signal.SIGKILL)
 
 
 @pytest.fixture
