@@ -116,8 +116,8 @@ def _indexes(stage: Stage) -> list[dict[str, Any]]:
 
 
 def _usage_stream(stage: Stage) -> dict[str, Any]:
-    # PutRecordBatch: the usage forwarder; PutRecord: an event whose transaction could not carry it.
-    return _allow("UsageStream", ["firehose:PutRecord", "firehose:PutRecordBatch"],
+    # The usage forwarder's batches, and an event whose transaction could not carry it (a batch of one).
+    return _allow("UsageStream", ["firehose:PutRecordBatch"],
                   [stage.arn("firehose", f"deliverystream/{stage.settings.usage_stream_name}")])
 
 

@@ -6,18 +6,20 @@ from collections.abc import Iterable
 from typing import Any
 
 from chalicelib.core.domain import UsageEvent
-from chalicelib.storage.dynamodb.usage_outbox import forward
+from chalicelib.storage.dynamodb.usage_outbox import forward, put_lines
 
 
 class FirehoseUsageSink:
-    """Puts each event as one JSON line on a Firehose delivery stream."""
+    """Puts events as JSON lines on a Firehose delivery stream: those of the usage-outbox stream (see
+    usage_outbox.py), and one at a time those a settlement's transaction could not carry."""
 
     def __init__(self, client: Any, stream_name: str) -> None:
         self._client = client
         self._stream_name = stream_name
 
     def put(self, event: UsageEvent) -> None:
-        self._client.put_record(DeliveryStreamName=self._stream_name, Record={"Data": event.to_json_line()})
+        # A batch of one: the forwarder's call, so the functions need one Firehose action.
+        put_lines(self._client, self._stream_name, [event.to_json_line()])
 
     def forward(self, records: Iterable[dict[str, Any]]) -> int:
         """Send the events of a usage-outbox stream batch (see usage_outbox.py); how many."""

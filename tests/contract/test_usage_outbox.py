@@ -125,3 +125,19 @@ def test_records_firehose_refuses_are_sent_again_and_only_they():
 def test_a_batch_firehose_keeps_refusing_raises_so_that_the_stream_delivers_it_again():
     with pytest.raises(RuntimeError, match="refused 1 usage events"):
         forward(RefusingFirehose(refusals=10), "s", [insert("a")])
+
+
+def test_an_event_no_transaction_carried_is_put_on_its_own_as_a_batch_of_one(dynamo_repos, emulator):
+    from chalicelib.storage.usage_sinks import FirehoseUsageSink
+
+    firehose = emulator.client("firehose")
+    stream_name = f"{PREFIX}-usage"
+    bucket = firehose.describe_delivery_stream(DeliveryStreamName=stream_name)["DeliveryStreamDescription"][
+        "Destinations"][0]["ExtendedS3DestinationDescription"]["BucketARN"].split(":::")[1]
+    FirehoseUsageSink(firehose, stream_name).put(event("r5", status=502))
+
+    s3 = emulator.client("s3")
+    landed = [json.loads(line) for item in s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+              for line in s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode().splitlines()
+              if line]
+    assert [e["status"] for e in landed if e["request_id"] == "r5"] == [502]

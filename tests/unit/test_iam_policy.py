@@ -60,7 +60,8 @@ def test_a_custom_prefix_gets_a_policy_for_its_own_resources_only():
         ("dynamodb:PutItem", arn("dynamodb", "table/acme-stg-ledger"), None),
         ("dynamodb:UpdateItem", arn("dynamodb", "table/acme-stg-accounts"), None),
         ("dynamodb:Query", arn("dynamodb", "table/acme-stg-keys/index/key-id-index"), None),
-        ("firehose:PutRecord", arn("firehose", "deliverystream/acme-stg-usage"), None),
+        ("firehose:PutRecordBatch", arn("firehose", "deliverystream/acme-stg-usage"), None),
+        ("dynamodb:GetRecords", arn("dynamodb", "table/acme-stg-usage-outbox/stream/2026-11-27T00:00:00.000"), None),
         ("athena:StartQueryExecution", arn("athena", "workgroup/acme-stg-usage"), None),
         ("glue:GetTable", arn("glue", "table/acme_stg/usage_events"), None),
         ("s3:PutObject", "arn:aws:s3:::acme-stg-usagebucket-1x2y3z/athena-results/q.csv", None),
@@ -81,7 +82,8 @@ def test_a_custom_prefix_gets_a_policy_for_its_own_resources_only():
         ("dynamodb:UpdateItem", arn("dynamodb", "table/acme-stg-ledger"), None),  # the ledger is append-only
         ("dynamodb:DeleteItem", arn("dynamodb", "table/acme-stg-ledger"), None),
         ("dynamodb:Query", arn("dynamodb", "table/acme-stg-accounts/index/email-index"), None),  # not queried
-        ("firehose:PutRecord", arn("firehose", "deliverystream/tokenway-dev-usage"), None),
+        ("firehose:PutRecordBatch", arn("firehose", "deliverystream/tokenway-dev-usage"), None),
+        ("firehose:PutRecord", arn("firehose", "deliverystream/acme-stg-usage"), None),  # batches only
         ("s3:PutObject", "arn:aws:s3:::acme-stg-usagebucket-1x2y3z/usage/forged.json", None),
         ("kms:Decrypt", arn("kms", "key/1234abcd-12ab-34cd-56ef-1234567890ab"), "alias/tokenway-dev-secrets"),
         ("kms:Encrypt", arn("kms", "key/1234abcd-12ab-34cd-56ef-1234567890ab"), "alias/acme-stg-secrets"),

@@ -63,6 +63,13 @@ def forward(firehose: Any, stream_name: str, records: Iterable[dict[str, Any]]) 
     """Send a stream batch's events to Firehose; how many. Records Firehose refuses are sent again;
     what is still refused after that raises, so that the stream delivers the batch again."""
     lines = lines_of(records)
+    put_lines(firehose, stream_name, lines)
+    return len(lines)
+
+
+def put_lines(firehose: Any, stream_name: str, lines: list[bytes]) -> None:
+    """Put event lines on Firehose in batches (PutRecordBatch), sending refused records again; raises
+    if some are still refused."""
     for batch in _batches(lines):
         pending = batch
         for _ in range(_RESENDS + 1):
@@ -74,7 +81,6 @@ def forward(firehose: Any, stream_name: str, records: Iterable[dict[str, Any]]) 
                        if result.get("ErrorCode")]
         else:
             raise RuntimeError(f"Firehose refused {len(pending)} usage events of a batch of {len(batch)}")
-    return len(lines)
 
 
 def _batches(lines: list[bytes]) -> Iterable[list[bytes]]:
