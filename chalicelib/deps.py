@@ -275,7 +275,8 @@ def build_gateway(settings: Settings, *, http: httpx.Client | None = None,
     )
     password_resets = PasswordResets(
         accounts_repo, password_links, limiter, mail_sender(settings, session),
-        ttl_s=settings.password_reset_ttl_s, floor_s=settings.password_reset_floor_ms / 1000,
+        console_url=settings.console_url or settings.public_url, ttl_s=settings.password_reset_ttl_s,
+        floor_s=settings.password_reset_floor_ms / 1000,
     )
     topups = Topups(repos.payments, payment_provider(settings), now_ms=now_ms)
     reversals = Reversals(repos.payments, wallets, topups, now_ms=now_ms)

@@ -101,6 +101,8 @@ def main() -> int:
             env = {"TOKENWAY_RESOURCE_PREFIX": STAGE_PREFIX, "TOKENWAY_AWS_ENDPOINT_URL": emulator.endpoint_url,
                    **_emulator_secrets_key()}
         os.environ.update(env, TOKENWAY_ADMIN_TOKEN=admin_token)
+        # The links the gateway hands out (password resets, top-up returns) point at where it serves.
+        os.environ.setdefault("TOKENWAY_PUBLIC_URL", url)
         if not os.environ.get("STRIPE_SECRET_KEY"):
             payments = _demo_payments(url, host)
         command = [sys.executable, "-m", "chalicelib.api.server", "--host", host, "--port", str(port)]

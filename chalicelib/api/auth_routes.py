@@ -15,7 +15,6 @@ from chalicelib.api.http import (
     get_gateway,
     json_response,
     openai_errors,
-    public_base,
     read_console_json,
 )
 from chalicelib.api.render import iso
@@ -106,9 +105,7 @@ def forgot_password() -> Response:
     from chalicelib.identity.password_reset import ForgotPassword
 
     gateway = get_gateway()
-    request = auth_routes.current_request
-    gateway.password_resets.forgot(_command(gateway, ForgotPassword), client_ip(request),
-                                   console_url=public_base(gateway, request))
+    gateway.password_resets.forgot(_command(gateway, ForgotPassword), client_ip(auth_routes.current_request))
     return json_response({"status": "sent"}, status=202)
 
 

@@ -65,23 +65,18 @@ class PasswordLinks:
         self._ttl_s = ttl_s
         self._console_url = console_url.rstrip("/")
 
-    def issue(self, account_id: str) -> IssuedLink:
-        """A new link for the account, valid for the TTL; any earlier link stops working."""
+    def issue(self, account_id: str, *, ttl_s: int | None = None, console_url: str | None = None) -> IssuedLink:
+        """A new link for the account, valid for `ttl_s` (default: the links' TTL) and starting with
+        `console_url` (default: the configured console address); any earlier link stops working."""
         if self._accounts.get(account_id) is None:
             raise NotFound(f"No account `{account_id}`.", param="account_id")
-        token, expires_at = self.new_token(account_id, ttl_s=self._ttl_s)
-        url = f"{self._console_url}{SET_PASSWORD_PATH}?token={token}"
-        return IssuedLink(token=token, url=url, expires_at=expires_at)
-
-    def new_token(self, account_id: str, *, ttl_s: int) -> tuple[str, int]:
-        """A new link's token for the (existing) account and its expiry in epoch ms, `ttl_s` from
-        now; any earlier link of the account stops working. The caller delivers the token."""
         token = f"{account_id}.{secrets.token_urlsafe(32)}"
         now = self._now_ms()
         link = PasswordLink(account_id=account_id, link_hash=token_hash(token), created_at=now,
-                            expires_at=now + ttl_s * 1000)
+                            expires_at=now + (self._ttl_s if ttl_s is None else ttl_s) * 1000)
         self._links.put(link)
-        return token, link.expires_at
+        base = self._console_url if console_url is None else console_url.rstrip("/")
+        return IssuedLink(token=token, url=f"{base}{SET_PASSWORD_PATH}?token={token}", expires_at=link.expires_at)
 
     def set_password(self, command: SetPassword) -> None:
         """Set the password of the link's account, once; every session of the account ends.

@@ -12,10 +12,10 @@
                      came in: neither the answer nor its time tells whether an account has the email
                      (unless mailing takes longer than the floor, as when the mail service is slow)
 
-    the console      the `console_url` the caller gives: the configured public URL, else the request's
-                     own origin, which its client chose (Host): a public URL should be set wherever
-                     nothing in front of the gateway fixes that header, or a stranger's request could
-                     mail the owner a link to another site
+    the console      the configured address (TOKENWAY_CONSOLE_URL, else TOKENWAY_PUBLIC_URL), never the
+                     request's Host, which its client chooses: a stranger's request could otherwise
+                     mail the owner a working link to another site. Without one, nothing is sent (and
+                     the log says why); `make run` sets the public URL to the address it serves on
 
     the link         POST /api/auth/password/set with its token and a new password, as an operator's
                      link: once, before it expires; every session of the account ends
@@ -34,7 +34,7 @@ from pydantic import Field, StrictStr
 from chalicelib.core.errors import MailNotSent
 from chalicelib.identity.accounts import MAX_INPUT_LENGTH, Command, valid_email
 from chalicelib.identity.login_limits import LoginLimiter
-from chalicelib.identity.password_links import SET_PASSWORD_PATH, PasswordLinks
+from chalicelib.identity.password_links import PasswordLinks
 from chalicelib.providers.mail_port import MailMessage, MailSender
 from chalicelib.storage.ports import AccountRepo
 
@@ -50,32 +50,33 @@ class PasswordResets:
     """Mails set-password links to the owners of accounts who forgot their password."""
 
     def __init__(self, accounts: AccountRepo, links: PasswordLinks, limiter: LoginLimiter, mail: MailSender, *,
-                 ttl_s: int, floor_s: float, monotonic: Callable[[], float] = time.monotonic,
+                 console_url: str | None, ttl_s: int, floor_s: float, monotonic: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self._accounts = accounts
         self._links = links
         self._limiter = limiter
         self._mail = mail
+        self._console_url = console_url.rstrip("/") if console_url else None
         self._ttl_s = ttl_s
         self._floor_s = floor_s
         self._monotonic = monotonic
         self._sleep = sleep
 
-    def forgot(self, command: ForgotPassword, client_ip: str | None, *, console_url: str) -> None:
+    def forgot(self, command: ForgotPassword, client_ip: str | None) -> None:
         """Mail a reset link if an enabled account has the email and no limit is passed; the same
         return, after at least the floor's time, in every case. 400 (`invalid_email`) only for what
         is no email address at all."""
         email = valid_email(command.email)
         started = self._monotonic()
         try:
-            self._forgot(email, client_ip, console_url.rstrip("/"))
+            self._forgot(email, client_ip)
         finally:
             # Mailing takes time that a refusal does not: every answer waits for the same floor.
             left = self._floor_s - (self._monotonic() - started)
             if left > 0:
                 self._sleep(left)
 
-    def _forgot(self, email: str, client_ip: str | None, console_url: str) -> None:
+    def _forgot(self, email: str, client_ip: str | None) -> None:
         refused_by = self._limiter.password_reset(email, client_ip)
         if refused_by is not None:
             log.warning("password reset not sent: past the limit per %s (email sha256 %s)", refused_by,
@@ -84,8 +85,12 @@ class PasswordResets:
         account = self._accounts.get_by_email(email)
         if account is None or account.status != "active":
             return
-        token, _ = self._links.new_token(account.account_id, ttl_s=self._ttl_s)
-        message = reset_message(account.email, f"{console_url}{SET_PASSWORD_PATH}?token={token}", ttl_s=self._ttl_s)
+        if self._console_url is None:
+            log.warning("password reset for %s not sent: no console address to link to "
+                        "(set TOKENWAY_PUBLIC_URL or TOKENWAY_CONSOLE_URL)", account.account_id)
+            return
+        link = self._links.issue(account.account_id, ttl_s=self._ttl_s, console_url=self._console_url)
+        message = reset_message(account.email, link.url, ttl_s=self._ttl_s)
         try:
             self._mail.send(message)
         except MailNotSent as exc:

@@ -53,6 +53,8 @@ class Server:
     def __init__(self, settings: Settings, log: Path, **overrides: Any) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        if not settings.public_url:  # as `make run` does: the links it hands out point at it
+            overrides.setdefault("public_url", self.url)
         self.log = log
         with log.open("w") as out:
             self.process = subprocess.Popen(

@@ -32,7 +32,8 @@ LINK = re.compile(r"(\S+)/#/set-password\?token=([A-Za-z0-9_.-]+)")
 def one_machine(stack: Stack, data_dir: Path, **settings) -> Stack:
     """The app in process, on SQLite storage in `data_dir`, with `settings` changed."""
     changed = stack.settings.model_copy(update={"storage": "sqlite", "data_dir": data_dir, "kms_key_id": None,
-                                                "password_reset_floor_ms": 0, **settings})
+                                                "password_reset_floor_ms": 0, "public_url": PUBLIC_URL,
+                                                **settings})
     deps.use_gateway(deps.build_gateway(changed))
     return replace(stack, settings=changed)
 
@@ -258,7 +259,7 @@ def test_on_aws_a_mail_service_that_refuses_changes_no_answer(stack, caplog):
     """No verified sender: SES refuses, the answer is the same, and the log says why without the email."""
     previous = deps.get_gateway()
     settings = stack.settings.model_copy(update={"mail_from": "someone@unverified.example.net",
-                                                 "password_reset_floor_ms": 0})
+                                                 "public_url": PUBLIC_URL, "password_reset_floor_ms": 0})
     deps.use_gateway(deps.build_gateway(settings))
     try:
         email = signup(stack.http)

@@ -3,6 +3,7 @@ what it is given: who gets a link, the limits and their windows, and the answer'
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 
@@ -48,14 +49,15 @@ def world(tmp_path) -> ConsoleWorld:
     return ConsoleWorld(tmp_path)
 
 
-def resets(world: ConsoleWorld, mailbox: Mailbox, watch: Stopwatch | None = None, floor_s: float = 0.0):
+def resets(world: ConsoleWorld, mailbox: Mailbox, watch: Stopwatch | None = None, floor_s: float = 0.0,
+           console_url: str | None = CONSOLE + "/"):
     watch = watch or Stopwatch()
-    return PasswordResets(world.accounts_repo, world.links, world.limiter, mailbox, ttl_s=RESET_TTL_S,
-                          floor_s=floor_s, monotonic=lambda: watch.now_s, sleep=watch.sleep)
+    return PasswordResets(world.accounts_repo, world.links, world.limiter, mailbox, console_url=console_url,
+                          ttl_s=RESET_TTL_S, floor_s=floor_s, monotonic=lambda: watch.now_s, sleep=watch.sleep)
 
 
 def forgot(service: PasswordResets, email: str, ip: str | None = OWNER_IP) -> None:
-    service.forgot(ForgotPassword(email=email), ip, console_url=CONSOLE + "/")
+    service.forgot(ForgotPassword(email=email), ip)
 
 
 def token_of(message: MailMessage) -> str:
@@ -76,6 +78,16 @@ def test_the_mailed_link_sets_the_password_once_within_its_ttl(world):
     world.time_ms += RESET_TTL_S * 1000 - 1
     world.set_password(token, NEW_PASSWORD)
     assert world.login("alice@example.com", NEW_PASSWORD).account.email == "alice@example.com"
+
+
+def test_without_a_configured_console_address_nothing_is_sent_and_the_log_says_why(world, caplog):
+    # The request's Host is never the link's base: its client chooses it.
+    mailbox = Mailbox()
+    world.signup("alice@example.com")
+    with caplog.at_level(logging.WARNING, logger="chalicelib.identity.password_reset"):
+        forgot(resets(world, mailbox, console_url=None), "alice@example.com")
+    assert mailbox.sent == []
+    assert "set TOKENWAY_PUBLIC_URL" in caplog.text
 
 
 def test_a_link_past_its_ttl_is_refused(world):
