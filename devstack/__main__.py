@@ -40,9 +40,11 @@ from chalicelib.core.errors import DataDirectoryUnusable
 from chalicelib.core.money import units_to_usd
 from chalicelib.storage.data_dir import SECRETS_KEY_FILE, DataDirectory
 from chalicelib.storage.secrets.local import load_key_file
+from chalicelib.storage.usage_sinks import FirehoseUsageSink
 from devstack.demo_payments import DemoPayments
 from devstack.demo_upstream import DemoUpstream
 from devstack.emulator import Emulator, provision
+from devstack.stream_poller import StreamPoller
 from tokenway_cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,6 +82,7 @@ def main() -> int:
     data = _open_data_dir(settings) if settings.storage == "sqlite" else None
 
     emulator: Emulator | None = None
+    forwarder: StreamPoller | None = None
     demo: DemoUpstream | None = None
     payments: DemoPayments | None = None
     server: subprocess.Popen[bytes] | None = None
@@ -92,7 +95,7 @@ def main() -> int:
         else:
             emulator = Emulator(host, int(os.environ.get("AWS_EMULATOR_PORT", "4566")))
             emulator.start()
-            provision(emulator.client, ROOT / "infra" / "template.yaml", STAGE_PREFIX)
+            outputs = provision(emulator.client, ROOT / "infra" / "template.yaml", STAGE_PREFIX)
             admin_token = os.environ.get("TOKENWAY_ADMIN_TOKEN") or secrets.token_urlsafe(24)
             token_origin = ("from TOKENWAY_ADMIN_TOKEN" if os.environ.get("TOKENWAY_ADMIN_TOKEN")
                             else "generated for this run; set TOKENWAY_ADMIN_TOKEN to choose one")
@@ -100,6 +103,9 @@ def main() -> int:
                   "stream from infra/template.yaml; in memory: a stop forgets everything)")
             env = {"TOKENWAY_RESOURCE_PREFIX": STAGE_PREFIX, "TOKENWAY_AWS_ENDPOINT_URL": emulator.endpoint_url,
                    **_emulator_secrets_key()}
+            # What the usage forwarder does on AWS: the usage-outbox stream's events put on Firehose.
+            forwarder = _usage_forwarder(emulator, outputs)
+            forwarder.start()
         os.environ.update(env, TOKENWAY_ADMIN_TOKEN=admin_token)
         # The links the gateway hands out (password resets, top-up returns) point at where it serves.
         os.environ.setdefault("TOKENWAY_PUBLIC_URL", url)
@@ -142,6 +148,8 @@ def main() -> int:
             demo.stop()
         if payments is not None:
             payments.stop()
+        if forwarder is not None:
+            forwarder.stop()
         if emulator is not None:
             emulator.stop()
         if data is not None:
@@ -230,6 +238,12 @@ def _secrets_key(key_file: Path) -> dict[str, str]:
         raise SystemExit(f"make run: cannot use the key file for channel keys: {exc}") from None
     print(f"Channel keys      sealed with the key in {key_file}")
     return {"TOKENWAY_SECRETS_KEY_FILE": str(key_file)}
+
+
+def _usage_forwarder(emulator: Emulator, outputs: dict[str, str]) -> StreamPoller:
+    sink = FirehoseUsageSink(emulator.client("firehose"), outputs["UsageStreamName"])
+    return StreamPoller(emulator.client("dynamodbstreams"), outputs["UsageOutboxStreamArn"],
+                        lambda event, context: sink.forward(event["Records"]))
 
 
 def _emulator_secrets_key() -> dict[str, str]:

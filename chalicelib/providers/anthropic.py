@@ -106,8 +106,9 @@ class AnthropicAdapter:
 def _post(channel: Channel, payload: dict[str, Any], timeout_s: float) -> httpx.Request:
     return httpx.Request(
         "POST", channel.base_url.rstrip("/") + "/messages", content=json.dumps(payload).encode(),
-        headers={"x-api-key": channel.api_key, "anthropic-version": ANTHROPIC_VERSION,
-                 "Content-Type": "application/json"},
+        # The channel's extra headers first (an `anthropic-beta`, say): they never replace its credential.
+        headers={**dict(channel.extra_headers), "x-api-key": channel.api_key,
+                 "anthropic-version": ANTHROPIC_VERSION, "Content-Type": "application/json"},
         extensions={"timeout": timeouts(timeout_s)},
     )
 

@@ -141,7 +141,7 @@ def watched(chunks: Iterator[T], response: httpx.Response, channel: Channel,
                 f"The upstream `{channel.name}` sent no token in {first_token_s:g} s.") from exc
         raise
     finally:
-        if armed:
+        if armed and not cut:  # a deadline that ran has nothing left to cancel
             cancel()
     if cut:
         raise UpstreamTimeout(f"The upstream `{channel.name}` sent no token in {first_token_s:g} s.")

@@ -120,7 +120,6 @@ class Relay(NativeMessages):
         self._limits = limits or RequestLimits(None, wall_clock=wall_clock)
         self._plans = plans
         self._billing = billing
-        self._adapters = adapters  # by channel kind
         self._usage_sink = usage_sink
         self._default_timeout_s = default_timeout_s
         self._first_token_timeout_s = first_token_timeout_s

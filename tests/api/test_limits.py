@@ -120,8 +120,12 @@ def test_a_concurrency_of_2_refuses_a_third_request_while_two_are_slow(stack, up
     _, _, key = limited_customer(stack, concurrency=2)
     upstream.fail_next(faults.delay(1.5), times=2)
     with httpx.Client(base_url=stack.url, timeout=30) as http, ThreadPoolExecutor(2) as pool:
+        asked = len(upstream.requests)
         slow = [pool.submit(ask, http, key) for _ in range(2)]
-        time.sleep(0.6)
+        deadline = time.monotonic() + 10
+        while len(upstream.requests) < asked + 2:  # both slow ones hold their slots at the upstream
+            assert time.monotonic() < deadline, "the two slow requests never reached the upstream"
+            time.sleep(0.02)
         third = ask(http, key)
         assert third.status_code == 429, third.text
         assert third.headers["retry-after"] == "1"

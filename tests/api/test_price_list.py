@@ -39,7 +39,8 @@ def test_each_plan_lists_its_models_at_its_multiplier_with_its_limits(stack, ups
 def test_the_price_list_needs_a_session(stack):
     response = stack.http.get("/api/models")
     assert response.status_code == 401
-    assert response.json()["error"]["type"] == "invalid_request_error" or response.json()["error"]["code"]
+    error = response.json()["error"]
+    assert (error["type"], error["code"]) == ("invalid_request_error", "invalid_session")
 
 
 def test_the_operator_lists_every_model_with_its_prices_and_whether_it_is_routable(stack):
