@@ -208,12 +208,16 @@ def test_a_channel_may_not_override_the_gateways_credential(stack, upstream):
     assert response.json()["error"]["param"] == "extra_headers"
 
 
+# Long enough for the steps that expect the breaker still open on a busy machine; the test waits it out.
+COOLDOWN_S = 3
+
+
 @pytest.fixture
 def quick_breakers(stack: Stack) -> Iterator[None]:
-    """The in-process gateway with breakers that open after 2 failures and cool down in 1 s."""
+    """The in-process gateway with breakers that open after 2 failures and cool down in COOLDOWN_S."""
     original = deps.get_gateway()
     deps.use_gateway(deps.build_gateway(stack.settings.model_copy(update={
-        "breaker_failures": 2, "breaker_window_s": 60, "breaker_cooldown_s": 1})))
+        "breaker_failures": 2, "breaker_window_s": 60, "breaker_cooldown_s": COOLDOWN_S})))
     yield
     deps.use_gateway(original)
 
@@ -240,7 +244,7 @@ def test_the_breaker_opens_after_k_failures_skips_the_channel_and_closes_after_t
     assert post(stack, key, CHAT, {"model": name, "messages": HELLO}).status_code == 200
     assert len(upstream.requests) == 2 and len(spare.requests) == 3
 
-    time.sleep(1.1)  # the cool-down: one trial goes to the flaky channel, and its success closes it
+    time.sleep(COOLDOWN_S + 0.1)  # the cool-down: one trial goes to the flaky channel, its success closes it
     assert post(stack, key, CHAT, {"model": name, "messages": HELLO}).status_code == 200
     assert len(upstream.requests) == 3 and len(spare.requests) == 3
     assert channel_row(stack, flaky)["state"] == "closed"
